@@ -1,0 +1,49 @@
+# segad-edge build, test and demo entry points. README.md names two of them:
+#   make demo   - the main job on an embedded default (no camera, broker or network)
+#   make test   - every test, with everything it needs installed or started first
+# Both run `make setup` first, which is idempotent.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/segad
+# The ONNX Runtime library that scripts/setup.sh extracts from npm (git-ignored).
+export SEGAD_ONNXRUNTIME_LIB ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
+# Real data for tests and benchmarks, never copied into the repository.
+export SEGAD_SHARED ?= $(abspath $(CURDIR)/../shared)
+
+.PHONY: all setup build test test-short vet fmt-check bench demo golden clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/segad
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The test command named in README.md and run by .ci/run.
+test: setup fmt-check vet build
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+# Benchmarks of the hot paths (figures go into README.md as ratios).
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Regenerates the golden fixtures from the reference tools (numpy/scipy/xgboost).
+golden: setup
+	bash scripts/golden/generate.sh
+
+demo: setup build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin

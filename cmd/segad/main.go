@@ -1,0 +1,36 @@
+// Command segad is segad-edge's one binary: the inspection daemon and its tools.
+//
+// Each subcommand lives in its own file of this package and registers itself on
+// rootCmd from an init function, so stages can add commands without touching
+// each other's files.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; it is
+// recorded in model bundles and result payloads.
+var version = "dev"
+
+var rootCmd = &cobra.Command{
+	Use:   "segad",
+	Short: "SegAD edge inspection: anomaly maps + segment statistics + boosted random forest",
+	Long: `segad inspects parts on a production line with SegAD (Segmentation-based
+Anomaly Detector): ONNX anomaly detectors give anomaly maps, a static segmentation
+mask splits them, per-segment statistics feed a boosted random forest, and its score
+against a threshold is the verdict published to the PLC over MQTT.`,
+	SilenceUsage:  true,
+	SilenceErrors: true,
+	Version:       version,
+}
+
+func main() {
+	if err := rootCmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "segad:", err)
+		os.Exit(1)
+	}
+}
