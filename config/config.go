@@ -1,0 +1,449 @@
+// Package config is segad-edge's one YAML file: its schema, defaults,
+// validation with errors that name the file, line and key, and hot reload.
+//
+// Each stage owns its own section type (capture.Config, infer.DetectorConfig,
+// mqtt.Config, ...); this package only composes them, fills defaults,
+// resolves relative paths against the config file's folder and checks that
+// the sections agree with each other.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/segad-edge/segad-edge/capture"
+	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/mqtt"
+)
+
+// Config is the whole daemon configuration.
+type Config struct {
+	// Station names this inspection station in topics, results and metrics.
+	Station string `yaml:"station"`
+	// Log sets the log level and format.
+	Log LogConfig `yaml:"log"`
+	// ONNXRuntime locates the ONNX Runtime shared library.
+	ONNXRuntime ORTConfig `yaml:"onnxruntime"`
+	// Capture is the frame source.
+	Capture capture.Config `yaml:"capture"`
+	// Detectors are the K anomaly detectors, in feature order.
+	Detectors []infer.DetectorConfig `yaml:"detectors"`
+	// Classifier is the optional supervised classifier whose score is the
+	// extra feature after the per-detector maxima.
+	Classifier *infer.ClassifierConfig `yaml:"classifier"`
+	// SegAD holds the mask, the forest and the thresholds.
+	SegAD SegADConfig `yaml:"segad"`
+	// MQTT is where results go.
+	MQTT mqtt.Config `yaml:"mqtt"`
+	// HTTP is the health, metrics and inspect API.
+	HTTP HTTPConfig `yaml:"http"`
+	// Audit keeps images of failed (and sampled passed) parts.
+	Audit AuditConfig `yaml:"audit"`
+	// Pipeline tunes queues and shutdown.
+	Pipeline PipelineConfig `yaml:"pipeline"`
+
+	// Path is the file the configuration was read from ("" when built in code).
+	Path string `yaml:"-"`
+	// lines maps YAML paths ("$.segad.threshold") to source lines, for errors.
+	lines map[string]int
+}
+
+// LogConfig sets up log/slog.
+type LogConfig struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `yaml:"level"`
+	// Format is text or json (default text; json suits log shippers).
+	Format string `yaml:"format"`
+}
+
+// ORTConfig locates ONNX Runtime.
+type ORTConfig struct {
+	// Library is the path of libonnxruntime.so; default: $SEGAD_ONNXRUNTIME_LIB,
+	// then the copy `make setup` installs.
+	Library string `yaml:"library"`
+}
+
+// SegADConfig is the SegAD stage: mask, forest, thresholds.
+type SegADConfig struct {
+	// Mask is a label image (PNG or .npy) or "builtin:vad" for the built-in
+	// 7-segment VAD-style template.
+	Mask string `yaml:"mask"`
+	// Segments names the mask's segments in label order (default: the mask's
+	// sidecar names file, else seg0..).
+	Segments []string `yaml:"segments"`
+	// Model is the boosted random forest (XGBoost JSON or LightGBM text).
+	Model string `yaml:"model"`
+	// Bundle is a model bundle folder written by `segad fit` (model, manifest
+	// and suggested threshold); use either Model or Bundle.
+	Bundle string `yaml:"bundle"`
+	// Threshold is the score at and above which a part fails. Required with
+	// Model; with Bundle it defaults to the bundle's suggested threshold.
+	Threshold *float64 `yaml:"threshold"`
+	// WarnThreshold, when set and below Threshold, flags passed parts whose
+	// score is at or above it (a "warn" band for drift before rejects).
+	WarnThreshold *float64 `yaml:"warn_threshold"`
+}
+
+// HTTPConfig is the daemon's HTTP server.
+type HTTPConfig struct {
+	// Listen is host:port; default 127.0.0.1:8080. Empty string "off" disables.
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on every
+	// endpoint but /healthz and /readyz. Required when Listen is not loopback.
+	Token string `yaml:"token"`
+	// TLSCert and TLSKey enable HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// AuditConfig is the audit image store.
+type AuditConfig struct {
+	// Dir is where audit images and result JSON go; empty disables audit.
+	Dir string `yaml:"dir"`
+	// SamplePass is the share of passed parts also saved (0..1, default 0).
+	SamplePass float64 `yaml:"sample_pass"`
+	// MaxBytes bounds the folder's size (default 1 GiB); oldest deleted first.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxAge deletes entries older than this (default 30 days; 0 keeps them).
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// PipelineConfig tunes the stages' queues and shutdown.
+type PipelineConfig struct {
+	// Queue is the number of frames waiting for inference (default 2).
+	Queue int `yaml:"queue"`
+	// Overflow is what happens when inference falls behind: drop_oldest
+	// (default; counted) or block (the source waits).
+	Overflow string `yaml:"overflow"`
+	// ShutdownTimeout bounds a graceful stop (default 10s).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Warmup is the number of warm-up runs per detector at start (default 3).
+	Warmup int `yaml:"warmup"`
+}
+
+// Error is a configuration problem with where it is.
+type Error struct {
+	// File is the config file ("" for a config built in code).
+	File string
+	// Line is the line of Key in File (0 when unknown).
+	Line int
+	// Key is the YAML path, e.g. "segad.threshold" or "detectors[1].model".
+	Key string
+	// Msg says what is wrong and what is expected.
+	Msg string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads, defaults, resolves and validates a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load on bytes already read; path is used for errors and to
+// resolve relative paths.
+func Parse(path string, data []byte) (*Config, error) {
+	c := &Config{Path: path}
+	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
+		return nil, yamlError(path, err)
+	}
+	c.lines = lineIndex(data)
+	c.Defaults()
+	c.resolvePaths(filepath.Dir(path))
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// yamlError turns a go-yaml error into an Error with file and line.
+func yamlError(path string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		e := &Error{File: path, Msg: ye.GetMessage()}
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			e.Line = tk.Position.Line
+		}
+		var uf *yaml.UnknownFieldError
+		if errors.As(err, &uf) {
+			e.Msg = strings.Replace(e.Msg, "unknown field", "unknown key", 1) + " (check the spelling and indentation; `segad config example` lists every key)"
+		}
+		return e
+	}
+	return &Error{File: path, Msg: err.Error()}
+}
+
+// lineIndex records the line of every mapping key, by YAML path, so that
+// validation errors found after decoding can still point at the line.
+func lineIndex(data []byte) map[string]int {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil
+	}
+	lines := map[string]int{}
+	for _, doc := range f.Docs {
+		ast.Walk(lineVisitor(lines), doc)
+	}
+	return lines
+}
+
+type lineVisitor map[string]int
+
+func (v lineVisitor) Visit(n ast.Node) ast.Visitor {
+	if n == nil {
+		return nil
+	}
+	if mv, ok := n.(*ast.MappingValueNode); ok && mv.Key != nil {
+		if tk := mv.Key.GetToken(); tk != nil && tk.Position != nil {
+			p := mv.GetPath()
+			if _, seen := v[p]; !seen {
+				v[p] = tk.Position.Line
+			}
+		}
+	}
+	return v
+}
+
+// errorAt builds an Error for key (written without the "$." prefix).
+func (c *Config) errorAt(key string, format string, args ...any) *Error {
+	e := &Error{File: c.Path, Key: key, Msg: fmt.Sprintf(format, args...)}
+	// Walk up the path until a key with a known line is found.
+	for p := key; p != ""; {
+		if l, ok := c.lines["$."+p]; ok {
+			e.Line = l
+			break
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return e
+}
+
+// Defaults fills every unset key with its documented default.
+func (c *Config) Defaults() {
+	if c.Station == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.Station = h
+		} else {
+			c.Station = "station1"
+		}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.ONNXRuntime.Library == "" {
+		c.ONNXRuntime.Library = os.Getenv("SEGAD_ONNXRUNTIME_LIB")
+	}
+	for i := range c.Detectors {
+		c.Detectors[i].Defaults()
+	}
+	if c.Classifier != nil {
+		c.Classifier.Defaults()
+	}
+	if c.MQTT.Station == "" {
+		c.MQTT.Station = c.Station
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:8080"
+	}
+	if c.Audit.MaxBytes == 0 {
+		c.Audit.MaxBytes = 1 << 30
+	}
+	if c.Audit.MaxAge == 0 {
+		c.Audit.MaxAge = 30 * 24 * time.Hour
+	}
+	if c.Pipeline.Queue == 0 {
+		c.Pipeline.Queue = 2
+	}
+	if c.Pipeline.Overflow == "" {
+		c.Pipeline.Overflow = "drop_oldest"
+	}
+	if c.Pipeline.ShutdownTimeout == 0 {
+		c.Pipeline.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Pipeline.Warmup == 0 {
+		c.Pipeline.Warmup = 3
+	}
+}
+
+// resolvePaths makes file paths relative to the config file's folder, so a
+// config and its models can move together.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.SegAD.Mask)
+	abs(&c.SegAD.Model)
+	abs(&c.SegAD.Bundle)
+	for i := range c.Detectors {
+		abs(&c.Detectors[i].Model)
+	}
+	if c.Classifier != nil {
+		abs(&c.Classifier.Model)
+	}
+	abs(&c.Audit.Dir)
+	abs(&c.MQTT.Outbox.Path)
+	abs(&c.HTTP.TLSCert)
+	abs(&c.HTTP.TLSKey)
+	switch c.Capture.Kind {
+	case "video", "sequence", "folder", "watch":
+		abs(&c.Capture.Path)
+	}
+}
+
+// Validate checks every section and how they fit together. It does not open
+// model files; CheckFiles does.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(e error) {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add(c.errorAt("log.level", "%q is not a level: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add(c.errorAt("log.format", "%q is not a format: want text or json", c.Log.Format))
+	}
+	if err := c.Capture.Validate(); err != nil {
+		add(c.errorAt("capture", "%v", err))
+	}
+	if len(c.Detectors) == 0 {
+		add(c.errorAt("detectors", "at least one detector is needed"))
+	}
+	seen := map[string]int{}
+	for i := range c.Detectors {
+		d := &c.Detectors[i]
+		key := fmt.Sprintf("detectors[%d]", i)
+		if err := d.Validate(); err != nil {
+			add(c.errorAt(key, "%v", err))
+		}
+		if j, dup := seen[d.Name]; dup {
+			add(c.errorAt(key+".name", "name %q is also used by detectors[%d]: names must be unique (they name features)", d.Name, j))
+		}
+		seen[d.Name] = i
+	}
+	if c.Classifier != nil {
+		if err := c.Classifier.Validate(); err != nil {
+			add(c.errorAt("classifier", "%v", err))
+		}
+	}
+	add(c.validateSegAD())
+	if err := c.MQTT.Validate(); err != nil {
+		add(c.errorAt("mqtt", "%v", err))
+	}
+	add(c.validateHTTP())
+	if c.Audit.SamplePass < 0 || c.Audit.SamplePass > 1 {
+		add(c.errorAt("audit.sample_pass", "%v is out of range: want a share between 0 and 1", c.Audit.SamplePass))
+	}
+	if c.Audit.MaxBytes < 0 {
+		add(c.errorAt("audit.max_bytes", "must not be negative"))
+	}
+	if c.Pipeline.Queue < 1 || c.Pipeline.Queue > 1024 {
+		add(c.errorAt("pipeline.queue", "%d is out of range: want 1..1024", c.Pipeline.Queue))
+	}
+	switch c.Pipeline.Overflow {
+	case "drop_oldest", "block":
+	default:
+		add(c.errorAt("pipeline.overflow", "%q: want drop_oldest or block", c.Pipeline.Overflow))
+	}
+	if c.Pipeline.ShutdownTimeout < 0 {
+		add(c.errorAt("pipeline.shutdown_timeout", "must not be negative"))
+	}
+	if c.Pipeline.Warmup < 0 {
+		add(c.errorAt("pipeline.warmup", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateSegAD() error {
+	s := c.SegAD
+	var errs []error
+	if s.Mask == "" {
+		errs = append(errs, c.errorAt("segad.mask", "missing: a mask file (PNG or .npy) or builtin:vad"))
+	} else if strings.HasPrefix(s.Mask, "builtin:") && s.Mask != "builtin:vad" {
+		errs = append(errs, c.errorAt("segad.mask", "unknown built-in mask %q: the built-in one is builtin:vad", s.Mask))
+	}
+	switch {
+	case s.Model == "" && s.Bundle == "":
+		errs = append(errs, c.errorAt("segad", "set model (a BRF file) or bundle (a folder from `segad fit`)"))
+	case s.Model != "" && s.Bundle != "":
+		errs = append(errs, c.errorAt("segad.bundle", "set model or bundle, not both"))
+	case s.Model != "" && s.Threshold == nil:
+		errs = append(errs, c.errorAt("segad", "threshold is required with model (the score at and above which a part fails)"))
+	}
+	finite := func(key string, f *float64) {
+		if f != nil && (math.IsNaN(*f) || math.IsInf(*f, 0)) {
+			errs = append(errs, c.errorAt(key, "%v is not a finite number", *f))
+		}
+	}
+	finite("segad.threshold", s.Threshold)
+	finite("segad.warn_threshold", s.WarnThreshold)
+	if s.Threshold != nil && s.WarnThreshold != nil && *s.WarnThreshold >= *s.Threshold {
+		errs = append(errs, c.errorAt("segad.warn_threshold", "%v must be below threshold %v (the warn band lies under the fail threshold)", *s.WarnThreshold, *s.Threshold))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateHTTP() error {
+	h := c.HTTP
+	if h.Listen == "off" {
+		return nil
+	}
+	host, _, found := strings.Cut(h.Listen, ":")
+	if !found {
+		return c.errorAt("http.listen", "%q: want host:port, or off", h.Listen)
+	}
+	if (h.TLSCert == "") != (h.TLSKey == "") {
+		return c.errorAt("http", "set both tls_cert and tls_key, or neither")
+	}
+	loopback := host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]"
+	if !loopback && h.Token == "" {
+		return c.errorAt("http.token", "required when http.listen (%s) is not a loopback address: anyone on the network could trigger inspections", h.Listen)
+	}
+	return nil
+}
+
+// Line returns the source line of a key ("segad.threshold"), 0 if unknown.
+func (c *Config) Line(key string) int { return c.lines["$."+key] }
