@@ -171,7 +171,8 @@ func Load(path string) (*Config, error) {
 // Parse is Load on bytes already read; path is used for errors and to
 // resolve relative paths.
 func Parse(path string, data []byte) (*Config, error) {
-	c := &Config{Path: path}
+	// Stage defaults first: keys the file leaves out keep them.
+	c := &Config{Path: path, MQTT: mqtt.Defaults()}
 	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
 		return nil, yamlError(path, err)
 	}
@@ -248,6 +249,27 @@ func (c *Config) errorAt(key string, format string, args ...any) *Error {
 		p = p[:i]
 	}
 	return e
+}
+
+// sectionError reports a stage's own validation error (which already names
+// its keys) at the line of the section it came from, one error per line of
+// the stage's message.
+func (c *Config) sectionError(section string, err error) error {
+	var out []error
+	for _, msg := range strings.Split(err.Error(), "\n") {
+		if msg = strings.TrimSpace(msg); msg == "" {
+			continue
+		}
+		e := c.errorAt(section, "%s", msg)
+		if strings.HasPrefix(msg, strings.SplitN(section, "[", 2)[0]) {
+			e.Key = "" // the stage's message names the key itself
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return c.errorAt(section, "%v", err)
+	}
+	return errors.Join(out...)
 }
 
 // Defaults fills every unset key with its documented default.
@@ -347,7 +369,7 @@ func (c *Config) Validate() error {
 		add(c.errorAt("log.format", "%q is not a format: want text or json", c.Log.Format))
 	}
 	if err := c.Capture.Validate(); err != nil {
-		add(c.errorAt("capture", "%v", err))
+		add(c.sectionError("capture", err))
 	}
 	if len(c.Detectors) == 0 {
 		add(c.errorAt("detectors", "at least one detector is needed"))
@@ -357,7 +379,7 @@ func (c *Config) Validate() error {
 		d := &c.Detectors[i]
 		key := fmt.Sprintf("detectors[%d]", i)
 		if err := d.Validate(); err != nil {
-			add(c.errorAt(key, "%v", err))
+			add(c.sectionError(key, err))
 		}
 		if j, dup := seen[d.Name]; dup {
 			add(c.errorAt(key+".name", "name %q is also used by detectors[%d]: names must be unique (they name features)", d.Name, j))
@@ -366,12 +388,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Classifier != nil {
 		if err := c.Classifier.Validate(); err != nil {
-			add(c.errorAt("classifier", "%v", err))
+			add(c.sectionError("classifier", err))
 		}
 	}
 	add(c.validateSegAD())
-	if err := c.MQTT.Validate(); err != nil {
-		add(c.errorAt("mqtt", "%v", err))
+	// An empty broker means "no MQTT" (segad inspect, segad bench); `segad
+	// run` requires one (daemon.New says so).
+	if c.MQTT.Broker != "" {
+		if err := c.MQTT.Validate(); err != nil {
+			add(c.sectionError("mqtt", err))
+		}
 	}
 	add(c.validateHTTP())
 	if c.Audit.SamplePass < 0 || c.Audit.SamplePass > 1 {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/systemd"
+)
+
+func init() {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the inspection daemon: capture -> detectors -> SegAD -> MQTT",
+		Long: `run starts the inspection line described by the YAML config and runs until SIGTERM
+or SIGINT (graceful: frames in flight are finished and their results stored), or
+until a finite source (video file, image folder) ends. SIGHUP and edits of the
+config file reload it: thresholds apply from the next frame, model or camera
+changes restart those stages in place, and an invalid edit is rejected with the
+running configuration kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), cfgPath)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "/etc/segad/segad.yaml", "configuration file")
+	rootCmd.AddCommand(cmd)
+}
+
+func runDaemon(parent context.Context, cfgPath string) error {
+	if parent == nil {
+		parent = context.Background()
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	slog.SetDefault(log)
+	notifier, err := systemd.NewNotifier()
+	if err != nil {
+		log.Warn("systemd notification disabled", "err", err)
+	}
+	// A first TensorRT engine build can take minutes: tell systemd.
+	notifier.ExtendTimeout(10 * time.Minute)
+	notifier.Status("loading models")
+	log.Info("starting", "version", version, "config", cfgPath, "station", cfg.Station)
+
+	d, err := daemon.New(cfg, daemon.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if cfg.HTTP.Listen != "off" {
+		if err := d.ServeHTTP(ctx, cfg.HTTP.Listen, cfg.HTTP.Token, cfg.HTTP.TLSCert, cfg.HTTP.TLSKey); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	if err := d.WatchConfig(ctx); err != nil {
+		log.Warn("config file not watched; use SIGHUP to reload", "err", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading configuration", "file", cfgPath)
+				notifier.Reloading()
+				d.Reload()
+				notifier.Ready()
+			}
+		}
+	}()
+	// The watchdog is fed only while the pipeline shows progress, so a
+	// stuck pipeline gets restarted by systemd.
+	go notifier.Heartbeat(ctx, log, func() bool { return time.Since(d.LastBeat()) < 30*time.Second })
+	notifier.Ready()
+	notifier.Status("inspecting")
+	log.Info("ready: inspecting")
+	err = d.Run(ctx)
+	notifier.Stopping()
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleParses(t *testing.T) {
+	c, err := Parse(filepath.Join("/etc/segad", "segad.yaml"), Example)
+	if err != nil {
+		t.Fatalf("the shipped example does not parse: %v", err)
+	}
+	if c.Station != "line1-cam1" || len(c.Detectors) != 1 || c.Detectors[0].Name != "patchcore" {
+		t.Fatalf("example decoded wrongly: station %q, detectors %+v", c.Station, c.Detectors)
+	}
+	if got, want := c.SegAD.Model, "/etc/segad/models/brf.json"; got != want {
+		t.Errorf("relative model path resolved to %q, want %q", got, want)
+	}
+	if c.SegAD.Mask != "builtin:vad" {
+		t.Errorf("builtin mask rewritten as a path: %q", c.SegAD.Mask)
+	}
+	if c.MQTT.Station != c.Station {
+		t.Errorf("mqtt.station = %q, want the station %q", c.MQTT.Station, c.Station)
+	}
+}
+
+// minimal is a valid config; cases edit one line of it.
+const minimal = `station: s1
+capture:
+  kind: folder
+  path: imgs
+detectors:
+  - name: d1
+    model: d1.onnx
+segad:
+  mask: builtin:vad
+  model: brf.json
+  threshold: 0.5
+`
+
+func TestErrorsNameFileLineAndKey(t *testing.T) {
+	tests := []struct {
+		name     string
+		edit     func(string) string
+		line     int
+		contains []string
+	}{
+		{"unknown key", func(s string) string { return strings.Replace(s, "  threshold: 0.5", "  treshold: 0.5", 1) }, 11,
+			[]string{"treshold", "unknown key"}},
+		{"wrong type", func(s string) string { return strings.Replace(s, "threshold: 0.5", "threshold: [1]", 1) }, 11,
+			[]string{"cannot unmarshal"}},
+		{"warn above threshold", func(s string) string { return s + "  warn_threshold: 0.7\n" }, 12,
+			[]string{"segad.warn_threshold", "below threshold"}},
+		{"missing threshold", func(s string) string { return strings.Replace(s, "  threshold: 0.5\n", "", 1) }, 8,
+			[]string{"threshold is required"}},
+		{"duplicate detector", func(s string) string {
+			return strings.Replace(s, "segad:", "  - name: d1\n    model: d2.onnx\nsegad:", 1)
+		}, 8, []string{"detectors[1].name", "unique"}},
+		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" }, 13,
+			[]string{"log.level", "debug, info, warn or error"}},
+		{"queue out of range", func(s string) string { return s + "pipeline:\n  queue: 5000\n" }, 13,
+			[]string{"pipeline.queue", "1..1024"}},
+		{"http off loopback needs token", func(s string) string { return s + "http:\n  listen: 0.0.0.0:8080\n" }, 12,
+			[]string{"http.token", "required"}},
+		{"no detectors", func(s string) string {
+			return strings.Replace(s, "detectors:\n  - name: d1\n    model: d1.onnx\n", "", 1)
+		}, 0, []string{"at least one detector"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("cfg.yaml", []byte(tc.edit(minimal)))
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			msg := err.Error()
+			for _, want := range tc.contains {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+			if !strings.HasPrefix(msg, "cfg.yaml") {
+				t.Errorf("error %q does not name the file", msg)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error is %T, want *config.Error", err)
+			}
+			if tc.line > 0 && ce.Line != tc.line {
+				t.Errorf("line = %d, want %d (%s)", ce.Line, tc.line, msg)
+			}
+		})
+	}
+}
+
+func TestMinimalDefaults(t *testing.T) {
+	c, err := Parse("/x/cfg.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pipeline.Queue != 2 || c.Pipeline.Overflow != "drop_oldest" || c.HTTP.Listen != "127.0.0.1:8080" {
+		t.Errorf("defaults not applied: %+v %+v", c.Pipeline, c.HTTP)
+	}
+	if c.Capture.Path != "/x/imgs" || c.Detectors[0].Model != "/x/d1.onnx" {
+		t.Errorf("paths not resolved against the config folder: %q %q", c.Capture.Path, c.Detectors[0].Model)
+	}
+	if c.MQTT.Prefix != "segad" {
+		t.Errorf("mqtt defaults lost: prefix %q", c.MQTT.Prefix)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("want a not-exist error naming the file, got %v", err)
+	}
+}

@@ -1,0 +1,241 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/segad"
+)
+
+// Audit keeps evidence for quality audits: for every failed part (and a
+// sample of passed ones) the original image with the anomaly heatmap and the
+// segment outlines drawn over it, plus the result JSON. The folder is bounded
+// in size and age; the oldest entries go first.
+type Audit struct {
+	dir      string
+	maxBytes int64
+	maxAge   time.Duration
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	files []auditFile // oldest first
+	total int64
+}
+
+type auditFile struct {
+	path string
+	size int64
+	mod  time.Time
+}
+
+// NewAudit opens (creating it if needed) an audit folder and indexes what it
+// already holds, so the bounds hold across restarts.
+func NewAudit(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger) (*Audit, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("audit folder %s: %w", dir, err)
+	}
+	a := &Audit{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		a.files = append(a.files, auditFile{p, info.Size(), info.ModTime()})
+		a.total += info.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index audit folder %s: %w", dir, err)
+	}
+	sort.Slice(a.files, func(i, j int) bool { return a.files[i].mod.Before(a.files[j].mod) })
+	a.prune(time.Now())
+	return a, nil
+}
+
+// Save writes one part's evidence: <id>.jpg (overlay) and <id>.json. The
+// original may be an empty Mat (a part that could not be read): then only
+// the JSON is written. maps are the detectors' anomaly maps (any may be nil).
+func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) error {
+	day := res.DecidedAt.UTC().Format("2006-01-02")
+	dir := filepath.Join(a.dir, day)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("audit folder %s: %w", dir, err)
+	}
+	base := filepath.Join(dir, fileSafe(res.ID))
+	var written []string
+	if !original.Empty() {
+		img := Overlay(original, maps, mapW, mapH, mask)
+		ok := gocv.IMWrite(base+".jpg", img)
+		img.Close()
+		if !ok {
+			return fmt.Errorf("audit: write %s.jpg failed", base)
+		}
+		written = append(written, base+".jpg")
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("audit: encode result %s: %w", res.ID, err)
+	}
+	if err := os.WriteFile(base+".json", js, 0o644); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	written = append(written, base+".json")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range written {
+		if info, err := os.Stat(p); err == nil {
+			a.files = append(a.files, auditFile{p, info.Size(), info.ModTime()})
+			a.total += info.Size()
+		}
+	}
+	a.prune(time.Now())
+	return nil
+}
+
+// prune deletes the oldest files until the folder is within its bounds.
+// Callers hold mu (or own a exclusively).
+func (a *Audit) prune(now time.Time) {
+	n := 0
+	for n < len(a.files) {
+		f := a.files[n]
+		tooOld := a.maxAge > 0 && now.Sub(f.mod) > a.maxAge
+		tooBig := a.maxBytes > 0 && a.total > a.maxBytes
+		if !tooOld && !tooBig {
+			break
+		}
+		if err := os.Remove(f.path); err != nil && !os.IsNotExist(err) {
+			a.log.Warn("audit: cannot delete old entry", "file", f.path, "err", err)
+		}
+		a.total -= f.size
+		n++
+	}
+	a.files = a.files[n:]
+}
+
+// Bytes returns the audit folder's current size as indexed.
+func (a *Audit) Bytes() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.total
+}
+
+// fileSafe keeps result IDs usable as file names.
+func fileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// Overlay draws the element-wise maximum of the anomaly maps as a JET
+// heatmap over the image (blended 40%), outlines the mask's segments in
+// white and writes the map maximum in the corner. The caller closes the
+// result. Maps are normalised to [0, max] of the frame itself, so the colour
+// shows where, and the text shows how much.
+func Overlay(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) gocv.Mat {
+	out := original.Clone()
+	if out.Channels() == 1 {
+		gocv.CvtColor(out, &out, gocv.ColorGrayToBGR)
+	}
+	w, h := out.Cols(), out.Rows()
+	var comb []float32
+	for _, m := range maps {
+		if len(m) != mapW*mapH || mapW == 0 {
+			continue
+		}
+		if comb == nil {
+			comb = append([]float32(nil), m...)
+			continue
+		}
+		for i, v := range m {
+			if v > comb[i] {
+				comb[i] = v
+			}
+		}
+	}
+	peak := float32(math.Inf(-1))
+	if comb != nil {
+		lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+		for _, v := range comb {
+			if v < lo {
+				lo = v
+			}
+			if v > hi {
+				hi = v
+			}
+		}
+		peak = hi
+		gray := make([]byte, len(comb))
+		if hi > lo {
+			s := 255 / (hi - lo)
+			for i, v := range comb {
+				if v != v { // NaN shows as hottest: it is why the part failed
+					gray[i] = 255
+					continue
+				}
+				gray[i] = byte(min(max((v-lo)*s, 0), 255))
+			}
+		}
+		g, err := gocv.NewMatFromBytes(mapH, mapW, gocv.MatTypeCV8UC1, gray)
+		if err == nil {
+			heat := gocv.NewMat()
+			gocv.ApplyColorMap(g, &heat, gocv.ColormapJet)
+			big := gocv.NewMat()
+			gocv.Resize(heat, &big, image.Pt(w, h), 0, 0, gocv.InterpolationLinear)
+			gocv.AddWeighted(out, 0.6, big, 0.4, 0, &out)
+			big.Close()
+			heat.Close()
+			g.Close()
+		}
+	}
+	if mask != nil {
+		drawOutlines(&out, mask)
+	}
+	if !math.IsInf(float64(peak), -1) {
+		gocv.PutText(&out, fmt.Sprintf("max %.3g", peak), image.Pt(8, 24), gocv.FontHersheySimplex, 0.7,
+			color.RGBA{255, 255, 255, 0}, 2)
+	}
+	return out
+}
+
+// drawOutlines paints white the pixels where the (nearest-neighbour
+// scaled) mask label changes to the right or below.
+func drawOutlines(img *gocv.Mat, m *segad.Mask) {
+	w, h := img.Cols(), img.Rows()
+	if img.Type() != gocv.MatTypeCV8UC3 || !img.IsContinuous() {
+		return
+	}
+	pix, err := img.DataPtrUint8()
+	if err != nil {
+		return
+	}
+	label := func(x, y int) uint8 { return m.Labels[(y*m.Height/h)*m.Width+x*m.Width/w] }
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			l := label(x, y)
+			if (x+1 < w && label(x+1, y) != l) || (y+1 < h && label(x, y+1) != l) {
+				i := (y*w + x) * 3
+				pix[i], pix[i+1], pix[i+2] = 255, 255, 255
+			}
+		}
+	}
+}
