@@ -495,9 +495,15 @@ func (d *Daemon) watchHealth(ctx context.Context) {
 
 // health fills the daemon's part of the MQTT health JSON.
 func (d *Daemon) health() mqtt.Health {
-	st := d.currentSource().State()
+	var st capture.SourceState
 	cam := "connected"
+	if src := d.currentSource(); src != nil {
+		st = src.State()
+	} else {
+		cam = "starting"
+	}
 	switch {
+	case cam == "starting":
 	case st.Reconnecting:
 		cam = "reconnecting"
 	case !st.Connected:

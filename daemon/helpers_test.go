@@ -1,0 +1,212 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/brf/xgboost"
+	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/segad"
+)
+
+// fixtureDetector is the ONNX detector fixture of the infer stage (a
+// per-pixel mean/std difference model with a blur, 256x256 map).
+func fixtureDetector(tb testing.TB, name string) string {
+	return filepath.Join(testenv.RepoRoot(tb), "infer", "testdata", name)
+}
+
+// writeVideo writes n MJPG frames of a textured part; every third frame has
+// a bright blob (a "defect").
+func writeVideo(tb testing.TB, path string, n int) {
+	tb.Helper()
+	vw, err := gocv.VideoWriterFile(path, "MJPG", 25, 320, 240, true)
+	if err != nil {
+		tb.Fatalf("video writer: %v", err)
+	}
+	defer vw.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < n; i++ {
+		m := partImage(rng, i%3 == 2)
+		if err := vw.Write(m); err != nil {
+			tb.Fatalf("write frame: %v", err)
+		}
+		m.Close()
+	}
+}
+
+func partImage(rng *rand.Rand, defect bool) gocv.Mat {
+	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(90, 110, 120, 0), 240, 320, gocv.MatTypeCV8UC3)
+	gocv.Circle(&m, image.Pt(160, 120), 80, color.RGBA{150, 150, 150, 0}, -1)
+	for k := 0; k < 40; k++ {
+		x, y := rng.IntN(320), rng.IntN(240)
+		gocv.Circle(&m, image.Pt(x, y), 2, color.RGBA{uint8(rng.IntN(60) + 100), 120, 120, 0}, -1)
+	}
+	if defect {
+		gocv.Circle(&m, image.Pt(140+rng.IntN(40), 100+rng.IntN(40)), 12, color.RGBA{255, 255, 255, 0}, -1)
+	}
+	return m
+}
+
+// trainForest trains a small real XGBoost forest for nFeat features on
+// random rows; the tests need a valid model of the right width, not a good one.
+func trainForest(tb testing.TB, path string, nFeat int) {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(3, 4))
+	const rows = 64
+	x := make([]float32, rows*nFeat)
+	y := make([]float32, rows)
+	for i := range x {
+		x[i] = float32(rng.Float64())
+	}
+	for i := range y {
+		if x[i*nFeat+nFeat-1] > 0.5 {
+			y[i] = 1
+		}
+	}
+	p := xgboost.DefaultParams()
+	p.NumParallelTree, p.Seed, p.NThread = 4, 1, 1
+	js, err := xgboost.Train(x, rows, nFeat, y, p, 2)
+	if err != nil {
+		tb.Fatalf("train forest: %v", err)
+	}
+	if err := os.WriteFile(path, js, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testConfig writes a daemon config for a video of n frames, one fixture
+// detector, the built-in VAD mask and a freshly trained forest, publishing
+// to an embedded broker on a free port. It returns the config path and the
+// broker's port.
+func testConfig(tb testing.TB, dir string, n int, detector string, threshold string, extra string) (string, int) {
+	tb.Helper()
+	video := filepath.Join(dir, "parts.avi")
+	if _, err := os.Stat(video); err != nil {
+		writeVideo(tb, video, n)
+	}
+	model := filepath.Join(dir, "brf.json")
+	if _, err := os.Stat(model); err != nil {
+		trainForest(tb, model, 7*4+1)
+	}
+	port := freePort(tb)
+	cfg := fmt.Sprintf(`station: t1
+onnxruntime:
+  library: %q
+capture:
+  kind: video
+  path: parts.avi
+detectors:
+  - name: ms
+    model: %q
+segad:
+  mask: builtin:vad
+  model: brf.json
+  threshold: %s
+mqtt:
+  broker: embedded
+  publish_features: true
+  outbox:
+    path: outbox.db
+  embedded:
+    listen: 127.0.0.1:%d
+    users:
+      - username: tester
+        password: pw
+        acl:
+          - {topic: "segad/#", access: readwrite}
+http:
+  listen: "off"
+pipeline:
+  queue: 4
+  overflow: block
+  warmup: 1
+%s`, testenv.ORTLib(tb), fixtureDetector(tb, detector), threshold, port, extra)
+	p := filepath.Join(dir, "segad.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return p, port
+}
+
+// subscriber collects results from a broker over TCP, as a PLC or MES would.
+type subscriber struct {
+	mu      sync.Mutex
+	results []mqtt.Result
+	rejects []mqtt.Reject
+	client  paho.Client
+}
+
+func subscribe(tb testing.TB, port int) *subscriber {
+	tb.Helper()
+	s := &subscriber{}
+	o := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).
+		SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).SetUsername("tester").SetPassword("pw").
+		SetConnectRetry(true).SetConnectRetryInterval(50 * time.Millisecond)
+	s.client = paho.NewClient(o)
+	if tok := s.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		tb.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	tok := s.client.Subscribe("segad/#", 1, func(_ paho.Client, m paho.Message) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch {
+		case strings.HasSuffix(m.Topic(), "/result"):
+			var r mqtt.Result
+			if err := json.Unmarshal(m.Payload(), &r); err == nil {
+				s.results = append(s.results, r)
+			}
+		case strings.HasSuffix(m.Topic(), "/reject"):
+			var r mqtt.Reject
+			if err := json.Unmarshal(m.Payload(), &r); err == nil {
+				s.rejects = append(s.rejects, r)
+			}
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		tb.Fatalf("subscribe: %v", tok.Error())
+	}
+	tb.Cleanup(func() { s.client.Disconnect(100) })
+	return s
+}
+
+func (s *subscriber) waitResults(tb testing.TB, n int, within time.Duration) []mqtt.Result {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s.mu.Lock()
+		got := append([]mqtt.Result(nil), s.results...)
+		s.mu.Unlock()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var _ = segad.VADSegmentNames
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(9, 9)) }
