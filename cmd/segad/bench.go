@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/segad-edge/segad-edge/capture"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/mqtt"
+)
+
+type benchOptions struct {
+	cfgPath string
+	frames  int
+	image   string
+	jsonOut bool
+}
+
+func init() {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench --config FILE [--frames N] [--image IMG]",
+		Short: "Measure the pipeline: per-stage p50/p99 latency and throughput against the detectors alone",
+		Long: `bench pushes N frames through the configured pipeline (capture preprocessing,
+detectors, SegAD features, forest, verdict, result encoding; results are discarded
+instead of published) and then runs the detectors alone on the same frame N times,
+so the pipeline's overhead is measured side by side in one run.
+
+The frame is --image, or a generated gray test part when none is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.cfgPath, "config", "c", "/etc/segad/segad.yaml", "configuration file")
+	f.IntVarP(&o.frames, "frames", "n", 200, "frames to run")
+	f.StringVar(&o.image, "image", "", "image file to use as the frame (default: a generated test image)")
+	f.BoolVar(&o.jsonOut, "json", false, "print the figures as one JSON object")
+	rootCmd.AddCommand(cmd)
+}
+
+// benchReport is what bench prints.
+type benchReport struct {
+	Frames            int                `json:"frames"`
+	PipelineFPS       float64            `json:"pipeline_fps"`
+	DetectorsAloneFPS float64            `json:"detectors_alone_fps"`
+	Efficiency        float64            `json:"efficiency"` // pipeline / detectors alone
+	P50MS             map[string]float64 `json:"p50_ms"`
+	P99MS             map[string]float64 `json:"p99_ms"`
+}
+
+func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.frames < 1 {
+		return fmt.Errorf("--frames %d: need at least 1", o.frames)
+	}
+	cfg, err := config.Load(o.cfgPath)
+	if err != nil {
+		return err
+	}
+	cfg.Audit.Dir = ""
+	cfg.Pipeline.Overflow = "block"
+	img, err := benchImage(o.image)
+	if err != nil {
+		return err
+	}
+	src := &repeatSource{data: img, pre: cfg.Capture.Preprocess, n: o.frames}
+	col := &collector{}
+	log := daemon.NewLogger(os.Stderr, "warn", cfg.Log.Format)
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src, Publisher: col})
+	if err != nil {
+		return err
+	}
+	model := d.Line().Model()
+	sizes := model.Detectors.InputSizes()
+	// Prepare one frame for the detectors-alone run before Run closes them.
+	probe := capture.DecodeFrame(img, withSize(cfg.Capture.Preprocess, sizes[0]))
+	defer probe.Close()
+	if probe.Err != nil {
+		d.Close()
+		return fmt.Errorf("bench image: %w", probe.Err)
+	}
+	pix, pw, ph, stride, err := probe.Pixels()
+	if err != nil {
+		d.Close()
+		return err
+	}
+	imgs := make([]infer.Image, len(sizes))
+	for i, sz := range sizes {
+		if sz.Width != pw || sz.Height != ph {
+			d.Close()
+			return fmt.Errorf("bench needs every detector and the classifier at one input size; %s differs from %dx%d", sz, pw, ph)
+		}
+		imgs[i] = infer.Image{Width: pw, Height: ph, Stride: stride, Pix: pix}
+	}
+	// Detectors alone first (the same sessions the pipeline uses).
+	t0 := time.Now()
+	for i := 0; i < o.frames; i++ {
+		if _, err := model.Detectors.Run(imgs); err != nil {
+			d.Close()
+			return fmt.Errorf("detectors alone: %w", err)
+		}
+	}
+	alone := time.Since(t0)
+	// The whole pipeline.
+	t0 = time.Now()
+	if err := d.Run(ctx); err != nil {
+		return err
+	}
+	pipe := time.Since(t0)
+	rep := benchReport{Frames: o.frames,
+		PipelineFPS:       float64(o.frames) / pipe.Seconds(),
+		DetectorsAloneFPS: float64(o.frames) / alone.Seconds(),
+		P50MS:             map[string]float64{}, P99MS: map[string]float64{}}
+	rep.Efficiency = rep.PipelineFPS / rep.DetectorsAloneFPS
+	for stage, xs := range col.latencies() {
+		sort.Float64s(xs)
+		rep.P50MS[stage] = xs[len(xs)/2]
+		rep.P99MS[stage] = xs[min(len(xs)-1, len(xs)*99/100)]
+	}
+	if col.count() != o.frames {
+		return fmt.Errorf("bench: %d results for %d frames", col.count(), o.frames)
+	}
+	if o.jsonOut {
+		return json.NewEncoder(w).Encode(rep)
+	}
+	fmt.Fprintf(w, "frames %d\n", rep.Frames)
+	stages := make([]string, 0, len(rep.P50MS))
+	for s := range rep.P50MS {
+		stages = append(stages, s)
+	}
+	sort.Strings(stages)
+	for _, s := range stages {
+		fmt.Fprintf(w, "  %-6s p50 %8.3f ms   p99 %8.3f ms\n", s, rep.P50MS[s], rep.P99MS[s])
+	}
+	fmt.Fprintf(w, "throughput: pipeline %.1f frames/s, detectors alone %.1f frames/s: %.1f%% of what the detectors allow\n",
+		rep.PipelineFPS, rep.DetectorsAloneFPS, 100*rep.Efficiency)
+	return nil
+}
+
+func withSize(pc capture.PreprocessConfig, sz infer.Size) capture.PreprocessConfig {
+	if pc.Width == 0 && pc.Height == 0 {
+		pc.Width, pc.Height = sz.Width, sz.Height
+	}
+	pc.Color = capture.ColorBGR
+	return pc
+}
+
+// benchImage reads the image file, or encodes a generated test part.
+func benchImage(path string) ([]byte, error) {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("bench image: %w", err)
+		}
+		return b, nil
+	}
+	return testPartPNG()
+}
+
+// repeatSource hands out the same encoded image n times, decoded and
+// preprocessed for every frame as a file source would.
+type repeatSource struct {
+	data []byte
+	pre  capture.PreprocessConfig
+	n    int
+	seq  uint64
+}
+
+func (s *repeatSource) Name() string { return "bench" }
+
+func (s *repeatSource) Next(ctx context.Context) (*capture.Frame, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.seq >= uint64(s.n) {
+		return nil, io.EOF
+	}
+	s.seq++
+	pc := s.pre
+	pc.Color = capture.ColorBGR
+	f := capture.DecodeFrame(s.data, pc)
+	f.Source, f.Seq = "bench", s.seq
+	return f, nil
+}
+
+func (s *repeatSource) State() capture.SourceState { return capture.SourceState{Connected: true} }
+func (s *repeatSource) Close() error               { return nil }
+
+// collector is bench's Publisher: it keeps the latencies, drops the rest.
+type collector struct {
+	mu  sync.Mutex
+	lat map[string][]float64
+	n   int
+}
+
+func (c *collector) Publish(_ context.Context, r mqtt.Result) error {
+	if _, err := json.Marshal(r); err != nil { // encoding is part of the cost
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lat == nil {
+		c.lat = map[string][]float64{}
+	}
+	for k, v := range r.LatencyMS {
+		c.lat[k] = append(c.lat[k], v)
+	}
+	c.n++
+	return nil
+}
+
+func (c *collector) Close(context.Context) error { return nil }
+
+func (c *collector) latencies() map[string][]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lat
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
