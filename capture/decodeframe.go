@@ -31,6 +31,25 @@ func DecodeFrame(data []byte, pc PreprocessConfig) *Frame {
 		f.Err = fmt.Errorf("decode image: %w", ErrCorrupt)
 		return f
 	}
+	return preprocessInto(f, m, pre)
+}
+
+// FrameFromMat preprocesses an already decoded image (8-bit, 1, 3 or 4
+// channels) as a source configured with pc would. The frame takes ownership
+// of original (it becomes Frame.Original); the caller closes the frame.
+func FrameFromMat(original gocv.Mat, pc PreprocessConfig) *Frame {
+	pc = Config{Preprocess: pc}.withDefaults().Preprocess
+	f := &Frame{Captured: time.Now(), Color: pc.Color}
+	pre, err := newPreprocessor(pc)
+	if err != nil {
+		original.Close()
+		f.Err = fmt.Errorf("preprocess settings: %w", err)
+		return f
+	}
+	return preprocessInto(f, original, pre)
+}
+
+func preprocessInto(f *Frame, m gocv.Mat, pre *preprocessor) *Frame {
 	img, err := pre.apply(m)
 	if err != nil {
 		m.Close()

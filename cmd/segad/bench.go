@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
@@ -77,7 +78,11 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	src := &repeatSource{data: img, pre: cfg.Capture.Preprocess, n: o.frames}
+	src, err := newRepeatSource(img, cfg.Capture.Preprocess, o.frames)
+	if err != nil {
+		return err
+	}
+	defer src.original.Close()
 	col := &collector{}
 	log := daemon.NewLogger(os.Stderr, "warn", cfg.Log.Format)
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src, Publisher: col})
@@ -171,13 +176,24 @@ func benchImage(path string) ([]byte, error) {
 	return testPartPNG()
 }
 
-// repeatSource hands out the same encoded image n times, decoded and
-// preprocessed for every frame as a file source would.
+// repeatSource hands out the same image n times, as a camera delivers raw
+// frames: decoded once, then copied and preprocessed (ROI, resize, colour)
+// for every frame.
 type repeatSource struct {
-	data []byte
-	pre  capture.PreprocessConfig
-	n    int
-	seq  uint64
+	original gocv.Mat
+	pre      capture.PreprocessConfig
+	n        int
+	seq      uint64
+}
+
+func newRepeatSource(data []byte, pre capture.PreprocessConfig, n int) (*repeatSource, error) {
+	m, err := gocv.IMDecode(data, gocv.IMReadColor)
+	if err != nil || m.Empty() {
+		m.Close()
+		return nil, fmt.Errorf("bench image: cannot decode it")
+	}
+	pre.Color = capture.ColorBGR
+	return &repeatSource{original: m, pre: pre, n: n}, nil
 }
 
 func (s *repeatSource) Name() string { return "bench" }
@@ -190,9 +206,7 @@ func (s *repeatSource) Next(ctx context.Context) (*capture.Frame, error) {
 		return nil, io.EOF
 	}
 	s.seq++
-	pc := s.pre
-	pc.Color = capture.ColorBGR
-	f := capture.DecodeFrame(s.data, pc)
+	f := capture.FrameFromMat(s.original.Clone(), s.pre)
 	f.Source, f.Seq = "bench", s.seq
 	return f, nil
 }
