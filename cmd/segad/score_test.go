@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/segad-edge/segad-edge/brf"
+	"github.com/segad-edge/segad-edge/npy"
+	"github.com/segad-edge/segad-edge/segad"
+)
+
+// TestScoreCommand: `segad score` prints the features in the model's order
+// (NaN as null), the forest's margin and the verdict at the threshold; a map
+// with a NaN pixel fails closed with a reason; bad arguments are errors.
+func TestScoreCommand(t *testing.T) {
+	dir := t.TempDir()
+	mask := segad.VADTemplate(64, 64, segad.DefaultVADGeometry())
+	maskPath := filepath.Join(dir, "mask.png")
+	if err := mask.WritePNG(maskPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := segad.WriteNames(segad.SidecarPath(maskPath), mask.Names); err != nil {
+		t.Fatal(err)
+	}
+	// A map that is constant on the background (NaN skew/kurtosis there).
+	m := make([]float32, 64*64)
+	for i := range m {
+		if mask.Labels[i] != 0 {
+			m[i] = float32(i%17) / 17
+		}
+	}
+	mapPath := filepath.Join(dir, "map.npy")
+	if err := npy.WriteFloat32(mapPath, []int{64, 64}, m); err != nil {
+		t.Fatal(err)
+	}
+	modelPath := filepath.Join(dir, "brf.json")
+	e2eForest(t, modelPath, 29)
+	model, err := brf.Load(modelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := segad.NewExtractor(mask, []string{"det"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := make([]float32, ex.NumFeatures())
+	if err := ex.Extract(row, [][]float32{m}, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := model.Margin(row)
+
+	for _, tc := range []struct {
+		thr     float64
+		verdict string
+	}{{want - 0.5, "fail"}, {want + 0.5, "pass"}, {want, "fail"}} {
+		var out bytes.Buffer
+		err := runScore(&out, scoreOptions{mask: maskPath, model: modelPath, maps: []string{"det=" + mapPath}, threshold: tc.thr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Features  map[string]*float64 `json:"features"`
+			Order     []string            `json:"feature_order"`
+			Score     float64             `json:"score"`
+			Verdict   string              `json:"verdict"`
+			Threshold float64             `json:"threshold"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+		}
+		if math.Abs(got.Score-want) > 1e-9 || got.Verdict != tc.verdict || got.Threshold != tc.thr {
+			t.Errorf("threshold %v: score %v verdict %s, want %v %s", tc.thr, got.Score, got.Verdict, want, tc.verdict)
+		}
+		if strings.Join(got.Order, ",") != strings.Join(ex.Names(), ",") {
+			t.Fatalf("feature_order %v, want %v", got.Order, ex.Names())
+		}
+		for i, n := range ex.Names() {
+			v := got.Features[n]
+			if math.IsNaN(float64(row[i])) != (v == nil) || (v != nil && float32(*v) != row[i]) {
+				t.Errorf("feature %s = %v, want %v", n, v, row[i])
+			}
+		}
+		if got.Features["background.det.skew"] != nil {
+			t.Errorf("constant background: skew should be null (NaN)")
+		}
+	}
+
+	// NaN in the map: fail closed, exit status 0, reason names the detector.
+	m[100] = float32(math.NaN())
+	nanPath := filepath.Join(dir, "nan.npy")
+	if err := npy.WriteFloat32(nanPath, []int{64, 64}, m); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runScore(&out, scoreOptions{mask: maskPath, model: modelPath, maps: []string{"det=" + nanPath}, threshold: 1e9}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"verdict":"fail"`) || !strings.Contains(out.String(), `"score":null`) || !strings.Contains(out.String(), "det") {
+		t.Errorf("NaN map: %s", out.String())
+	}
+
+	// Bad arguments.
+	for name, o := range map[string]scoreOptions{
+		"map without name":  {mask: maskPath, model: modelPath, maps: []string{mapPath}},
+		"missing map":       {mask: maskPath, model: modelPath, maps: []string{"det=" + filepath.Join(dir, "nope.npy")}},
+		"wrong model width": {mask: maskPath, model: modelPath, maps: []string{"a=" + mapPath, "b=" + mapPath}},
+		"not a model":       {mask: maskPath, model: mapPath, maps: []string{"det=" + mapPath}},
+	} {
+		if err := runScore(&bytes.Buffer{}, o); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
