@@ -9,3 +9,7 @@ PY=${PYTHON:-/usr/bin/python3}
 
 "$PY" scripts/golden/npy_fixtures.py
 "$PY" scripts/golden/features.py
+"$PY" scripts/golden/detector.py
+"$PY" scripts/golden/onnx_fixtures.py
+"$PY" scripts/golden/brf.py
+"$PY" scripts/golden/fit_parity.py fit/testdata
