@@ -1,0 +1,334 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocv.io/x/gocv"
+)
+
+// Kind names a source type in the YAML config (`kind:`).
+type Kind string
+
+// The source kinds. Live kinds (device, stream, gstreamer) run a grabber
+// goroutine with a watchdog and reconnect; file kinds are read on demand and
+// end with io.EOF (except watch, which waits for new files forever).
+const (
+	KindDevice    Kind = "device"    // V4L2 camera: index or /dev/videoN
+	KindStream    Kind = "stream"    // RTSP/HTTP (or any FFMPEG URL)
+	KindGStreamer Kind = "gstreamer" // raw GStreamer pipeline ending in appsink
+	KindVideo     Kind = "video"     // recorded video file, replayed once
+	KindSequence  Kind = "sequence"  // printf image sequence, e.g. frames/%04d.png
+	KindFolder    Kind = "folder"    // batch: every image in a folder, sorted by name
+	KindWatch     Kind = "watch"     // drop folder: new files inspected once complete
+)
+
+// Trigger modes (`trigger.mode:`).
+const (
+	TriggerFreeRun  = "free-run"  // every frame is a part
+	TriggerOnDemand = "on-demand" // Trigger(partID) grabs the freshest frame
+)
+
+// Colour orders of Frame.Image (`preprocess.color:`).
+const (
+	ColorBGR  = "bgr"  // OpenCV's native order; what infer expects
+	ColorRGB  = "rgb"  // swapped channels
+	ColorGray = "gray" // luminance replicated into three channels (mono lines)
+)
+
+// Config selects and tunes one frame source. config/ embeds it under a
+// source entry; every field has a working default so that a config naming
+// only kind and its target (device/url/pipeline/path) is complete.
+type Config struct {
+	// Name identifies the source in frames, logs and metrics; defaults to
+	// "<kind>:<target>".
+	Name string `yaml:"name"`
+	Kind Kind   `yaml:"kind"`
+
+	// Device is a V4L2 index ("0") or a device node ("/dev/video0").
+	Device string `yaml:"device"`
+	// Width/Height/FPS request a capture mode from the camera (0 = leave).
+	Width  int     `yaml:"width"`
+	Height int     `yaml:"height"`
+	FPS    float64 `yaml:"fps"`
+	// Exposure is handed to CAP_PROP_EXPOSURE as is (units are driver
+	// specific); nil leaves the camera's automatic exposure alone.
+	Exposure *float64 `yaml:"exposure"`
+
+	// URL of a network stream, opened with OpenCV's FFMPEG backend.
+	URL string `yaml:"url"`
+	// Pipeline is a GStreamer launch line that must end in appsink.
+	Pipeline string `yaml:"pipeline"`
+	// Path is the file, printf pattern or folder for video, sequence,
+	// folder and watch.
+	Path string `yaml:"path"`
+	// Pattern filters file names in folder and watch (path.Match syntax);
+	// empty means every regular, non-hidden file.
+	Pattern string `yaml:"pattern"`
+
+	Watch      WatchConfig      `yaml:"watch"`
+	Preprocess PreprocessConfig `yaml:"preprocess"`
+	Trigger    TriggerConfig    `yaml:"trigger"`
+	Reconnect  ReconnectConfig  `yaml:"reconnect"`
+
+	// Watchdog is the longest a single Read of a live source may block before
+	// the source counts as stalled and is reopened (default 5s).
+	Watchdog time.Duration `yaml:"watchdog"`
+	// OpenTimeout bounds opening a live source (RTSP connects, GStreamer
+	// preroll); default 30s.
+	OpenTimeout time.Duration `yaml:"open_timeout"`
+
+	// Logger receives the source's structured logs; nil means slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// WatchConfig tunes the watch folder.
+type WatchConfig struct {
+	// DoneDir and FailedDir receive acknowledged files; relative paths are
+	// relative to the watch folder (defaults "done" and "failed").
+	DoneDir   string `yaml:"done_dir"`
+	FailedDir string `yaml:"failed_dir"`
+	// Poll is the interval between directory scans (default 200ms); fsnotify
+	// events wake the scanner earlier.
+	Poll time.Duration `yaml:"poll"`
+	// StablePolls is how many consecutive scans must see the same size and
+	// modification time before a file counts as complete (default 2).
+	StablePolls int `yaml:"stable_polls"`
+	// Grace is how long a file that still decodes as truncated is given to
+	// be completed by a slow writer before it is reported as an error frame
+	// (default 10s).
+	Grace time.Duration `yaml:"grace"`
+}
+
+// PreprocessConfig describes Frame.Image: ROI crop, then resize, then colour.
+type PreprocessConfig struct {
+	// Width and Height of Frame.Image (default 256x256, the detectors' input).
+	Width  int `yaml:"width"`
+	Height int `yaml:"height"`
+	// Interpolation: area (default, closest to anomalib's antialiased
+	// resize), linear, cubic, nearest, lanczos.
+	Interpolation string `yaml:"interpolation"`
+	// ROI crops the original frame before resizing; nil = whole frame.
+	ROI *ROI `yaml:"roi"`
+	// Color: bgr (default), rgb or gray.
+	Color string `yaml:"color"`
+}
+
+// ROI is a fixed rectangle in original-frame pixels.
+type ROI struct {
+	X      int `yaml:"x"`
+	Y      int `yaml:"y"`
+	Width  int `yaml:"width"`
+	Height int `yaml:"height"`
+}
+
+// TriggerConfig selects when a frame becomes a part.
+type TriggerConfig struct {
+	// Mode: free-run (default) or on-demand (live kinds only).
+	Mode string `yaml:"mode"`
+	// MaxRate caps free-run frames per second (0 = unlimited); frames in
+	// between are dropped at the grabber so they cost no preprocessing.
+	MaxRate float64 `yaml:"max_rate"`
+	// Timeout is how long an on-demand trigger waits for a fresh frame before
+	// Next returns an error frame for that part (default 2s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// ReconnectConfig is the exponential backoff between reopen attempts.
+type ReconnectConfig struct {
+	Initial time.Duration `yaml:"initial"` // default 500ms
+	Max     time.Duration `yaml:"max"`     // default 30s
+}
+
+// withDefaults returns a copy with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Preprocess.Width == 0 {
+		c.Preprocess.Width = 256
+	}
+	if c.Preprocess.Height == 0 {
+		c.Preprocess.Height = 256
+	}
+	if c.Preprocess.Interpolation == "" {
+		c.Preprocess.Interpolation = "area"
+	}
+	if c.Preprocess.Color == "" {
+		c.Preprocess.Color = ColorBGR
+	}
+	if c.Trigger.Mode == "" {
+		c.Trigger.Mode = TriggerFreeRun
+	}
+	if c.Trigger.Timeout == 0 {
+		c.Trigger.Timeout = 2 * time.Second
+	}
+	if c.Reconnect.Initial == 0 {
+		c.Reconnect.Initial = 500 * time.Millisecond
+	}
+	if c.Reconnect.Max == 0 {
+		c.Reconnect.Max = 30 * time.Second
+	}
+	if c.Watchdog == 0 {
+		c.Watchdog = 5 * time.Second
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = 30 * time.Second
+	}
+	if c.Watch.DoneDir == "" {
+		c.Watch.DoneDir = "done"
+	}
+	if c.Watch.FailedDir == "" {
+		c.Watch.FailedDir = "failed"
+	}
+	if c.Watch.Poll == 0 {
+		c.Watch.Poll = 200 * time.Millisecond
+	}
+	if c.Watch.StablePolls == 0 {
+		c.Watch.StablePolls = 2
+	}
+	if c.Watch.Grace == 0 {
+		c.Watch.Grace = 10 * time.Second
+	}
+	if c.Name == "" {
+		c.Name = string(c.Kind) + ":" + c.target()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// target is the one field that says what to open for the configured kind.
+func (c Config) target() string {
+	switch c.Kind {
+	case KindDevice:
+		return c.Device
+	case KindStream:
+		return redactURL(c.URL)
+	case KindGStreamer:
+		return c.Pipeline
+	default:
+		return c.Path
+	}
+}
+
+// Validate reports every problem in the config at once, naming the YAML key,
+// so an operator can fix the file in one go. Defaults are applied first.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("capture source %q: %s: %s", c.Name, key, fmt.Sprintf(format, a...)))
+	}
+	live := false
+	switch c.Kind {
+	case KindDevice:
+		live = true
+		if _, err := parseDevice(c.Device); err != nil {
+			bad("device", "%v", err)
+		}
+	case KindStream:
+		live = true
+		if c.URL == "" {
+			bad("url", "required for kind stream (rtsp://..., http://...)")
+		}
+	case KindGStreamer:
+		live = true
+		if c.Pipeline == "" {
+			bad("pipeline", "required for kind gstreamer")
+		} else if !strings.Contains(c.Pipeline, "appsink") {
+			bad("pipeline", "must end in appsink so OpenCV can pull frames, got %q", c.Pipeline)
+		}
+	case KindVideo, KindSequence, KindFolder, KindWatch:
+		if c.Path == "" {
+			bad("path", "required for kind %s", c.Kind)
+		}
+	case "":
+		bad("kind", "required: one of device, stream, gstreamer, video, sequence, folder, watch")
+	default:
+		bad("kind", "unknown kind %q: want device, stream, gstreamer, video, sequence, folder or watch", c.Kind)
+	}
+	if c.Width < 0 || c.Height < 0 || c.FPS < 0 {
+		bad("width/height/fps", "must not be negative")
+	}
+	p := c.Preprocess
+	if p.Width < 0 || p.Height < 0 {
+		bad("preprocess.width/height", "must be positive, got %dx%d", p.Width, p.Height)
+	}
+	if _, err := interpolation(p.Interpolation); err != nil {
+		bad("preprocess.interpolation", "%v", err)
+	}
+	switch p.Color {
+	case ColorBGR, ColorRGB, ColorGray:
+	default:
+		bad("preprocess.color", "unknown colour %q: want bgr, rgb or gray", p.Color)
+	}
+	if r := p.ROI; r != nil && (r.X < 0 || r.Y < 0 || r.Width <= 0 || r.Height <= 0) {
+		bad("preprocess.roi", "needs x,y >= 0 and width,height > 0, got %+v", *r)
+	}
+	switch c.Trigger.Mode {
+	case TriggerFreeRun:
+	case TriggerOnDemand:
+		if !live {
+			bad("trigger.mode", "on-demand needs a live source (device, stream, gstreamer); file kinds deliver every file")
+		}
+	default:
+		bad("trigger.mode", "unknown mode %q: want free-run or on-demand", c.Trigger.Mode)
+	}
+	if c.Trigger.MaxRate < 0 {
+		bad("trigger.max_rate", "must not be negative")
+	}
+	if c.Reconnect.Initial < 0 || c.Reconnect.Max < c.Reconnect.Initial {
+		bad("reconnect", "need 0 < initial <= max, got initial %s max %s", c.Reconnect.Initial, c.Reconnect.Max)
+	}
+	if c.Watchdog < 0 || c.OpenTimeout < 0 || c.Trigger.Timeout < 0 {
+		bad("watchdog/open_timeout/trigger.timeout", "must not be negative")
+	}
+	if c.Watch.StablePolls < 1 {
+		bad("watch.stable_polls", "must be at least 1")
+	}
+	return errors.Join(errs...)
+}
+
+// parseDevice accepts "0" or "/dev/video0" and returns the V4L2 index.
+func parseDevice(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("required for kind device (an index like 0 or a node like /dev/video0)")
+	}
+	num := strings.TrimPrefix(s, "/dev/video")
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is neither a camera index nor /dev/videoN", s)
+	}
+	return n, nil
+}
+
+// interpolation maps the config word to OpenCV's flag.
+func interpolation(s string) (gocv.InterpolationFlags, error) {
+	switch strings.ToLower(s) {
+	case "area", "":
+		return gocv.InterpolationArea, nil
+	case "linear":
+		return gocv.InterpolationLinear, nil
+	case "cubic":
+		return gocv.InterpolationCubic, nil
+	case "nearest":
+		return gocv.InterpolationNearestNeighbor, nil
+	case "lanczos", "lanczos4":
+		return gocv.InterpolationLanczos4, nil
+	}
+	return 0, fmt.Errorf("unknown interpolation %q: want area, linear, cubic, nearest or lanczos", s)
+}
+
+// redactURL hides a password in a stream URL before it reaches logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

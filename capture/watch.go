@@ -1,0 +1,295 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// pendingFile is a file seen in the watch folder but not yet handed out.
+type pendingFile struct {
+	size    int64
+	mtime   time.Time
+	stable  int       // consecutive scans (Poll apart) with the same size and mtime
+	counted time.Time // when stable was last increased
+}
+
+// watchSource inspects files dropped into a folder (by a camera's FTP/SMB
+// upload) once they are complete, and moves each to done/ or failed/ when
+// the daemon acknowledges its result. Files stay in place until then, so a
+// restart re-inspects what was not acknowledged (at-least-once) and nothing
+// acknowledged is ever inspected again.
+type watchSource struct {
+	base
+	dir, doneDir, failedDir string
+	watcher                 *fsnotify.Watcher
+	wake                    chan struct{}
+	stop                    chan struct{}
+
+	mu        sync.Mutex
+	pending   map[string]*pendingFile
+	order     []string        // pending paths in first-seen order
+	inflight  map[string]bool // handed out, waiting for Ack
+	lastErr   string
+	lastFrame time.Time
+	closed    bool
+	nextMu    sync.Mutex
+}
+
+func openWatch(cfg Config, pre *preprocessor) (Source, error) {
+	st, err := os.Stat(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("capture source %q: watch folder %s: %w", cfg.Name, cfg.Path, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("capture source %q: watch folder %s is not a directory", cfg.Name, cfg.Path)
+	}
+	sub := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(cfg.Path, p)
+	}
+	s := &watchSource{
+		base: newBase(cfg, pre), dir: cfg.Path,
+		doneDir: sub(cfg.Watch.DoneDir), failedDir: sub(cfg.Watch.FailedDir),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}),
+		pending: map[string]*pendingFile{}, inflight: map[string]bool{},
+	}
+	for _, d := range []string{s.doneDir, s.failedDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("capture source %q: create %s for acknowledged files: %w", cfg.Name, d, err)
+		}
+	}
+	// fsnotify only shortens the wait; polling decides completeness, because
+	// the close-after-write event is not portable (and SMB/NFS drops may not
+	// deliver events at all).
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		s.log.Warn("fsnotify unavailable; polling only", "err", err)
+	} else if err := w.Add(cfg.Path); err != nil {
+		w.Close()
+		s.log.Warn("fsnotify cannot watch folder; polling only", "path", cfg.Path, "err", err)
+	} else {
+		s.watcher = w
+		go s.events()
+	}
+	s.log.Info("watch folder opened", "path", cfg.Path, "done", s.doneDir, "failed", s.failedDir)
+	return s, nil
+}
+
+// events turns fsnotify events into wake-ups of a waiting Next.
+func (s *watchSource) events() {
+	for {
+		select {
+		case _, ok := <-s.watcher.Events:
+			if !ok {
+				return
+			}
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		case err, ok := <-s.watcher.Errors:
+			if !ok {
+				return
+			}
+			s.log.Warn("fsnotify error; polling continues", "err", err)
+		}
+	}
+}
+
+// scan updates the pending set from the folder and returns the first file
+// that has been stable for StablePolls scans.
+func (s *watchSource) scan(now time.Time) (string, bool) {
+	files, err := listImages(s.dir, s.cfg.Pattern)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.lastErr = fmt.Sprintf("scan watch folder %s: %v", s.dir, err)
+		return "", false
+	}
+	s.lastErr = ""
+	present := make(map[string]bool, len(files))
+	for _, p := range files {
+		present[p] = true
+		if s.inflight[p] {
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			continue // renamed or removed between list and stat
+		}
+		pf := s.pending[p]
+		switch {
+		case pf == nil:
+			s.pending[p] = &pendingFile{size: st.Size(), mtime: st.ModTime(), stable: 1, counted: now}
+			s.order = append(s.order, p)
+		case pf.size != st.Size() || !pf.mtime.Equal(st.ModTime()):
+			pf.size, pf.mtime, pf.stable, pf.counted = st.Size(), st.ModTime(), 1, now
+		case now.Sub(pf.counted) >= s.cfg.Watch.Poll:
+			pf.stable++
+			pf.counted = now
+		}
+	}
+	keep := s.order[:0]
+	for _, p := range s.order {
+		if present[p] && !s.inflight[p] {
+			keep = append(keep, p)
+		} else {
+			delete(s.pending, p)
+		}
+	}
+	s.order = keep
+	for i, p := range s.order {
+		if s.pending[p].stable >= s.cfg.Watch.StablePolls {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			delete(s.pending, p)
+			s.inflight[p] = true
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// Next implements Source: it blocks until a complete file is there.
+func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
+	s.nextMu.Lock()
+	defer s.nextMu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return nil, ErrClosed
+		}
+		now := time.Now()
+		if p, ok := s.scan(now); ok {
+			f := s.readFile(p)
+			if f.Err != nil && now.Sub(f.Captured) < s.cfg.Watch.Grace && !errors.Is(f.Err, os.ErrNotExist) {
+				// Probably still being written by a writer that paused
+				// longer than the stability window: look again later.
+				s.log.Debug("file not decodable yet; waiting for the writer", "path", p, "err", f.Err)
+				f.Close()
+				s.seq.Add(^uint64(0)) // this attempt is not a part: take its number back
+				s.mu.Lock()
+				delete(s.inflight, p)
+				s.mu.Unlock()
+			} else if f.Err != nil && errors.Is(f.Err, os.ErrNotExist) {
+				f.Close()
+				s.seq.Add(^uint64(0))
+				s.mu.Lock()
+				delete(s.inflight, p) // moved away by someone else: not a part
+				s.mu.Unlock()
+			} else {
+				if f.Err != nil {
+					s.log.Warn("bad image file: error frame", "path", p, "err", f.Err)
+				}
+				s.mu.Lock()
+				s.lastFrame = now
+				s.mu.Unlock()
+				return f, nil
+			}
+		}
+		t := time.NewTimer(s.cfg.Watch.Poll)
+		select {
+		case <-t.C:
+		case <-s.wake:
+			t.Stop()
+		case <-s.stop:
+			t.Stop()
+			return nil, ErrClosed
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Ack implements Acker: it moves the frame's file to done/ (ok) or failed/.
+// A name already taken there gets a numeric suffix, so an operator's
+// re-drop of a part is kept rather than overwritten.
+func (s *watchSource) Ack(f *Frame, ok bool) error {
+	if f == nil || f.Path == "" {
+		return fmt.Errorf("ack on %s: frame has no file path", s.name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.inflight[f.Path] {
+		return fmt.Errorf("ack %s on %s: not handed out by this source, or already acknowledged", f.Path, s.name)
+	}
+	dir := s.doneDir
+	if !ok {
+		dir = s.failedDir
+	}
+	dst := freeName(dir, filepath.Base(f.Path))
+	if err := os.Rename(f.Path, dst); err != nil {
+		return fmt.Errorf("ack %s on %s: move to %s: %w", f.Path, s.name, dir, err)
+	}
+	delete(s.inflight, f.Path)
+	return nil
+}
+
+// freeName returns dir/name, or dir/name-N.ext when that is taken.
+func freeName(dir, name string) string {
+	dst := filepath.Join(dir, name)
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			return dst
+		}
+		dst = filepath.Join(dir, stem+"-"+strconv.Itoa(i)+ext)
+	}
+}
+
+// Pending lists files handed out and not yet acknowledged (sorted), for
+// shutdown logs and tests.
+func (s *watchSource) Pending() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.inflight))
+	for p := range s.inflight {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// State implements Source.
+func (s *watchSource) State() SourceState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SourceState{Connected: !s.closed && s.lastErr == "", LastError: s.lastErr}
+	if !s.lastFrame.IsZero() {
+		st.LastFrameAge = time.Since(s.lastFrame)
+	}
+	return st
+}
+
+// Close implements Source. Unacknowledged files stay in the folder.
+func (s *watchSource) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	if s.watcher != nil {
+		return s.watcher.Close()
+	}
+	return nil
+}
