@@ -30,6 +30,8 @@ fmt-check:
 # The test command named in README.md and run by .ci/run.
 test: setup fmt-check vet build
 	$(GO) test -count=1 -timeout 20m ./...
+	# Mat leak check: every source kind, thousands of frames, Mat count back to zero.
+	$(GO) test -count=1 -tags matprofile -run Leak ./capture/
 
 test-short:
 	$(GO) test -short ./...
