@@ -1,0 +1,303 @@
+// Package bundle reads and writes the model bundle folder that `segad fit`
+// produces and the daemon loads: the XGBoost JSON forest (model.json) and a
+// manifest (manifest.json) recording what the forest was trained with, so
+// that a forest is never scored with other detectors or another mask than
+// the ones its features came from.
+package bundle
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// File names inside a bundle folder.
+const (
+	ModelFile    = "model.json"
+	ManifestFile = "manifest.json"
+)
+
+// FormatVersion is the manifest schema version this package writes; Load
+// refuses newer ones rather than misreading them.
+const FormatVersion = 1
+
+// Manifest is manifest.json: everything needed to check that a running
+// configuration computes the same features the forest was trained on, and to
+// reproduce the training.
+type Manifest struct {
+	// Format is the manifest schema version (FormatVersion).
+	Format int `json:"format"`
+	// Tool and ToolVersion name the program that wrote the bundle.
+	Tool        string `json:"tool"`
+	ToolVersion string `json:"tool_version"`
+	// XGBoostVersion is the libxgboost that trained the forest.
+	XGBoostVersion string `json:"xgboost_version"`
+	// Created is when the bundle was written (UTC).
+	Created time.Time `json:"created"`
+	// Features are the feature names in the forest's column order.
+	Features []string `json:"features"`
+	// Detectors are the K detectors in feature order.
+	Detectors []Detector `json:"detectors"`
+	// Extra names the classifier feature after the maxima ("" when none).
+	Extra string `json:"extra,omitempty"`
+	// Mask identifies the segmentation at the detectors' map size.
+	Mask Mask `json:"mask"`
+	// Params are the XGBoost parameters as passed to the library.
+	Params map[string]string `json:"params"`
+	// Rounds is the number of boosting rounds.
+	Rounds int `json:"rounds"`
+	// Seed is the base seed (subset choice, synthetic defects, XGBoost).
+	Seed int `json:"seed"`
+	// Data counts the training images.
+	Data Counts `json:"data"`
+	// Threshold is the suggested decision threshold and its operating points.
+	Threshold Threshold `json:"threshold"`
+	// Baseline holds, per detector, the "detector alone" thresholds (map
+	// maximum) at the same recalls, so `segad eval` can report the baseline's
+	// per-type recall the same way.
+	Baseline map[string][]OperatingPoint `json:"baseline,omitempty"`
+}
+
+// Detector is one detector as the forest saw it.
+type Detector struct {
+	// Name is the detector name (it prefixes its feature names).
+	Name string `json:"name"`
+	// Model is the ONNX file's base name (informative; paths move).
+	Model string `json:"model,omitempty"`
+	// SHA256 is the hex sha256 of the ONNX file ("" when trained from
+	// precomputed maps, where no model file is known).
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Mask identifies the segmentation.
+type Mask struct {
+	// Source is the configured mask (file base name or builtin:...).
+	Source string `json:"source"`
+	// Hash is segad.Mask.Hash() at the map size.
+	Hash string `json:"hash"`
+	// Width and Height are the map size the hash was taken at.
+	Width  int `json:"width"`
+	Height int `json:"height"`
+	// Segments are the segment names in label order.
+	Segments []string `json:"segments"`
+}
+
+// Counts are the training data counts.
+type Counts struct {
+	// Good and Bad count the images per class that trained the forest.
+	Good int `json:"good"`
+	Bad  int `json:"bad"`
+	// BadTypes counts bad images per defect type (sub-folder of --bad, or
+	// "synthetic"); eval calls types absent here "unseen".
+	BadTypes map[string]int `json:"bad_types"`
+	// Synthetic counts bad images made from good ones (one-class mode).
+	Synthetic int `json:"synthetic,omitempty"`
+	// Skipped counts unreadable images skipped with --skip-bad-images.
+	Skipped int `json:"skipped,omitempty"`
+}
+
+// Threshold is the suggested threshold and the operating points it was
+// chosen among.
+type Threshold struct {
+	// Suggested is the raw-margin score at and above which a part fails.
+	Suggested float64 `json:"suggested"`
+	// Recall is the recall Suggested keeps on the calibration data.
+	Recall float64 `json:"recall"`
+	// Calibration says which scores the points come from ("training" or
+	// "out-of-fold").
+	Calibration string `json:"calibration"`
+	// Points are the operating points (default recall 0.95 and 0.99).
+	Points []OperatingPoint `json:"points"`
+}
+
+// OperatingPoint is one threshold with its recall and false-positive rate
+// on the calibration data.
+type OperatingPoint struct {
+	Recall    float64 `json:"recall"`
+	Threshold float64 `json:"threshold"`
+	FPR       float64 `json:"fpr"`
+}
+
+// Bundle is a loaded bundle folder.
+type Bundle struct {
+	// Dir is the bundle folder.
+	Dir string
+	// ModelPath is the forest file (Dir/model.json).
+	ModelPath string
+	// Manifest is the parsed manifest.json.
+	Manifest *Manifest
+	// Threshold is the suggested threshold (Manifest.Threshold.Suggested).
+	Threshold float64
+}
+
+// Write creates dir (if needed) and writes model.json and manifest.json.
+// Each file is written to a temporary name and renamed, so a crash never
+// leaves a half-written bundle that the daemon would load.
+func Write(dir string, model []byte, m *Manifest) error {
+	if len(model) == 0 {
+		return fmt.Errorf("write bundle %s: empty model", dir)
+	}
+	if m.Format == 0 {
+		m.Format = FormatVersion
+	}
+	if err := m.check(); err != nil {
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write bundle %s: manifest: %w", dir, err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{ModelFile, model}, {ManifestFile, append(mj, '\n')}} {
+		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+			return fmt.Errorf("write bundle %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Load reads a bundle folder and checks the manifest is complete. It does
+// not parse the forest (brf.Load does, from ModelPath).
+func Load(dir string) (*Bundle, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load bundle: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("load bundle %s: not a folder (a bundle is the folder `segad fit -o` wrote)", dir)
+	}
+	mp := filepath.Join(dir, ManifestFile)
+	data, err := os.ReadFile(mp)
+	if err != nil {
+		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("load bundle: parse %s: %w", mp, err)
+	}
+	if m.Format > FormatVersion {
+		return nil, fmt.Errorf("load bundle: %s has format %d, this segad reads up to %d: upgrade segad", mp, m.Format, FormatVersion)
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("load bundle: %s: %w", mp, err)
+	}
+	model := filepath.Join(dir, ModelFile)
+	if _, err := os.Stat(model); err != nil {
+		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
+	}
+	return &Bundle{Dir: dir, ModelPath: model, Manifest: &m, Threshold: m.Threshold.Suggested}, nil
+}
+
+// check rejects manifests that cannot be verified or used.
+func (m *Manifest) check() error {
+	var errs []error
+	if len(m.Detectors) == 0 {
+		errs = append(errs, errors.New("no detectors"))
+	}
+	if len(m.Features) == 0 {
+		errs = append(errs, errors.New("no feature names"))
+	}
+	if m.Mask.Hash == "" {
+		errs = append(errs, errors.New("no mask hash"))
+	}
+	if t := m.Threshold.Suggested; math.IsNaN(t) || math.IsInf(t, 0) {
+		errs = append(errs, fmt.Errorf("suggested threshold %v is not finite", t))
+	}
+	return errors.Join(errs...)
+}
+
+// Verify checks that a running configuration matches the bundle: the same
+// detectors in the same order, the same model files (by sha256) and the same
+// mask (segad.Mask.Hash at the map size). The error names the first
+// difference of each kind. detectorModelPaths may be nil to skip the file
+// check (e.g. when features come from precomputed maps).
+func Verify(m *Manifest, detectorNames, detectorModelPaths []string, maskHash string) error {
+	var errs []error
+	if len(detectorNames) != len(m.Detectors) {
+		errs = append(errs, fmt.Errorf("the bundle was trained with %d detectors (%s) but the config has %d (%s)",
+			len(m.Detectors), strings.Join(m.DetectorNames(), ", "), len(detectorNames), strings.Join(detectorNames, ", ")))
+	} else {
+		for i, n := range detectorNames {
+			if want := m.Detectors[i].Name; n != want {
+				errs = append(errs, fmt.Errorf("detector %d is %q in the bundle but %q in the config (features are in detector order)", i+1, want, n))
+				continue
+			}
+			if detectorModelPaths == nil || m.Detectors[i].SHA256 == "" {
+				continue
+			}
+			if i >= len(detectorModelPaths) {
+				errs = append(errs, fmt.Errorf("detector %s: no model file given", n))
+				continue
+			}
+			sum, err := FileSHA256(detectorModelPaths[i])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("detector %s: %w", n, err))
+				continue
+			}
+			if sum != m.Detectors[i].SHA256 {
+				errs = append(errs, fmt.Errorf("detector %s model file changed: sha256 %s is %s, the bundle was trained with %s: retrain with `segad fit`",
+					n, detectorModelPaths[i], short(sum), short(m.Detectors[i].SHA256)))
+			}
+		}
+	}
+	if maskHash != m.Mask.Hash {
+		errs = append(errs, fmt.Errorf("mask differs: the bundle was trained with mask %s (hash %s, segments %s) but the config's mask hashes to %s: use the same mask or retrain",
+			m.Mask.Source, short(m.Mask.Hash), strings.Join(m.Mask.Segments, ","), short(maskHash)))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bundle does not match the configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// DetectorNames returns the detector names in feature order.
+func (m *Manifest) DetectorNames() []string {
+	out := make([]string, len(m.Detectors))
+	for i, d := range m.Detectors {
+		out[i] = d.Name
+	}
+	return out
+}
+
+// FileSHA256 returns the hex sha256 of a file's contents.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hash model file: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash model file %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// short abbreviates a hex hash for messages.
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12] + ".."
+	}
+	return h
+}

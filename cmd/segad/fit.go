@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/fit"
+)
+
+// progressWriter returns stderr for progress bars when it is a terminal and
+// not silenced, else nil (no bar: logs and pipes stay clean).
+func progressWriter(quiet bool) io.Writer {
+	if quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	return os.Stderr
+}
+
+func init() {
+	var (
+		cfgPath, good, bad, maps, out string
+		quiet, skip                   bool
+		o                             = fit.DefaultTrainOptions()
+		opt                           fit.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "fit --config FILE (--good DIR --bad DIR | --maps CSV) -o BUNDLE",
+		Short: "Train SegAD's boosted random forest from labelled images and write a model bundle",
+		Long: `fit runs the configured detectors on every image with the line's own code
+(same preprocessing, same feature extraction), trains the boosted random forest
+with libxgboost (the paper's hyper-parameters unless overridden by flags) and writes
+a bundle folder: model.json (XGBoost JSON), manifest.json (feature order, detector
+names and model sha256, mask hash, parameters, seed, data counts, suggested
+threshold with its operating points). Point segad.bundle at the folder.
+
+Data: --good DIR (images) and --bad DIR (images, or sub-folders named by defect
+type), or --maps CSV in the SegAD reference layout (filepath, an_map_path, label;
+an_map_path_<detector> per detector when there are several; optional defect_type).
+--synthetic-defects N makes N defects from good images (one-class mode).
+--cv K measures the forest on K held-out folds; with --bad-limit N --seeds S the
+training folds keep N random bad images and the run is repeated S times (low-shot),
+reporting mean and standard deviation. Prints one JSON summary.`,
+		Example: `  segad fit -c segad.yaml --good data/good --bad data/bad -o bundles/line1
+  segad fit -c segad.yaml --good data/good --synthetic-defects 200 -o bundles/oneclass
+  segad fit -c segad.yaml --good data/good --bad data/bad --bad-limit 10 --seeds 5 --cv 5 -o b`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				return fmt.Errorf("fit: --config is required")
+			}
+			if maps == "" && good == "" {
+				return fmt.Errorf("fit: give --good DIR (with --bad DIR or --synthetic-defects N) or --maps CSV")
+			}
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+			opt.Config, opt.Good, opt.Bad, opt.MapsCSV, opt.Out = cfg, good, bad, maps, out
+			opt.Train, opt.Log, opt.ToolVersion = o, log, version
+			opt.Images.SkipBadImages = skip
+			opt.Images.Seed = o.Seed
+			opt.Images.Progress = progressWriter(quiet)
+			sum, err := fit.Run(opt)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(sum)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgPath, "config", "c", "", "daemon configuration (detectors, mask, preprocessing)")
+	f.StringVar(&good, "good", "", "folder of good images")
+	f.StringVar(&bad, "bad", "", "folder of bad images or of defect-type sub-folders")
+	f.StringVar(&maps, "maps", "", "CSV of precomputed .npy anomaly maps (reference layout) instead of images")
+	f.StringVarP(&out, "output", "o", "", "bundle folder to write")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	f.BoolVar(&skip, "skip-bad-images", false, "skip (and count) unreadable images instead of failing")
+	f.IntVar(&opt.Images.Synthetic, "synthetic-defects", 0, "make N synthetic defect images from good ones (one-class mode)")
+	f.IntVar(&opt.BadLimit, "bad-limit", 0, "train on at most N random bad images (low-shot)")
+	f.IntVar(&opt.Seeds, "seeds", 1, "repeat cross-validation with S seeds and report mean and std (needs --cv)")
+	f.IntVar(&opt.CV, "cv", 0, "evaluate on K held-out stratified folds")
+	f.Float64SliceVar(&opt.Recalls, "recall", fit.DefaultRecalls, "operating points (recall); the first gives the suggested threshold")
+	f.IntVar(&o.Seed, "seed", 0, "random seed (XGBoost sampling, subsets, folds, synthetic defects)")
+	f.IntVar(&o.Rounds, "rounds", o.Rounds, "boosting rounds (n_estimators)")
+	f.IntVar(&o.Params.NumParallelTree, "trees", o.Params.NumParallelTree, "trees per round (num_parallel_tree)")
+	f.Float64Var(&o.Params.Eta, "eta", o.Params.Eta, "learning rate")
+	f.IntVar(&o.Params.MaxDepth, "max-depth", o.Params.MaxDepth, "maximum tree depth")
+	f.Float64Var(&o.Params.Subsample, "subsample", o.Params.Subsample, "row subsample per tree")
+	f.Float64Var(&o.Params.ColsampleByTree, "colsample-bytree", o.Params.ColsampleByTree, "feature subsample per tree")
+	f.Float64Var(&o.Params.ColsampleByNode, "colsample-bynode", o.Params.ColsampleByNode, "feature subsample per split")
+	f.Float64Var(&o.Params.RegAlpha, "reg-alpha", o.Params.RegAlpha, "L1 regularisation of leaf weights")
+	f.Float64Var(&o.Params.ScalePosWeight, "scale-pos-weight", 0, "weight of bad images (0: n_good/n_bad, the paper's)")
+	f.IntVar(&o.Params.NThread, "threads", 0, "XGBoost threads (0: all cores)")
+	rootCmd.AddCommand(cmd)
+}

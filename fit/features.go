@@ -1,0 +1,419 @@
+package fit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/segad-edge/segad-edge/bundle"
+	"github.com/segad-edge/segad-edge/capture"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/npy"
+	"github.com/segad-edge/segad-edge/segad"
+)
+
+// Dataset is a feature matrix with labels: what the forest trains on and
+// what evaluation scores.
+type Dataset struct {
+	// Features are the feature names in column order.
+	Features []string
+	// Detectors are the detector names (feature order).
+	Detectors []string
+	// NCols is the row length (len(Features)).
+	NCols int
+	// Rows is the row-major feature matrix (NaN = missing, as on the line).
+	Rows []float32
+	// Max holds each row's per-detector map maxima (the baseline scores),
+	// row-major len(Detectors) per row.
+	Max []float32
+	// Samples are the rows' images, labels and defect types.
+	Samples []Sample
+	// Skipped are the unreadable images skipped (--skip-bad-images).
+	Skipped []string
+}
+
+// Len returns the number of rows.
+func (d *Dataset) Len() int { return len(d.Samples) }
+
+// Row returns row i (aliasing Rows).
+func (d *Dataset) Row(i int) []float32 { return d.Rows[i*d.NCols : (i+1)*d.NCols] }
+
+// Labels returns 0/1 float labels (1 = bad), XGBoost's label type.
+func (d *Dataset) Labels() []float32 {
+	out := make([]float32, len(d.Samples))
+	for i, s := range d.Samples {
+		if s.Bad {
+			out[i] = 1
+		}
+	}
+	return out
+}
+
+// Bad returns the labels as booleans (eval's type).
+func (d *Dataset) Bad() []bool {
+	out := make([]bool, len(d.Samples))
+	for i, s := range d.Samples {
+		out[i] = s.Bad
+	}
+	return out
+}
+
+// Subset returns the rows idx (copied).
+func (d *Dataset) Subset(idx []int) *Dataset {
+	o := &Dataset{Features: d.Features, Detectors: d.Detectors, NCols: d.NCols}
+	k := len(d.Detectors)
+	for _, i := range idx {
+		o.Rows = append(o.Rows, d.Row(i)...)
+		o.Max = append(o.Max, d.Max[i*k:(i+1)*k]...)
+		o.Samples = append(o.Samples, d.Samples[i])
+	}
+	return o
+}
+
+func (d *Dataset) add(s Sample, row, max []float32) {
+	d.Rows = append(d.Rows, row...)
+	d.Max = append(d.Max, max...)
+	d.Samples = append(d.Samples, s)
+}
+
+// Featurizer computes feature rows from images with the line's own code:
+// capture.DecodeFrame with the configured preprocessing, then
+// daemon.Line.Inspect (detectors, mask, segad.Extractor) with feature
+// publishing on. There is no second implementation to drift from the line.
+type Featurizer struct {
+	// Detectors are the detector names in feature order.
+	Detectors []string
+	// ModelPaths are the detectors' ONNX files (for the manifest's hashes).
+	ModelPaths []string
+	// Mask is the segmentation at the map size.
+	Mask *segad.Mask
+	// MaskSource is the configured mask (file or builtin:...).
+	MaskSource string
+	// Features are the feature names in order.
+	Features []string
+
+	pre   capture.PreprocessConfig
+	model *daemon.Model
+	line  *daemon.Line
+	mask  *segad.Mask // at the preprocessed image size, for synthetic defects
+}
+
+// noScorer stands in for the forest while features are computed for
+// training: Line.Inspect needs a Scorer, and NumFeatures 0 skips
+// daemon.NewModel's feature-count check.
+type noScorer struct{}
+
+func (noScorer) NumFeatures() int             { return 0 }
+func (noScorer) Margin(row []float32) float64 { return 0 }
+
+// NewFeaturizer opens ONNX Runtime, the configured detectors (warmed up)
+// and mask, like daemon.BuildModel but without a forest.
+func NewFeaturizer(cfg *config.Config, log *slog.Logger) (*Featurizer, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := infer.Init(cfg.ONNXRuntime.Library); err != nil {
+		return nil, err
+	}
+	set, err := infer.OpenSet(cfg.Detectors, cfg.Classifier)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			set.Close()
+		}
+	}()
+	f := &Featurizer{MaskSource: cfg.SegAD.Mask}
+	var mapSize infer.Size
+	for i, d := range set.Detectors() {
+		f.Detectors = append(f.Detectors, d.Name())
+		f.ModelPaths = append(f.ModelPaths, d.Config().Model)
+		ms := d.Config().Post.MapSize
+		if i == 0 {
+			mapSize = ms
+		} else if ms != mapSize {
+			return nil, fmt.Errorf("detector %s gives %s maps but %s gives %s: set the same post.map_size for all", d.Name(), ms, f.Detectors[0], mapSize)
+		}
+	}
+	if err := set.Warmup(1); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	if f.Mask, err = daemon.LoadMask(cfg.SegAD, mapSize.Width, mapSize.Height, log); err != nil {
+		return nil, err
+	}
+	extra := ""
+	if cfg.Classifier != nil {
+		extra = "classifier"
+	}
+	ex, err := segad.NewExtractor(f.Mask, f.Detectors, extra)
+	if err != nil {
+		return nil, err
+	}
+	f.Features = ex.Names()
+	if f.model, err = daemon.NewModel(set, f.Detectors, f.Mask, ex, noScorer{}, "fit"); err != nil {
+		return nil, err
+	}
+	f.line = daemon.NewLine(f.model, daemon.Settings{Threshold: math.MaxFloat64, Warn: math.NaN(), PublishFeatures: true})
+	// The same frame geometry as daemon.OpenSource.
+	f.pre = cfg.Capture.Preprocess
+	if in := set.InputSizes(); len(in) > 0 && f.pre.Width == 0 && f.pre.Height == 0 {
+		f.pre.Width, f.pre.Height = in[0].Width, in[0].Height
+	}
+	if f.pre.Color == "" {
+		f.pre.Color = capture.ColorBGR
+	}
+	ok = true
+	return f, nil
+}
+
+// Close releases the detectors.
+func (f *Featurizer) Close() error { return f.model.Close() }
+
+// Decode reads and preprocesses an image file as the line's capture stage
+// would. The caller closes the frame.
+func (f *Featurizer) Decode(path string) (*capture.Frame, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read image: %w", err)
+	}
+	fr := capture.DecodeFrame(data, f.pre)
+	if fr.Err != nil {
+		err := fmt.Errorf("image %s: %w", path, fr.Err)
+		fr.Close()
+		return nil, err
+	}
+	fr.Path = path
+	return fr, nil
+}
+
+// FrameRow computes one frame's feature row and per-detector map maxima
+// into row and max (len(Features), len(Detectors)).
+func (f *Featurizer) FrameRow(fr *capture.Frame, row, max []float32) error {
+	ins := f.line.Inspect(fr, false)
+	r := ins.Result
+	if r.Verdict == mqtt.VerdictError {
+		return fmt.Errorf("image %s: %s (%s)", fr.Path, r.Reason, r.ReasonCode)
+	}
+	if len(r.Features) != len(row) {
+		return fmt.Errorf("image %s: %d features, want %d", fr.Path, len(r.Features), len(row))
+	}
+	for i, ft := range r.Features {
+		row[i] = float32(ft.Value) // float32 on the line, widened losslessly
+	}
+	for k, n := range f.Detectors {
+		max[k] = float32(r.MapMax[n])
+	}
+	return nil
+}
+
+// imageMask returns the mask at the preprocessed frame size, for synthetic
+// defects (nearest-neighbour resize, as masks are label images).
+func (f *Featurizer) imageMask(w, h int) (*segad.Mask, error) {
+	if f.mask != nil && f.mask.Width == w && f.mask.Height == h {
+		return f.mask, nil
+	}
+	m := f.Mask
+	if m.Width != w || m.Height != h {
+		var err error
+		if m, err = m.Resize(w, h); err != nil {
+			return nil, err
+		}
+	}
+	f.mask = m
+	return m, nil
+}
+
+// ManifestDetectors describes the detectors for a bundle manifest, with
+// their model files' sha256.
+func (f *Featurizer) ManifestDetectors() ([]bundle.Detector, error) {
+	out := make([]bundle.Detector, len(f.Detectors))
+	for i, n := range f.Detectors {
+		sum, err := bundle.FileSHA256(f.ModelPaths[i])
+		if err != nil {
+			return nil, fmt.Errorf("detector %s: %w", n, err)
+		}
+		out[i] = bundle.Detector{Name: n, Model: filepath.Base(f.ModelPaths[i]), SHA256: sum}
+	}
+	return out, nil
+}
+
+// ImageOptions control feature computation over images.
+type ImageOptions struct {
+	// SkipBadImages skips (and counts) unreadable images instead of failing.
+	SkipBadImages bool
+	// Synthetic makes this many defect images from good ones (one-class mode).
+	Synthetic int
+	// Seed seeds the synthetic defects.
+	Seed int
+	// Progress receives a progress bar with ETA; nil for none.
+	Progress io.Writer
+}
+
+func newBar(w io.Writer, n int, what string) *progressbar.ProgressBar {
+	if w == nil {
+		return progressbar.DefaultSilent(int64(n))
+	}
+	return progressbar.NewOptions(n, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("img"), progressbar.OptionThrottle(200_000_000),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+}
+
+// ImageDataset computes the feature rows of samples (plus o.Synthetic
+// defect images made from the good ones).
+func (f *Featurizer) ImageDataset(samples []Sample, o ImageOptions) (*Dataset, error) {
+	d := &Dataset{Features: f.Features, Detectors: f.Detectors, NCols: len(f.Features)}
+	row := make([]float32, d.NCols)
+	max := make([]float32, len(f.Detectors))
+	bar := newBar(o.Progress, len(samples)+o.Synthetic, "features")
+	defer bar.Close()
+	var goods []string
+	for _, s := range samples {
+		err := f.sampleRow(s.Path, row, max)
+		bar.Add(1)
+		if err != nil {
+			if o.SkipBadImages {
+				d.Skipped = append(d.Skipped, s.Path)
+				slog.Warn("skipping unreadable image", "file", s.Path, "err", err)
+				continue
+			}
+			return nil, fmt.Errorf("%w (give --skip-bad-images to skip unreadable images)", err)
+		}
+		d.add(s, row, max)
+		if !s.Bad {
+			goods = append(goods, s.Path)
+		}
+	}
+	if o.Synthetic > 0 {
+		if len(goods) == 0 {
+			return nil, errors.New("synthetic defects need good images")
+		}
+		rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x5e9ad))
+		for i := 0; i < o.Synthetic; i++ {
+			src := goods[rng.IntN(len(goods))]
+			def, err := f.syntheticRow(src, rng, row, max)
+			bar.Add(1)
+			if err != nil {
+				return nil, fmt.Errorf("synthetic defect %d from %s: %w", i, src, err)
+			}
+			d.add(Sample{Path: fmt.Sprintf("%s#synthetic-%d-%s-seg%d", src, i, def.Kind, def.Segment), Bad: true, Type: SyntheticType}, row, max)
+		}
+	}
+	if d.Len() == 0 {
+		return nil, fmt.Errorf("no readable images (%d skipped)", len(d.Skipped))
+	}
+	return d, nil
+}
+
+func (f *Featurizer) sampleRow(path string, row, max []float32) error {
+	fr, err := f.Decode(path)
+	if err != nil {
+		return err
+	}
+	defer fr.Close()
+	return f.FrameRow(fr, row, max)
+}
+
+func (f *Featurizer) syntheticRow(path string, rng *rand.Rand, row, max []float32) (Defect, error) {
+	fr, err := f.Decode(path)
+	if err != nil {
+		return Defect{}, err
+	}
+	defer fr.Close()
+	m, err := f.imageMask(fr.Image.Cols(), fr.Image.Rows())
+	if err != nil {
+		return Defect{}, err
+	}
+	def, err := Synthesize(&fr.Image, m, rng)
+	if err != nil {
+		return Defect{}, err
+	}
+	return def, f.FrameRow(fr, row, max)
+}
+
+// MapsDataset computes feature rows from precomputed float32 .npy maps (the
+// reference layout), with the configured mask resized to the maps' size.
+func MapsDataset(samples []Sample, detectors []string, segCfg config.SegADConfig, progress io.Writer, log *slog.Logger) (*Dataset, *segad.Mask, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	var ex *segad.Extractor
+	var mask *segad.Mask
+	var w0, h0 int
+	var d *Dataset
+	maps := make([][]float32, len(detectors))
+	max := make([]float32, len(detectors))
+	var row []float32
+	bar := newBar(progress, len(samples), "features")
+	defer bar.Close()
+	for _, s := range samples {
+		for k, p := range s.Maps {
+			a, err := npy.Read(p)
+			if err != nil {
+				return nil, nil, fmt.Errorf("map %s of %s: %w", detectors[k], s.Path, err)
+			}
+			w, h, data, err := mapData(a)
+			if err != nil {
+				return nil, nil, fmt.Errorf("map %s: %w", p, err)
+			}
+			if ex == nil {
+				w0, h0 = w, h
+				if mask, err = daemon.LoadMask(segCfg, w, h, log); err != nil {
+					return nil, nil, err
+				}
+				if ex, err = segad.NewExtractor(mask, detectors, ""); err != nil {
+					return nil, nil, err
+				}
+				d = &Dataset{Features: ex.Names(), Detectors: detectors, NCols: ex.NumFeatures()}
+				row = make([]float32, d.NCols)
+			} else if w != w0 || h != h0 {
+				return nil, nil, fmt.Errorf("map %s is %dx%d but the first map is %dx%d: all maps must have one size", p, w, h, w0, h0)
+			}
+			maps[k] = data
+			max[k] = mapMax(data)
+		}
+		if err := ex.Extract(row, maps, 0); err != nil {
+			return nil, nil, fmt.Errorf("features of %s: %w", s.Path, err)
+		}
+		d.add(s, row, max)
+		bar.Add(1)
+	}
+	return d, mask, nil
+}
+
+// mapData accepts a map as (H, W), (1, H, W) or (1, 1, H, W) float32 array.
+func mapData(a *npy.Array) (w, h int, data []float32, err error) {
+	shape := a.Shape
+	for len(shape) > 2 && shape[0] == 1 {
+		shape = shape[1:]
+	}
+	if len(shape) != 2 {
+		return 0, 0, nil, fmt.Errorf("shape %v: want a 2-D map (H, W)", a.Shape)
+	}
+	if a.Kind != npy.Float || a.Float32 == nil {
+		return 0, 0, nil, fmt.Errorf("dtype %s: want a float32 map", a.Descr)
+	}
+	return shape[1], shape[0], a.Float32, nil
+}
+
+func mapMax(m []float32) float32 {
+	mx := float32(math.Inf(-1))
+	for _, v := range m {
+		if v > mx {
+			mx = v
+		}
+	}
+	return mx
+}
