@@ -1,0 +1,153 @@
+package mqtt
+
+import (
+	"encoding/json"
+	"math"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+func TestValidate(t *testing.T) {
+	valid := func() Config {
+		c := Defaults()
+		c.Broker, c.Station = "tcp://broker:1883", "line1"
+		return c
+	}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want []string // substrings of the error; nil = valid
+	}{
+		{"defaults plus broker and station", func(*Config) {}, nil},
+		{"missing broker and station", func(c *Config) { c.Broker, c.Station = "", "" }, []string{"mqtt.broker: required", "mqtt.station: required"}},
+		{"bad scheme", func(c *Config) { c.Broker = "http://x" }, []string{"mqtt.broker", "scheme"}},
+		{"wildcard in station", func(c *Config) { c.Station = "a/+" }, []string{"mqtt.station"}},
+		{"result qos 0", func(c *Config) { c.Topics.Result.QoS = 0 }, []string{"mqtt.topics.result.qos", "lost"}},
+		{"qos 3", func(c *Config) { c.Topics.Reject.QoS = 3 }, []string{"mqtt.topics.reject.qos"}},
+		{"cert without key", func(c *Config) { c.TLS.Cert = "c.pem" }, []string{"mqtt.tls"}},
+		{"no outbox path", func(c *Config) { c.Outbox.Path = "" }, []string{"mqtt.outbox.path"}},
+		{"memory outbox", func(c *Config) { c.Outbox.Path, c.Outbox.Memory = "", true }, nil},
+		{"zero keepalive", func(c *Config) { c.KeepAlive = 0 }, []string{"mqtt.keepalive"}},
+		{"embedded without users", func(c *Config) { c.Broker = Embedded }, []string{"mqtt.embedded.users"}},
+		{"embedded anonymous", func(c *Config) { c.Broker, c.Embedded.AllowAnonymous = Embedded, true }, nil},
+		{"embedded bad acl", func(c *Config) {
+			c.Broker = Embedded
+			c.Embedded.Users = []User{{Username: "plc", Password: "x", ACL: []ACLRule{{Topic: "a/#/b", Access: "all"}}}}
+		}, []string{"mqtt.embedded.users[0].acl[0].topic", "mqtt.embedded.users[0].acl[0].access"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate accepted %+v", c)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestYAML decodes the documented example with the project's YAML library.
+func TestYAML(t *testing.T) {
+	src := `
+broker: ssl://broker.plant:8883
+station: line1
+username: segad
+password: pw
+tls: {ca: /etc/segad/ca.pem}
+keepalive: 15s
+topics:
+  reject: {name: reject, qos: 2}
+outbox: {path: /var/lib/segad/outbox.db, max_results: 5000, max_age: 24h}
+`
+	c := Defaults()
+	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
+		t.Fatalf("yaml: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.KeepAlive != 15*time.Second || c.Topics.Reject.QoS != 2 || c.Topics.Result.QoS != 1 ||
+		c.Outbox.MaxAge != 24*time.Hour || c.Outbox.MaxResults != 5000 || c.TLS.CA != "/etc/segad/ca.pem" {
+		t.Fatalf("decoded %+v", c)
+	}
+	if got := c.Resolve().Reject; got != "segad/line1/reject" {
+		t.Fatalf("reject topic %q", got)
+	}
+}
+
+func TestParseTrigger(t *testing.T) {
+	tests := []struct {
+		in, want string
+		bad      bool
+	}{
+		{"", "", false},
+		{"  ", "", false},
+		{`{"part_id":"A1"}`, "A1", false},
+		{`{}`, "", false},
+		{"P-123", "P-123", false},
+		{`{"part_id":1}`, "", true},
+		{`[1,2]`, "", true},
+		{"\xff\xfe", "", true},
+		{"a\tb", "", true},
+	}
+	for _, tc := range tests {
+		got, err := ParseTrigger([]byte(tc.in))
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("ParseTrigger(%q) = %q, %v; want %q, bad=%v", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+func TestResultIDsSortAndDiffer(t *testing.T) {
+	base := time.Now()
+	var ids []string
+	for i := range 2000 {
+		// Same millisecond for runs of 500: the random part must increment.
+		ids = append(ids, NewResultID(base.Add(time.Duration(i/500)*time.Millisecond)))
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Fatal("IDs do not sort in creation order")
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if len(id) != 26 || seen[id] || strings.Trim(id, crockford) != "" {
+			t.Fatalf("bad or duplicate ID %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestResultJSONRoundTrip(t *testing.T) {
+	r := Result{Schema: 1, ID: "x", Verdict: VerdictPass, MapMax: map[string]float64{"a": math.Inf(1), "b": 0.5},
+		Features: []Feature{{"f", math.NaN()}, {"g", 2}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatalf("marshal with NaN/Inf: %v", err)
+	}
+	if !strings.Contains(string(b), `"score":null`) || !strings.Contains(string(b), `"a":null`) {
+		t.Fatalf("non-finite values not null: %s", b)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Score != nil || !math.IsNaN(back.Features[0].Value) || back.Features[1].Value != 2 || back.MapMax["b"] != 0.5 || !math.IsNaN(back.MapMax["a"]) {
+		t.Fatalf("round trip: %+v", back)
+	}
+}
