@@ -16,7 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gocv.io/x/gocv"
+
 	"github.com/segad-edge/segad-edge/brf"
+	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/infer"
@@ -86,6 +89,9 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	if err := infer.Init(cfg.ONNXRuntime.Library); err != nil {
 		return nil, err
 	}
+	if err := ResolveThreshold(cfg); err != nil {
+		return nil, err
+	}
 	model, err := BuildModel(cfg, log)
 	if err != nil {
 		return nil, err
@@ -132,9 +138,11 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	return d, nil
 }
 
-// BuildModel opens the detectors (warmed up), the mask at the map size and
-// the forest, and checks that they fit together.
-func BuildModel(cfg *config.Config, log *slog.Logger) (*Model, error) {
+// BuildFeatureModel opens the detectors (warmed up), the mask at the map
+// size and the feature extractor: everything but the forest (Scorer is nil).
+// `segad fit` computes its training features with it, so training and the
+// line share one feature path.
+func BuildFeatureModel(cfg *config.Config, log *slog.Logger) (*Model, error) {
 	set, err := infer.OpenSet(cfg.Detectors, cfg.Classifier)
 	if err != nil {
 		return nil, err
@@ -157,7 +165,7 @@ func BuildModel(cfg *config.Config, log *slog.Logger) (*Model, error) {
 		}
 		log.Info("detector ready", "name", d.Name(), "model", d.Config().Model, "providers", d.Providers(), "map", ms)
 	}
-	if err := set.Warmup(cfg.Pipeline.Warmup); err != nil {
+	if err := set.Warmup(max(cfg.Pipeline.Warmup, 1)); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	mask, err := LoadMask(cfg.SegAD, mapSize.Width, mapSize.Height, log)
@@ -172,19 +180,63 @@ func BuildModel(cfg *config.Config, log *slog.Logger) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	model, err := brf.Load(cfg.SegAD.Model)
-	if err != nil {
-		return nil, err
-	}
-	if err := brf.CheckFeatures(model, ex.NumFeatures()); err != nil {
-		return nil, fmt.Errorf("model %s: %w", cfg.SegAD.Model, err)
-	}
-	m, err := NewModel(set, names, mask, ex, model, fileID(cfg.SegAD.Model))
-	if err != nil {
-		return nil, err
-	}
 	ok = true
+	return &Model{Detectors: set, Names: names, Mask: mask, Extractor: ex,
+		sizes: set.InputSizes(), row: make([]float32, ex.NumFeatures()), maps: make([][]float32, len(names)),
+		imgs: make([]infer.Image, len(set.InputSizes())), resized: map[infer.Size]*gocv.Mat{}}, nil
+}
+
+// BuildModel is BuildFeatureModel plus the forest: segad.model, or the
+// model of segad.bundle after checking that the bundle was trained for
+// these detectors (names and model file hashes) and this mask.
+func BuildModel(cfg *config.Config, log *slog.Logger) (*Model, error) {
+	m, err := BuildFeatureModel(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	modelPath := cfg.SegAD.Model
+	if cfg.SegAD.Bundle != "" {
+		b, err := bundle.Load(cfg.SegAD.Bundle)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		paths := make([]string, len(cfg.Detectors))
+		for i, d := range cfg.Detectors {
+			paths[i] = d.Model
+		}
+		if err := bundle.Verify(b.Manifest, m.Names, paths, m.Mask.Hash()); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("bundle %s does not match this configuration: %w (retrain with segad fit, or fix detectors/mask)", cfg.SegAD.Bundle, err)
+		}
+		modelPath = b.ModelPath
+	}
+	forest, err := brf.Load(modelPath)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := brf.CheckFeatures(forest, m.Extractor.NumFeatures()); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("model %s: %w", modelPath, err)
+	}
+	m.Scorer, m.Bundle = forest, fileID(modelPath)
 	return m, nil
+}
+
+// ResolveThreshold fills segad.threshold from the bundle's suggested
+// threshold when the config leaves it out.
+func ResolveThreshold(cfg *config.Config) error {
+	if cfg.SegAD.Threshold != nil || cfg.SegAD.Bundle == "" {
+		return nil
+	}
+	b, err := bundle.Load(cfg.SegAD.Bundle)
+	if err != nil {
+		return err
+	}
+	t := b.Threshold
+	cfg.SegAD.Threshold = &t
+	return nil
 }
 
 // LoadMask loads the configured mask (or the built-in VAD template) at the
@@ -224,12 +276,7 @@ func LoadMask(c config.SegADConfig, w, h int, log *slog.Logger) (*segad.Mask, er
 // first detector's input size in BGR order (what infer takes).
 func OpenSource(cfg *config.Config, m *Model, log *slog.Logger) (FrameSource, error) {
 	cc := cfg.Capture
-	if len(m.sizes) > 0 && cc.Preprocess.Width == 0 && cc.Preprocess.Height == 0 {
-		cc.Preprocess.Width, cc.Preprocess.Height = m.sizes[0].Width, m.sizes[0].Height
-	}
-	if cc.Preprocess.Color == "" {
-		cc.Preprocess.Color = capture.ColorBGR
-	}
+	cc.Preprocess = m.Preprocess(cc.Preprocess)
 	cc.Logger = log.With("stage", "capture")
 	return capture.Open(cc)
 }

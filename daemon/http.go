@@ -88,12 +88,7 @@ func (d *Daemon) frameFromBytes(data []byte, partID string) *capture.Frame {
 	d.cfgMu.Lock()
 	pc := d.cfg.Capture.Preprocess
 	d.cfgMu.Unlock()
-	m := d.line.Model()
-	if len(m.sizes) > 0 && pc.Width == 0 && pc.Height == 0 {
-		pc.Width, pc.Height = m.sizes[0].Width, m.sizes[0].Height
-	}
-	pc.Color = capture.ColorBGR
-	f := capture.DecodeFrame(data, pc)
+	f := capture.DecodeFrame(data, d.line.Model().Preprocess(pc))
 	f.Source, f.PartID = "http", partID
 	return f
 }

@@ -50,25 +50,19 @@ type Model struct {
 	resized map[infer.Size]*gocv.Mat
 }
 
-// NewModel checks that the parts fit together (feature count, map sizes)
-// and preallocates the per-frame scratch space.
-func NewModel(det Detectors, names []string, mask *segad.Mask, ex *segad.Extractor, sc Scorer, bundle string) (*Model, error) {
-	if sc.NumFeatures() != 0 && sc.NumFeatures() != ex.NumFeatures() {
-		return nil, fmt.Errorf("the forest takes %d features but %d detectors x %d segments give %d (%d*4*%d + %d maxima%s): retrain it for this configuration or fix detectors/mask",
-			sc.NumFeatures(), len(names), mask.NumSegments(), ex.NumFeatures(), mask.NumSegments(), len(names), len(names), extraNote(ex, names, mask))
+// Preprocess completes a capture preprocessing config for this model:
+// frames are resized to the first detector's input size unless the config
+// sets a size, and delivered in BGR (infer converts colour per detector).
+// The line's source, the HTTP API, bench and fit all use it, so every
+// path shapes frames alike.
+func (m *Model) Preprocess(pc capture.PreprocessConfig) capture.PreprocessConfig {
+	if len(m.sizes) > 0 && pc.Width == 0 && pc.Height == 0 {
+		pc.Width, pc.Height = m.sizes[0].Width, m.sizes[0].Height
 	}
-	m := &Model{Detectors: det, Names: names, Mask: mask, Extractor: ex, Scorer: sc, Bundle: bundle,
-		sizes: det.InputSizes(), row: make([]float32, ex.NumFeatures()), maps: make([][]float32, len(names)),
-		resized: map[infer.Size]*gocv.Mat{}}
-	m.imgs = make([]infer.Image, len(m.sizes))
-	return m, nil
-}
-
-func extraNote(ex *segad.Extractor, names []string, mask *segad.Mask) string {
-	if ex.NumFeatures() > len(names)*(4*mask.NumSegments()+1) {
-		return " + 1 classifier score"
+	if pc.Color != capture.ColorGray {
+		pc.Color = capture.ColorBGR
 	}
-	return ""
+	return pc
 }
 
 // Close releases the detectors and scratch images.

@@ -32,6 +32,9 @@ func (d *Daemon) Reload() error {
 	oldCfg := d.cfg
 	d.cfgMu.Unlock()
 	newCfg, err := config.Load(oldCfg.Path)
+	if err == nil {
+		err = ResolveThreshold(newCfg)
+	}
 	if err != nil {
 		msg := err.Error()
 		d.configError.Store(&msg)

@@ -109,8 +109,7 @@ type Featurizer struct {
 }
 
 // noScorer stands in for the forest while features are computed for
-// training: Line.Inspect needs a Scorer, and NumFeatures 0 skips
-// daemon.NewModel's feature-count check.
+// training: Line.Inspect needs a Scorer.
 type noScorer struct{}
 
 func (noScorer) NumFeatures() int             { return 0 }
@@ -125,56 +124,18 @@ func NewFeaturizer(cfg *config.Config, log *slog.Logger) (*Featurizer, error) {
 	if err := infer.Init(cfg.ONNXRuntime.Library); err != nil {
 		return nil, err
 	}
-	set, err := infer.OpenSet(cfg.Detectors, cfg.Classifier)
+	m, err := daemon.BuildFeatureModel(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			set.Close()
-		}
-	}()
-	f := &Featurizer{MaskSource: cfg.SegAD.Mask}
-	var mapSize infer.Size
-	for i, d := range set.Detectors() {
-		f.Detectors = append(f.Detectors, d.Name())
-		f.ModelPaths = append(f.ModelPaths, d.Config().Model)
-		ms := d.Config().Post.MapSize
-		if i == 0 {
-			mapSize = ms
-		} else if ms != mapSize {
-			return nil, fmt.Errorf("detector %s gives %s maps but %s gives %s: set the same post.map_size for all", d.Name(), ms, f.Detectors[0], mapSize)
-		}
-	}
-	if err := set.Warmup(1); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
-	}
-	if f.Mask, err = daemon.LoadMask(cfg.SegAD, mapSize.Width, mapSize.Height, log); err != nil {
-		return nil, err
-	}
-	extra := ""
-	if cfg.Classifier != nil {
-		extra = "classifier"
-	}
-	ex, err := segad.NewExtractor(f.Mask, f.Detectors, extra)
-	if err != nil {
-		return nil, err
-	}
-	f.Features = ex.Names()
-	if f.model, err = daemon.NewModel(set, f.Detectors, f.Mask, ex, noScorer{}, "fit"); err != nil {
-		return nil, err
+	m.Scorer = noScorer{}
+	f := &Featurizer{MaskSource: cfg.SegAD.Mask, Detectors: m.Names, Mask: m.Mask, Features: m.Extractor.Names(), model: m}
+	for _, d := range cfg.Detectors {
+		f.ModelPaths = append(f.ModelPaths, d.Model)
 	}
 	f.line = daemon.NewLine(f.model, daemon.Settings{Threshold: math.MaxFloat64, Warn: math.NaN(), PublishFeatures: true})
-	// The same frame geometry as daemon.OpenSource.
-	f.pre = cfg.Capture.Preprocess
-	if in := set.InputSizes(); len(in) > 0 && f.pre.Width == 0 && f.pre.Height == 0 {
-		f.pre.Width, f.pre.Height = in[0].Width, in[0].Height
-	}
-	if f.pre.Color == "" {
-		f.pre.Color = capture.ColorBGR
-	}
-	ok = true
+	// The same frame geometry as the line's source.
+	f.pre = m.Preprocess(cfg.Capture.Preprocess)
 	return f, nil
 }
 

@@ -100,7 +100,7 @@ func TestTLS(t *testing.T) {
 	ca := newTestCA(t, dir, "plant")
 	other := newTestCA(t, dir, "other")
 	cert, key := ca.issue(t, dir, "broker", true)
-	m := startMosquitto(t, mosqOpts{tlsCA: ca.file, tlsCert: cert, tlsKey: key})
+	m := startMosquitto(t, mosqOpts{TLSCA: ca.file, TLSCert: cert, TLSKey: key})
 
 	tests := []struct {
 		name    string
@@ -138,7 +138,7 @@ func TestTLS(t *testing.T) {
 
 // TestAuthFailure checks that a wrong password gives an error naming the broker.
 func TestAuthFailure(t *testing.T) {
-	m := startMosquitto(t, mosqOpts{passwords: map[string]string{"line1": "s3cret"}})
+	m := startMosquitto(t, mosqOpts{Passwords: map[string]string{"line1": "s3cret"}})
 	tests := []struct {
 		name, user, pass string
 		ok               bool

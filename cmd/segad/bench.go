@@ -78,7 +78,7 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	src, err := newRepeatSource(img, cfg.Capture.Preprocess, o.frames)
+	src, err := newRepeatSource(img, o.frames)
 	if err != nil {
 		return err
 	}
@@ -91,8 +91,9 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	}
 	model := d.Line().Model()
 	sizes := model.Detectors.InputSizes()
+	src.pre = model.Preprocess(cfg.Capture.Preprocess)
 	// Prepare one frame for the detectors-alone run before Run closes them.
-	probe := capture.DecodeFrame(img, withSize(cfg.Capture.Preprocess, sizes[0]))
+	probe := capture.DecodeFrame(img, src.pre)
 	defer probe.Close()
 	if probe.Err != nil {
 		d.Close()
@@ -156,14 +157,6 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	return nil
 }
 
-func withSize(pc capture.PreprocessConfig, sz infer.Size) capture.PreprocessConfig {
-	if pc.Width == 0 && pc.Height == 0 {
-		pc.Width, pc.Height = sz.Width, sz.Height
-	}
-	pc.Color = capture.ColorBGR
-	return pc
-}
-
 // benchImage reads the image file, or encodes a generated test part.
 func benchImage(path string) ([]byte, error) {
 	if path != "" {
@@ -186,14 +179,13 @@ type repeatSource struct {
 	seq      uint64
 }
 
-func newRepeatSource(data []byte, pre capture.PreprocessConfig, n int) (*repeatSource, error) {
+func newRepeatSource(data []byte, n int) (*repeatSource, error) {
 	m, err := gocv.IMDecode(data, gocv.IMReadColor)
 	if err != nil || m.Empty() {
 		m.Close()
 		return nil, fmt.Errorf("bench image: cannot decode it")
 	}
-	pre.Color = capture.ColorBGR
-	return &repeatSource{original: m, pre: pre, n: n}, nil
+	return &repeatSource{original: m, n: n}, nil
 }
 
 func (s *repeatSource) Name() string { return "bench" }

@@ -49,11 +49,12 @@ func runInspect(ctx context.Context, w io.Writer, cfgPath string, files []string
 	log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	cfg.Audit.Dir = "" // inspect is a dry run: no audit entries
 	cfg.Pipeline.Overflow = "block"
-	src := &fileListSource{files: files, pre: cfg.Capture.Preprocess}
+	src := &fileListSource{files: files}
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src, Publisher: &linePrinter{w: w}})
 	if err != nil {
 		return err
 	}
+	src.pre = d.Line().Model().Preprocess(cfg.Capture.Preprocess)
 	return d.Run(ctx)
 }
 
@@ -103,14 +104,12 @@ func (s *fileListSource) Next(ctx context.Context) (*capture.Frame, error) {
 	path := s.files[s.next]
 	s.next++
 	s.seq++
-	pc := s.pre
-	pc.Color = capture.ColorBGR
 	var f *capture.Frame
 	data, err := os.ReadFile(path)
 	if err != nil {
 		f = &capture.Frame{Err: fmt.Errorf("read %s: %w", path, err)}
 	} else {
-		f = capture.DecodeFrame(data, pc)
+		f = capture.DecodeFrame(data, s.pre)
 		if f.Err != nil {
 			f.Err = fmt.Errorf("%s: %w", path, f.Err)
 		}
@@ -128,4 +127,3 @@ func (s *fileListSource) State() capture.SourceState {
 }
 
 func (s *fileListSource) Close() error { return nil }
-
