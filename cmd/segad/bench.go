@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ type benchOptions struct {
 	frames  int
 	image   string
 	jsonOut bool
+	cpuProf string
 }
 
 func init() {
@@ -48,6 +50,7 @@ The frame is --image, or a generated gray test part when none is given.`,
 	f.IntVarP(&o.frames, "frames", "n", 200, "frames to run")
 	f.StringVar(&o.image, "image", "", "image file to use as the frame (default: a generated test image)")
 	f.BoolVar(&o.jsonOut, "json", false, "print the figures as one JSON object")
+	f.StringVar(&o.cpuProf, "cpuprofile", "", "write a Go CPU profile of the pipeline run to this file")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -122,6 +125,17 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	}
 	alone := time.Since(t0)
 	// The whole pipeline.
+	if o.cpuProf != "" {
+		pf, err := os.Create(o.cpuProf)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	t0 = time.Now()
 	if err := d.Run(ctx); err != nil {
 		return err

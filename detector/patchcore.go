@@ -1,0 +1,521 @@
+package detector
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/advancedclimatesystems/gonnx/onnx"
+)
+
+// PatchCoreConfig holds the fitting parameters of the PatchCore kind.
+type PatchCoreConfig struct {
+	// Backbone is the pretrained ONNX feature extractor (its input must take
+	// ImageNet-normalised RGB NCHW unless Normalize is false).
+	Backbone string
+	// Layers are the names of intermediate tensors of the backbone used as
+	// features, finest first (the first layer's grid is the patch grid).
+	Layers []string
+	// Size is the square input size (default 256).
+	Size int
+	// CoresetRatio is the share of memory-bank candidates kept by the greedy
+	// k-centre coreset (default 0.01).
+	CoresetRatio float64
+	// ProjDim, when > 0, applies a fixed Gaussian random projection to that
+	// many dimensions to the features, in fitting and in the graph.
+	ProjDim int
+	// CoresetProjDim is the dimension of the random projection used only to
+	// select the coreset (anomalib does the same); 0 selects in full feature
+	// space when negative. Default (0) 32: selection cost is linear in it.
+	CoresetProjDim int
+	// MaxPatches bounds the pre-coreset bank: when images x patches exceeds
+	// it, each image contributes an equal random subset of its patches.
+	// Default 262144 (128 MiB at 128 dims).
+	MaxPatches int
+	// Sigma of the final Gaussian blur (default 4, as anomalib).
+	Sigma float64
+	// NoNormalize skips the ImageNet normalisation inside the graph.
+	NoNormalize bool
+	// MinImages is the smallest accepted training set (default DefaultMinImages).
+	MinImages int
+	// Seed drives patch subsampling, projections and the coreset start.
+	Seed int64
+	// Threads is ORT's intra-op thread count while extracting features (0: ORT default).
+	Threads int
+	// Progress receives progress bars when not nil.
+	Progress io.Writer
+}
+
+func (c *PatchCoreConfig) defaults() {
+	if c.Size == 0 {
+		c.Size = 256
+	}
+	if c.CoresetRatio == 0 {
+		c.CoresetRatio = 0.01
+	}
+	if c.CoresetProjDim == 0 {
+		c.CoresetProjDim = 32
+	}
+	if c.MaxPatches == 0 {
+		c.MaxPatches = 262144
+	}
+	if c.Sigma == 0 {
+		c.Sigma = 4
+	}
+	if c.MinImages == 0 {
+		c.MinImages = DefaultMinImages
+	}
+}
+
+// PatchCore is a fitted PatchCore model: the backbone, the feature layout
+// and the memory bank.
+type PatchCore struct {
+	Config PatchCoreConfig
+	bb     *backbone
+
+	// Grid is the patch grid (the first layer's height and width).
+	GridH, GridW int
+	// Channels per layer, as found at Size.
+	Channels []int
+	// FeatDim is the concatenated feature dimension before projection.
+	FeatDim int
+	// Proj is the ProjDim x FeatDim projection (row-major), nil without one.
+	Proj []float32
+	// Bank is the memory bank, BankSize rows of Dim() values.
+	Bank     []float32
+	BankSize int
+	// NImages and Candidates count the training images and pre-coreset patches.
+	NImages, Candidates int
+}
+
+// Dim is the dimension of the memory bank rows.
+func (p *PatchCore) Dim() int {
+	if p.Proj != nil {
+		return p.Config.ProjDim
+	}
+	return p.FeatDim
+}
+
+// featureModel writes the graph used while fitting: normalisation, the
+// backbone and dequantisation, one float output per layer ("feat0", ...).
+// The same nodes start the written model, so fitting sees the features
+// inference computes.
+func (bb *backbone) featureModel(size int, normalize bool) ([]byte, []string, error) {
+	var b graphBuilder
+	feats := bb.addBackbone(&b, normalize)
+	var outs []*onnx.ValueInfoProto
+	var names []string
+	for i, f := range feats {
+		n := "feat" + strconv.Itoa(i)
+		b.nodeTo("Identity", []string{f}, n)
+		outs = append(outs, &onnx.ValueInfoProto{Name: n})
+		names = append(names, n)
+	}
+	s := int64(size)
+	m := b.model("segad_backbone_features", []*onnx.ValueInfoProto{floatValueInfo("input", 1, 3, s, s)}, outs, nil, bb.opsets)
+	data, err := marshalModel(m)
+	return data, names, err
+}
+
+// layerFeat is one layer's float feature map, [C,H,W].
+type layerFeat struct {
+	data    []float32
+	c, h, w int
+}
+
+// extractor runs the feature graph on images.
+type extractor struct {
+	r     *runner
+	size  int
+	names []string
+}
+
+func newExtractor(bb *backbone, cfg PatchCoreConfig) (*extractor, error) {
+	model, names, err := bb.featureModel(cfg.Size, !cfg.NoNormalize)
+	if err != nil {
+		return nil, err
+	}
+	s := int64(cfg.Size)
+	r, err := newRunner("backbone "+bb.path, model, "input", []int64{1, 3, s, s}, names, cfg.Threads)
+	if err != nil {
+		return nil, fmt.Errorf("backbone %s with feature outputs %s: %w", bb.path, strings.Join(bb.layers, ","), err)
+	}
+	return &extractor{r: r, size: cfg.Size, names: names}, nil
+}
+
+func (e *extractor) features(input []float32) ([]layerFeat, error) {
+	data, shapes, err := e.r.run(input)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]layerFeat, len(data))
+	for i, sh := range shapes {
+		if len(sh) != 4 || sh[0] != 1 {
+			return nil, fmt.Errorf("feature tensor %d has shape %v, want [1,C,H,W]", i, sh)
+		}
+		out[i] = layerFeat{data: data[i], c: int(sh[1]), h: int(sh[2]), w: int(sh[3])}
+	}
+	return out, nil
+}
+
+// embed is the Go reference of the graph's feature aggregation: 3x3 average
+// pooling (stride 1, zero padding counted, as torch AvgPool2d(3,1,1)),
+// bilinear upsampling (align_corners=False) of every layer to the first
+// layer's grid, channel concatenation. Result is [D][N] (channel-major, N =
+// grid cells), the layout the graph's MatMul uses.
+func embed(feats []layerFeat) ([]float32, int, int, int) {
+	h, w := feats[0].h, feats[0].w
+	d := 0
+	for _, f := range feats {
+		d += f.c
+	}
+	n := h * w
+	out := make([]float32, d*n)
+	off := 0
+	for _, f := range feats {
+		pooled := avgPool3(f)
+		for c := 0; c < f.c; c++ {
+			src := pooled[c*f.h*f.w : (c+1)*f.h*f.w]
+			dst := out[(off+c)*n : (off+c+1)*n]
+			if f.h == h && f.w == w {
+				copy(dst, src)
+			} else {
+				bilinear(src, f.h, f.w, dst, h, w)
+			}
+		}
+		off += f.c
+	}
+	return out, d, h, w
+}
+
+func avgPool3(f layerFeat) []float32 {
+	out := make([]float32, len(f.data))
+	for c := 0; c < f.c; c++ {
+		base := c * f.h * f.w
+		for y := 0; y < f.h; y++ {
+			for x := 0; x < f.w; x++ {
+				var s float32
+				for dy := -1; dy <= 1; dy++ {
+					yy := y + dy
+					if yy < 0 || yy >= f.h {
+						continue
+					}
+					for dx := -1; dx <= 1; dx++ {
+						xx := x + dx
+						if xx < 0 || xx >= f.w {
+							continue
+						}
+						s += f.data[base+yy*f.w+xx]
+					}
+				}
+				out[base+y*f.w+x] = s / 9
+			}
+		}
+	}
+	return out
+}
+
+// bilinear resizes one channel with torch's align_corners=False rule
+// (ONNX Resize linear, half_pixel).
+func bilinear(src []float32, sh, sw int, dst []float32, dh, dw int) {
+	coord := func(o, in, out int) (int, int, float32) {
+		s := (float64(o)+0.5)*float64(in)/float64(out) - 0.5
+		if s < 0 {
+			s = 0
+		}
+		i0 := int(s)
+		if i0 > in-1 {
+			i0 = in - 1
+		}
+		i1 := min(i0+1, in-1)
+		return i0, i1, float32(s - float64(i0))
+	}
+	for y := 0; y < dh; y++ {
+		y0, y1, ly := coord(y, sh, dh)
+		for x := 0; x < dw; x++ {
+			x0, x1, lx := coord(x, sw, dw)
+			top := src[y0*sw+x0]*(1-lx) + src[y0*sw+x1]*lx
+			bot := src[y1*sw+x0]*(1-lx) + src[y1*sw+x1]*lx
+			dst[y*dw+x] = top*(1-ly) + bot*ly
+		}
+	}
+}
+
+// project multiplies the [D][N] embedding by P (k x D) giving [k][N].
+func project(p []float32, k int, e []float32, d, n int) []float32 {
+	out := make([]float32, k*n)
+	for i := 0; i < k; i++ {
+		row := out[i*n : (i+1)*n]
+		for j := 0; j < d; j++ {
+			pv := p[i*d+j]
+			col := e[j*n : (j+1)*n]
+			for c := range row {
+				row[c] += pv * col[c]
+			}
+		}
+	}
+	return out
+}
+
+// gaussianProjection returns a k x d matrix of N(0, 1/k) entries, which keeps
+// squared distances unbiased (Johnson-Lindenstrauss).
+func gaussianProjection(rng *rand.Rand, k, d int) []float32 {
+	p := make([]float32, k*d)
+	s := 1 / math.Sqrt(float64(k))
+	for i := range p {
+		p[i] = float32(rng.NormFloat64() * s)
+	}
+	return p
+}
+
+// FitPatchCore fits PatchCore on the good images at paths. Features are
+// streamed image by image into a pre-coreset bank bounded by MaxPatches, then
+// the greedy k-centre coreset picks the memory bank.
+func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*PatchCore, error) {
+	cfg.defaults()
+	if len(paths) < cfg.MinImages {
+		return nil, fmt.Errorf("fit patchcore: %d good images given, at least %d needed", len(paths), cfg.MinImages)
+	}
+	if cfg.CoresetRatio <= 0 || cfg.CoresetRatio > 1 {
+		return nil, fmt.Errorf("fit patchcore: coreset ratio %g must be in (0,1]", cfg.CoresetRatio)
+	}
+	bb, err := loadBackbone(cfg.Backbone, cfg.Layers)
+	if err != nil {
+		return nil, fmt.Errorf("fit patchcore: %w", err)
+	}
+	ex, err := newExtractor(bb, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("fit patchcore: %w", err)
+	}
+	defer ex.r.close()
+	rng := rand.New(rand.NewSource(cfg.Seed))
+	p := &PatchCore{Config: cfg, bb: bb, NImages: len(paths)}
+
+	var sizes sizeChecker
+	var cand []float32 // pre-coreset bank, row-major [patch][dim]
+	perImage := 0
+	bar := newBar(cfg.Progress, len(paths), "patchcore: extracting features")
+	for i, path := range paths {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("fit patchcore: %w", err)
+		}
+		f, err := loadFrame(path, cfg.Size)
+		if err != nil {
+			return nil, fmt.Errorf("fit patchcore: %w", err)
+		}
+		if err := sizes.check(path, f); err != nil {
+			return nil, fmt.Errorf("fit patchcore: %w", err)
+		}
+		in, err := f.float()
+		if err != nil {
+			return nil, fmt.Errorf("fit patchcore: %s: %w", path, err)
+		}
+		feats, err := ex.features(in)
+		if err != nil {
+			return nil, fmt.Errorf("fit patchcore: backbone features of %s: %w", path, err)
+		}
+		e, d, gh, gw := embed(feats)
+		n := gh * gw
+		if i == 0 {
+			if err := p.setLayout(feats, d, gh, gw, rng); err != nil {
+				return nil, fmt.Errorf("fit patchcore: %w", err)
+			}
+			perImage = min(n, max(1, cfg.MaxPatches/len(paths)))
+			cand = make([]float32, 0, perImage*len(paths)*p.Dim())
+		}
+		if p.Proj != nil {
+			e = project(p.Proj, cfg.ProjDim, e, d, n)
+			d = cfg.ProjDim
+		}
+		pick := rng.Perm(n)[:perImage]
+		for _, c := range pick {
+			for j := 0; j < d; j++ {
+				cand = append(cand, e[j*n+c])
+			}
+		}
+		bar.Add(1)
+	}
+	bar.Finish()
+	dim := p.Dim()
+	p.Candidates = len(cand) / dim
+	k := max(1, int(math.Ceil(cfg.CoresetRatio*float64(p.Candidates))))
+	sel := cand
+	selDim := dim
+	if cfg.CoresetProjDim > 0 && cfg.CoresetProjDim < dim {
+		sel = projectRows(gaussianProjection(rng, cfg.CoresetProjDim, dim), cfg.CoresetProjDim, cand, dim)
+		selDim = cfg.CoresetProjDim
+	}
+	idx, err := greedyCoreset(ctx, sel, selDim, k, rng.Intn(p.Candidates), newBar(cfg.Progress, k, "patchcore: coreset"))
+	if err != nil {
+		return nil, fmt.Errorf("fit patchcore: %w", err)
+	}
+	p.BankSize = k
+	p.Bank = make([]float32, 0, k*dim)
+	for _, i := range idx {
+		p.Bank = append(p.Bank, cand[i*dim:(i+1)*dim]...)
+	}
+	slog.Info("patchcore fitted", "images", len(paths), "candidates", p.Candidates, "bank", k, "dim", dim,
+		"grid", fmt.Sprintf("%dx%d", p.GridH, p.GridW), "backbone", cfg.Backbone)
+	return p, nil
+}
+
+// setLayout records the feature geometry found on the first image.
+func (p *PatchCore) setLayout(feats []layerFeat, d, gh, gw int, rng *rand.Rand) error {
+	p.GridH, p.GridW, p.FeatDim = gh, gw, d
+	for i, f := range feats {
+		if f.h > gh || f.w > gw {
+			return fmt.Errorf("layer %s (%dx%d) is finer than the first layer %s (%dx%d): list the finest layer first",
+				p.Config.Layers[i], f.h, f.w, p.Config.Layers[0], gh, gw)
+		}
+		p.Channels = append(p.Channels, f.c)
+	}
+	if p.Config.Size%gh != 0 || p.Config.Size%gw != 0 {
+		return fmt.Errorf("patch grid %dx%d does not divide the input size %d", gh, gw, p.Config.Size)
+	}
+	if p.Config.ProjDim > 0 {
+		p.Proj = gaussianProjection(rng, p.Config.ProjDim, d)
+	}
+	return nil
+}
+
+// projectRows projects row-major rows [n][d] with P (k x d) to [n][k].
+func projectRows(p []float32, k int, rows []float32, d int) []float32 {
+	n := len(rows) / d
+	out := make([]float32, n*k)
+	parallelFor(n, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			x := rows[r*d : (r+1)*d]
+			for i := 0; i < k; i++ {
+				out[r*k+i] = dot(p[i*d:(i+1)*d], x)
+			}
+		}
+	})
+	return out
+}
+
+// Map computes the anomaly map in Go from backbone features (the reference
+// the written graph is checked against): embedding, projection, squared
+// distance to every bank row, minimum, sqrt, nearest upsampling, blur.
+func (p *PatchCore) Map(feats []layerFeat) []float32 {
+	e, d, gh, gw := embed(feats)
+	n := gh * gw
+	if p.Proj != nil {
+		e = project(p.Proj, p.Config.ProjDim, e, d, n)
+		d = p.Config.ProjDim
+	}
+	grid := make([]float32, n)
+	x := make([]float32, d)
+	for c := 0; c < n; c++ {
+		for j := 0; j < d; j++ {
+			x[j] = e[j*n+c]
+		}
+		best := float32(math.Inf(1))
+		for b := 0; b < p.BankSize; b++ {
+			if s := sqDist(x, p.Bank[b*d:(b+1)*d]); s < best {
+				best = s
+			}
+		}
+		grid[c] = float32(math.Sqrt(float64(best)))
+	}
+	s := p.Config.Size
+	up := make([]float32, s*s)
+	for y := 0; y < s; y++ {
+		for xx := 0; xx < s; xx++ {
+			up[y*s+xx] = grid[(y*gh/s)*gw+xx*gw/s]
+		}
+	}
+	return gaussianBlur(up, s, s, p.Config.Sigma)
+}
+
+// ONNX writes the model: input "input" [1,3,S,S] RGB [0,1], output
+// "anomaly_map" [1,1,S,S]. Squared distances are ||x||^2 - 2 M x + ||m||^2
+// (one MatMul), ReduceMin over the bank, Sqrt, nearest Resize to SxS and a
+// separable Gaussian blur.
+func (p *PatchCore) ONNX() ([]byte, error) {
+	var b graphBuilder
+	feats := p.bb.addBackbone(&b, !p.Config.NoNormalize)
+	gh, gw := int64(p.GridH), int64(p.GridW)
+	n := gh * gw
+	emptyF := b.floatInit("empty", []int64{0}, nil)
+	var pooled []string
+	for i, f := range feats {
+		x := b.node("AveragePool", []string{f},
+			attrInts("kernel_shape", 3, 3), attrInts("strides", 1, 1), attrInts("pads", 1, 1, 1, 1), attrInt("count_include_pad", 1))
+		if i > 0 {
+			sizes := b.int64Init("grid_sizes", []int64{1, int64(p.Channels[i]), gh, gw})
+			x = b.node("Resize", []string{x, emptyF, emptyF, sizes},
+				attrString("mode", "linear"), attrString("coordinate_transformation_mode", "half_pixel"))
+		}
+		pooled = append(pooled, x)
+	}
+	e := pooled[0]
+	if len(pooled) > 1 {
+		e = b.node("Concat", pooled, attrInt("axis", 1))
+	}
+	e = b.node("Reshape", []string{e, b.int64Init("embed_shape", []int64{int64(p.FeatDim), n})})
+	d := p.Dim()
+	if p.Proj != nil {
+		e = b.node("MatMul", []string{b.floatInit("projection", []int64{int64(d), int64(p.FeatDim)}, p.Proj), e})
+	}
+	// ||x-m||^2 = ||x||^2 + (||m||^2 - 2 m.x). The bracket comes from one
+	// MatMul of [-2M | ||m||^2] (K x d+1) with [x; 1] (d+1 x N), so the KxN
+	// product needs no broadcast Adds; ||x||^2 is added after the ReduceMin,
+	// on N values instead of K*N.
+	aug := make([]float32, p.BankSize*(d+1))
+	for i := 0; i < p.BankSize; i++ {
+		row := p.Bank[i*d : (i+1)*d]
+		for j, v := range row {
+			aug[i*(d+1)+j] = -2 * v
+		}
+		aug[i*(d+1)+d] = dot(row, row)
+	}
+	ones := make([]float32, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	ex := b.node("Concat", []string{e, b.floatInit("ones", []int64{1, n}, ones)}, attrInt("axis", 0))
+	xm := b.node("MatMul", []string{b.floatInit("bank_aug", []int64{int64(p.BankSize), int64(d + 1)}, aug), ex}) // [K,N]
+	x2 := b.node("ReduceSum", []string{b.node("Mul", []string{e, e})}, attrInts("axes", 0), attrInt("keepdims", 1))
+	mn := b.node("Add", []string{b.node("ReduceMin", []string{xm}, attrInts("axes", 0), attrInt("keepdims", 1)), x2})
+	// Rounding can make ||x||^2 - 2x.m + ||m||^2 slightly negative for a
+	// patch equal to a bank row; clamp before Sqrt to avoid NaN.
+	dist := b.node("Sqrt", []string{b.node("Max", []string{mn, b.floatInit("zero", []int64{1}, []float32{0})})})
+	g := b.node("Reshape", []string{dist, b.int64Init("grid_shape", []int64{1, 1, gh, gw})})
+	s := int64(p.Config.Size)
+	up := b.node("Resize", []string{g, emptyF, emptyF, b.int64Init("map_sizes", []int64{1, 1, s, s})},
+		attrString("mode", "nearest"), attrString("coordinate_transformation_mode", "asymmetric"), attrString("nearest_mode", "floor"))
+	b.blur(up, p.Config.Sigma, "anomaly_map")
+
+	cfg := p.Config
+	meta := map[string]string{
+		"segad.kind":             "patchcore",
+		"segad.size":             strconv.Itoa(cfg.Size),
+		"segad.sigma":            strconv.FormatFloat(cfg.Sigma, 'g', -1, 64),
+		"segad.backbone":         filepath.Base(cfg.Backbone),
+		"segad.backbone_sha256":  p.bb.sha256,
+		"segad.layers":           strings.Join(cfg.Layers, ","),
+		"segad.normalize":        strconv.FormatBool(!cfg.NoNormalize),
+		"segad.grid":             fmt.Sprintf("%dx%d", p.GridH, p.GridW),
+		"segad.feature_dim":      strconv.Itoa(p.FeatDim),
+		"segad.proj_dim":         strconv.Itoa(cfg.ProjDim),
+		"segad.coreset_ratio":    strconv.FormatFloat(cfg.CoresetRatio, 'g', -1, 64),
+		"segad.coreset_proj_dim": strconv.Itoa(cfg.CoresetProjDim),
+		"segad.max_patches":      strconv.Itoa(cfg.MaxPatches),
+		"segad.candidates":       strconv.Itoa(p.Candidates),
+		"segad.bank_size":        strconv.Itoa(p.BankSize),
+		"segad.images":           strconv.Itoa(p.NImages),
+		"segad.seed":             strconv.FormatInt(cfg.Seed, 10),
+		"segad.preprocessing":    preprocessingNote,
+		"segad.map":              "PatchCore: avgpool3 features, bilinear to grid, concat, min L2 distance to coreset bank, nearest up, Gaussian blur (reflect)",
+	}
+	model := b.model("segad_patchcore",
+		[]*onnx.ValueInfoProto{floatValueInfo("input", 1, 3, s, s)},
+		[]*onnx.ValueInfoProto{floatValueInfo("anomaly_map", 1, 1, s, s)}, meta, p.bb.opsets)
+	return marshalModel(model)
+}
