@@ -451,6 +451,12 @@ func (d *Daemon) process(f *capture.Frame) {
 func (d *Daemon) finish(f *capture.Frame, ins Inspection) {
 	defer f.Close()
 	res := &ins.Result
+	// The ID is set here, not by the publisher, so the audit entry, the
+	// log line and the MQTT message all carry the same one.
+	if res.ID == "" {
+		res.ID = mqtt.NewResultID(res.DecidedAt)
+	}
+	res.Schema = mqtt.SchemaVersion
 	t := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	err := d.pub.Publish(ctx, *res)
@@ -476,7 +482,7 @@ func (d *Daemon) finish(f *capture.Frame, ins Inspection) {
 	case mqtt.VerdictError:
 		d.errs.Add(1)
 	}
-	d.log.Debug("part", "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
+	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
 	if d.audit != nil && (res.Rejected() || d.samplePass()) {
 		if err := d.audit.Save(res, f.Original, ins.Maps, ins.MapW, ins.MapH, ins.Mask); err != nil {
 			d.log.Warn("audit entry not saved", "seq", res.Seq, "err", err)

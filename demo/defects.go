@@ -69,7 +69,6 @@ var defectTypes = []DefectType{
 }
 
 // DefectKinds returns every defect kind, logical first, in a fixed order.
-// (Named DefectKinds, not Kinds, because maps.go's map kinds came first.)
 func DefectKinds() []DefectKind {
 	out := make([]DefectKind, len(defectTypes))
 	for i, d := range defectTypes {

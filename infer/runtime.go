@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,12 @@ func Init(libPath string) error {
 		libPath = os.Getenv(LibEnvVar)
 	}
 	if libPath == "" {
-		return fmt.Errorf("onnxruntime: no library path: set the config key onnxruntime.library or $%s (`make setup` installs it under .deps/onnxruntime/)", LibEnvVar)
+		var tried []string
+		libPath, tried = findLibrary()
+		if libPath == "" {
+			return fmt.Errorf("onnxruntime: library not found (tried %s): set the config key onnxruntime.library or $%s (`make setup` installs it under .deps/onnxruntime/)",
+				strings.Join(tried, ", "), LibEnvVar)
+		}
 	}
 	if initPath != "" {
 		if initPath == libPath {
@@ -68,6 +74,26 @@ func Init(libPath string) error {
 	initPath = libPath
 	slog.Info("infer: onnxruntime loaded", "lib", libPath, "version", v)
 	return nil
+}
+
+// findLibrary looks for the library where installs put it: beside the
+// binary, in the project's .deps/ (bin/segad in a checkout after `make
+// setup`), and in the system library folders.
+func findLibrary() (string, []string) {
+	const name = "libonnxruntime.so.1"
+	var cands []string
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		cands = append(cands, filepath.Join(dir, name), filepath.Join(dir, "..", ".deps", "onnxruntime", name),
+			filepath.Join(dir, "..", "lib", "segad", name))
+	}
+	cands = append(cands, filepath.Join("/usr/local/lib", name), filepath.Join("/usr/lib/segad", name), filepath.Join("/usr/lib", name))
+	for _, c := range cands {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return filepath.Clean(c), cands
+		}
+	}
+	return "", cands
 }
 
 // guardedInit turns a panic inside onnxruntime_go (older wrappers panic on an

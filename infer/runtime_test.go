@@ -33,7 +33,7 @@ func TestInitErrors(t *testing.T) {
 		{"missing", missing, "", []string{missing, "make setup", LibEnvVar, "onnxruntime.library"}},
 		{"folder", dir, "", []string{dir, "folder"}},
 		{"not a library", notELF, "", []string{notELF, "make setup"}},
-		{"no path at all", "", "", []string{LibEnvVar, "make setup"}},
+		{"no path at all", "", "", []string{LibEnvVar, "make setup", "tried", "/usr/lib/libonnxruntime.so.1"}},
 		{"env var used", "", missing, []string{missing}},
 	}
 	for _, tc := range tests {

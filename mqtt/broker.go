@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
@@ -48,7 +49,7 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
-		Logger:       log.With("lib", "mochi"),
+		Logger:       slog.New(quietClosed{log.Handler()}).With("lib", "mochi"),
 		// $SYS every 30 s is enough for dashboards and quiet on the wire.
 		SysTopicResendInterval: 30,
 	})
@@ -206,3 +207,27 @@ func filterCovers(filter, sub string) bool {
 	}
 	return len(f) == len(s)
 }
+
+// quietClosed drops mochi's warnings about reads on connections that were
+// closed, which it logs for every client at shutdown: noise, not a fault.
+type quietClosed struct{ slog.Handler }
+
+func (q quietClosed) Handle(ctx context.Context, r slog.Record) error {
+	closed := false
+	r.Attrs(func(a slog.Attr) bool {
+		if strings.Contains(a.Value.String(), "use of closed network connection") {
+			closed = true
+			return false
+		}
+		return true
+	})
+	if closed {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietClosed) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietClosed{q.Handler.WithAttrs(as)}
+}
+func (q quietClosed) WithGroup(g string) slog.Handler { return quietClosed{q.Handler.WithGroup(g)} }

@@ -3,4 +3,4 @@
 # dataset or network. `make demo` calls it after `make setup` and `make build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec bin/segad demo --out demo-out "$@"
+exec bin/segad demo --dir demo-out "$@"

@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -145,6 +147,11 @@ type Outbox struct {
 // Open opens (or creates) the bbolt outbox at path and recovers its pending
 // entries. It fails with a clear error when another process holds the file.
 func Open(path string, opt Options) (*Outbox, error) {
+	// The state folder may not exist on a first start outside systemd
+	// (whose StateDirectory= creates it).
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open outbox %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second,
 		NoSync:         opt.NoSync,
