@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gocv.io/x/gocv"
-
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/capture"
@@ -181,9 +179,7 @@ func BuildFeatureModel(cfg *config.Config, log *slog.Logger) (*Model, error) {
 		return nil, err
 	}
 	ok = true
-	return &Model{Detectors: set, Names: names, Mask: mask, Extractor: ex,
-		sizes: set.InputSizes(), row: make([]float32, ex.NumFeatures()), maps: make([][]float32, len(names)),
-		imgs: make([]infer.Image, len(set.InputSizes())), resized: map[infer.Size]*gocv.Mat{}}, nil
+	return newModel(set, names, mask, ex), nil
 }
 
 // BuildModel is BuildFeatureModel plus the forest: segad.model, or the
@@ -335,13 +331,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 	capDone := make(chan error, 1)
 	go func() { capDone <- d.captureLoop(capCtx) }()
 
-	// The worker drains the queue until capture has stopped and the queue
-	// is empty, so no frame taken from the source is left without a result.
+	// Two stages drain the queue until capture has stopped and the queue is
+	// empty, so no frame taken from the source is left without a result:
+	// inference of frame n+1 overlaps scoring and publishing of frame n.
+	type pending struct {
+		f  *capture.Frame
+		in *Inferred
+	}
+	inferred := make(chan pending, 1)
+	go func() {
+		defer close(inferred)
+		for f := range d.queue {
+			d.Metrics.QueueDepth.Set(float64(len(d.queue)))
+			inferred <- pending{f, d.line.Infer(f)}
+		}
+	}()
 	workDone := make(chan struct{})
 	go func() {
 		defer close(workDone)
-		for f := range d.queue {
-			d.process(f)
+		for p := range inferred {
+			d.finish(p.f, d.line.Score(p.in, d.audit != nil))
 		}
 	}()
 	go d.watchHealth(capCtx)
@@ -436,14 +445,6 @@ func (d *Daemon) reject(f *capture.Frame, code string, err error) {
 		CapturedAt: f.Captured, DecidedAt: time.Now(), Threshold: s.Threshold}
 	failClosed(&res, code, err)
 	d.finish(f, Inspection{Result: res})
-}
-
-// process inspects one frame and hands its result on.
-func (d *Daemon) process(f *capture.Frame) {
-	d.Metrics.QueueDepth.Set(float64(len(d.queue)))
-	keep := d.audit != nil
-	ins := d.line.Inspect(f, keep)
-	d.finish(f, ins)
 }
 
 // finish publishes (durably) a result, records metrics, writes the audit

@@ -44,10 +44,35 @@ type Model struct {
 	Bundle string
 
 	sizes   []infer.Size // input size per member (detectors, then classifier)
-	row     []float32
-	maps    [][]float32
 	imgs    []infer.Image
 	resized map[infer.Size]*gocv.Mat
+
+	// scoreMu guards the extractor and row: an Extractor is not safe for
+	// concurrent use, and the pipeline and the HTTP API both score.
+	scoreMu sync.Mutex
+	row     []float32
+	// buffers recycles map copies between the two stages (see Infer).
+	buffers chan [][]float32
+}
+
+// inFlight is how many frames can be between Infer and Score at once: one
+// being scored while the next is inferred, one more queued.
+const inFlight = 3
+
+// newModel finishes a Model's scratch space.
+func newModel(det Detectors, names []string, mask *segad.Mask, ex *segad.Extractor) *Model {
+	sizes := det.InputSizes()
+	m := &Model{Detectors: det, Names: names, Mask: mask, Extractor: ex, sizes: sizes,
+		imgs: make([]infer.Image, len(sizes)), resized: map[infer.Size]*gocv.Mat{},
+		row: make([]float32, ex.NumFeatures()), buffers: make(chan [][]float32, inFlight)}
+	for i := 0; i < inFlight; i++ {
+		b := make([][]float32, len(names))
+		for k := range b {
+			b[k] = make([]float32, mask.Width*mask.Height)
+		}
+		m.buffers <- b
+	}
+	return m
 }
 
 // Preprocess completes a capture preprocessing config for this model:
@@ -82,13 +107,17 @@ type Settings struct {
 	PublishFeatures bool
 }
 
-// Line inspects frames. Inspect is safe for concurrent use (the pipeline
-// worker and the HTTP /inspect endpoint); calls are serialised because the
-// detectors own their output buffers.
+// Line inspects frames in two stages that the pipeline overlaps: Infer
+// (detectors) for frame n+1 runs while Score (features, forest, verdict)
+// finishes frame n. Inspect runs both for one frame. All are safe for
+// concurrent use (the pipeline and the HTTP /inspect endpoint).
 type Line struct {
-	mu       sync.Mutex
+	mu       sync.Mutex // guards model and settings
 	model    *Model
 	settings Settings
+	// runMu serialises detector runs (detectors own their output buffers)
+	// and model swaps, so a model is never closed mid-run.
+	runMu sync.Mutex
 }
 
 // NewLine starts a line with a model and settings.
@@ -108,9 +137,12 @@ func (l *Line) Settings() Settings {
 	return l.settings
 }
 
-// SwapModel installs a new model between two frames and returns the old
-// one for the caller to close.
+// SwapModel installs a new model between two detector runs and returns the
+// old one for the caller to close (frames already inferred with it are
+// still scored with it: their features come from its detectors and mask).
 func (l *Line) SwapModel(m *Model) *Model {
+	l.runMu.Lock()
+	defer l.runMu.Unlock()
 	l.mu.Lock()
 	old := l.model
 	l.model = m
@@ -135,65 +167,124 @@ type Inspection struct {
 	Mask       *segad.Mask
 }
 
-// Inspect is the path of one frame, top to bottom. It never fails: a part
-// that cannot be judged gets a fail-closed result with a reason code.
+// Inferred is a frame between the two stages: its result so far and, when
+// the detectors ran, copies of their maps.
+type Inferred struct {
+	res   mqtt.Result
+	model *Model
+	set   Settings
+	start time.Time
+	maps  [][]float32 // from model.buffers; nil when the part already failed
+	class float32
+	done  bool // the verdict is already decided (failed closed)
+}
+
+// Inspect is the path of one frame, top to bottom: Infer then Score. It
+// never fails: a part that cannot be judged gets a fail-closed result with
+// a reason code.
 func (l *Line) Inspect(f *capture.Frame, keepMaps bool) Inspection {
+	return l.Score(l.Infer(f), keepMaps)
+}
+
+// Infer is the first stage: the frame's image through the K detectors (and
+// the classifier), concurrently. The maps are copied out, so the detectors
+// are free for the next frame while this one is scored. The frame itself
+// is not needed after Infer (the caller keeps it for the audit).
+func (l *Line) Infer(f *capture.Frame) *Inferred {
+	l.runMu.Lock()
+	defer l.runMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	m, s := l.model, l.settings
-	start := time.Now()
-	res := mqtt.Result{
+	l.mu.Unlock()
+	in := &Inferred{model: m, set: s, start: time.Now()}
+	in.res = mqtt.Result{
 		Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
 		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.Bundle,
-		LatencyMS: make(map[string]float64, 4),
+		LatencyMS: make(map[string]float64, 5),
 	}
 	if !f.Captured.IsZero() {
-		res.LatencyMS["queue"] = ms(start.Sub(f.Captured))
-	}
-	ins := Inspection{Mask: m.Mask}
-	done := func() Inspection {
-		res.DecidedAt = time.Now()
-		res.LatencyMS["total"] = ms(res.DecidedAt.Sub(start))
-		ins.Result = res
-		return ins
+		in.res.LatencyMS["queue"] = ms(in.start.Sub(f.Captured))
 	}
 
 	// 1. The frame: a part whose image could not be read is rejected.
 	if f.Err != nil {
-		failClosed(&res, ReasonCapture, f.Err)
-		return done()
+		failClosed(&in.res, ReasonCapture, f.Err)
+		in.done = true
+		return in
 	}
 	if err := m.images(f); err != nil {
-		failClosed(&res, ReasonCapture, err)
-		return done()
+		failClosed(&in.res, ReasonCapture, err)
+		in.done = true
+		return in
 	}
 
 	// 2. Inference: K detectors (and the classifier) run concurrently.
 	t := time.Now()
 	out, err := m.Detectors.Run(m.imgs)
-	res.LatencyMS["infer"] = ms(time.Since(t))
+	in.res.LatencyMS["infer"] = ms(time.Since(t))
 	if err != nil {
-		failClosed(&res, ReasonInference, err)
-		return done()
+		failClosed(&in.res, ReasonInference, err)
+		in.done = true
+		return in
 	}
-	res.MapMax = make(map[string]float64, len(m.Names))
+	in.maps = <-m.buffers
 	for i, o := range out.Detectors {
-		m.maps[i] = o.Map
-		res.MapMax[m.Names[i]] = float64(mapMax(o.Map))
-	}
-	if keepMaps {
-		ins.MapW, ins.MapH = m.Mask.Width, m.Mask.Height
-		for _, mp := range m.maps {
-			ins.Maps = append(ins.Maps, append([]float32(nil), mp...))
+		if len(o.Map) != len(in.maps[i]) {
+			m.buffers <- in.maps
+			in.maps = nil
+			failClosed(&in.res, ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height))
+			in.done = true
+			return in
 		}
+		copy(in.maps[i], o.Map)
 	}
+	in.class = out.Class
+	return in
+}
+
+// Score is the second stage: SegAD's per-segment features of every map, the
+// forest's score, and the verdict against the threshold.
+func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
+	m, s, res := in.model, in.set, &in.res
+	ins := Inspection{Mask: m.Mask}
+	finish := func() Inspection {
+		if in.maps != nil {
+			if keepMaps {
+				ins.MapW, ins.MapH = m.Mask.Width, m.Mask.Height
+				for _, mp := range in.maps {
+					ins.Maps = append(ins.Maps, append([]float32(nil), mp...))
+				}
+			}
+			m.buffers <- in.maps
+			in.maps = nil
+		}
+		res.DecidedAt = time.Now()
+		res.LatencyMS["total"] = ms(res.DecidedAt.Sub(in.start))
+		ins.Result = *res
+		return ins
+	}
+	if in.done {
+		return finish()
+	}
+	m.scoreMu.Lock()
+	defer m.scoreMu.Unlock()
 
 	// 3. SegAD features: per-segment statistics of every map.
-	t = time.Now()
-	if err := m.Extractor.Extract(m.row, m.maps, out.Class); err != nil {
+	t := time.Now()
+	res.MapMax = make(map[string]float64, len(m.Names))
+	if err := m.Extractor.Extract(m.row, in.maps, in.class); err != nil {
 		res.LatencyMS["segad"] = ms(time.Since(t))
-		failClosed(&res, ReasonMap, err)
-		return done()
+		for i, mp := range in.maps {
+			res.MapMax[m.Names[i]] = float64(mapMax(mp))
+		}
+		failClosed(res, ReasonMap, err)
+		return finish()
+	}
+	// The per-detector maxima are features already: 4*L*K statistics,
+	// then one map maximum per detector.
+	first := 4 * m.Mask.NumSegments() * len(m.Names)
+	for i, n := range m.Names {
+		res.MapMax[n] = float64(m.row[first+i])
 	}
 
 	// 4. The forest's score against the threshold is the verdict.
@@ -210,7 +301,7 @@ func (l *Line) Inspect(f *capture.Frame, keepMaps bool) Inspection {
 	}
 	switch {
 	case v.Reason != "": // NaN/Inf score or threshold: fail closed
-		failClosed(&res, ReasonScore, errors.New(v.Reason))
+		failClosed(res, ReasonScore, errors.New(v.Reason))
 		res.Score = &score
 	case v.Outcome == segad.Fail:
 		res.Verdict = mqtt.VerdictFail
@@ -220,7 +311,7 @@ func (l *Line) Inspect(f *capture.Frame, keepMaps bool) Inspection {
 		res.Verdict = mqtt.VerdictPass
 		res.Warn = !math.IsNaN(s.Warn) && score >= s.Warn
 	}
-	return done()
+	return finish()
 }
 
 // images fills m.imgs from the frame: the preprocessed image for every
