@@ -109,24 +109,41 @@ func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW
 	return nil
 }
 
-// prune deletes the oldest files until the folder is within its bounds.
-// Callers hold mu (or own a exclusively).
+// prune deletes the oldest entries until the folder is within its bounds.
+// An entry (<id>.jpg and <id>.json) goes as a whole: half an entry is of no
+// use to an auditor. Callers hold mu (or own a exclusively).
 func (a *Audit) prune(now time.Time) {
-	n := 0
-	for n < len(a.files) {
-		f := a.files[n]
+	gone := map[string]bool{} // entry bases deleted in this pass
+	kept := a.files[:0]
+	for i, f := range a.files {
+		base := strings.TrimSuffix(f.path, filepath.Ext(f.path))
 		tooOld := a.maxAge > 0 && now.Sub(f.mod) > a.maxAge
 		tooBig := a.maxBytes > 0 && a.total > a.maxBytes
-		if !tooOld && !tooBig {
+		if !gone[base] && !tooOld && !tooBig {
+			kept = append(kept, a.files[i:]...)
 			break
 		}
-		if err := os.Remove(f.path); err != nil && !os.IsNotExist(err) {
-			a.log.Warn("audit: cannot delete old entry", "file", f.path, "err", err)
-		}
-		a.total -= f.size
-		n++
+		gone[base] = true
+		a.remove(f)
 	}
-	a.files = a.files[n:]
+	// Siblings of deleted entries may sit later in the list (written a
+	// moment after): delete them too.
+	out := kept[:0]
+	for _, f := range kept {
+		if gone[strings.TrimSuffix(f.path, filepath.Ext(f.path))] {
+			a.remove(f)
+			continue
+		}
+		out = append(out, f)
+	}
+	a.files = out
+}
+
+func (a *Audit) remove(f auditFile) {
+	if err := os.Remove(f.path); err != nil && !os.IsNotExist(err) {
+		a.log.Warn("audit: cannot delete old entry", "file", f.path, "err", err)
+	}
+	a.total -= f.size
 }
 
 // Bytes returns the audit folder's current size as indexed.
