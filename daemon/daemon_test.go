@@ -15,7 +15,6 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/mqtt"
 )
 
@@ -26,17 +25,8 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // documented fields, and a threshold below every score rejects every part
 // (reject topic too).
 func TestVideoToBroker(t *testing.T) {
-	dir := t.TempDir()
 	const n = 12
-	cfgPath, port := testConfig(t, dir, n, "meanstd_blur.onnx", "-1000", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _, port := newTestDaemon(t, n, "meanstd_blur.onnx", "-1000", nil)
 	sub := subscribe(t, port)
 	if err := d.Run(context.Background()); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -76,25 +66,9 @@ func TestVideoToBroker(t *testing.T) {
 // TestNaNMapFailsClosed: a detector whose map holds NaN never passes a
 // part: every result is verdict error with reason code invalid_map.
 func TestNaNMapFailsClosed(t *testing.T) {
-	dir := t.TempDir()
 	const n = 4
-	cfgPath, port := testConfig(t, dir, n, "nan_map.onnx", "1000", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub := subscribe(t, port)
-	if err := d.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	got := sub.waitResults(t, n, 10*time.Second)
-	if len(got) != n {
-		t.Fatalf("got %d results, want %d", len(got), n)
-	}
+	d, _, port := newTestDaemon(t, n, "nan_map.onnx", "1000", nil)
+	got := runToEnd(t, d, port, n)
 	for _, r := range got {
 		if r.Verdict != mqtt.VerdictError || r.ReasonCode != ReasonMap || r.Score != nil || !strings.Contains(r.Reason, "ms") {
 			t.Errorf("NaN map: verdict %s code %s score %v reason %q; want error/invalid_map naming the detector", r.Verdict, r.ReasonCode, r.Score, r.Reason)
@@ -105,16 +79,7 @@ func TestNaNMapFailsClosed(t *testing.T) {
 // TestReload: a threshold edit applies to the next frame; a broken edit is
 // rejected, the running settings stay and the health report says why.
 func TestReload(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath, _ := testConfig(t, dir, 3, "meanstd_blur.onnx", "-1000", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, cfgPath, _ := newTestDaemon(t, 3, "meanstd_blur.onnx", "-1000", nil)
 	defer d.Close()
 	img, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -181,16 +146,7 @@ func encodePart(t testing.TB) []byte {
 // TestHTTPAPI: /inspect runs the line on an upload, a corrupt upload fails
 // closed, /metrics and /healthz answer, and the token is enforced.
 func TestHTTPAPI(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath, _ := testConfig(t, dir, 3, "meanstd_blur.onnx", "1000", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _, _ := newTestDaemon(t, 3, "meanstd_blur.onnx", "1000", nil)
 	defer d.Close()
 	srv := httptest.NewServer(d.Handler("s3cret"))
 	defer srv.Close()

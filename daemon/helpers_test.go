@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -17,7 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
-	"github.com/segad-edge/segad-edge/brf/xgboost"
+	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/segad"
@@ -61,33 +62,6 @@ func partImage(rng *rand.Rand, defect bool) gocv.Mat {
 	return m
 }
 
-// trainForest trains a small real XGBoost forest for nFeat features on
-// random rows; the tests need a valid model of the right width, not a good one.
-func trainForest(tb testing.TB, path string, nFeat int) {
-	tb.Helper()
-	rng := rand.New(rand.NewPCG(3, 4))
-	const rows = 64
-	x := make([]float32, rows*nFeat)
-	y := make([]float32, rows)
-	for i := range x {
-		x[i] = float32(rng.Float64())
-	}
-	for i := range y {
-		if x[i*nFeat+nFeat-1] > 0.5 {
-			y[i] = 1
-		}
-	}
-	p := xgboost.DefaultParams()
-	p.NumParallelTree, p.Seed, p.NThread = 4, 1, 1
-	js, err := xgboost.Train(x, rows, nFeat, y, p, 2)
-	if err != nil {
-		tb.Fatalf("train forest: %v", err)
-	}
-	if err := os.WriteFile(path, js, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 func freePort(tb testing.TB) int {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -110,7 +84,7 @@ func testConfig(tb testing.TB, dir string, n int, detector string, threshold str
 	}
 	model := filepath.Join(dir, "brf.json")
 	if _, err := os.Stat(model); err != nil {
-		trainForest(tb, model, 7*4+1)
+		testenv.TrainForest(tb, model, 7*4+1)
 	}
 	port := freePort(tb)
 	cfg := fmt.Sprintf(`station: t1
@@ -210,3 +184,38 @@ func (s *subscriber) waitResults(tb testing.TB, n int, within time.Duration) []m
 var _ = segad.VADSegmentNames
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(9, 9)) }
+
+// newTestDaemon writes a test config (see testConfig), lets edit adjust the
+// loaded configuration, and builds the daemon on it. It returns the daemon,
+// the config path and the embedded broker's port.
+func newTestDaemon(tb testing.TB, n int, detector, threshold string, edit func(*config.Config)) (*Daemon, string, int) {
+	tb.Helper()
+	cfgPath, port := testConfig(tb, tb.TempDir(), n, detector, threshold, "")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	d, err := New(cfg, Options{Logger: quietLog()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d, cfgPath, port
+}
+
+// runToEnd subscribes to the broker, runs the daemon over its finite source
+// and returns the n results that arrive (fewer fails the test).
+func runToEnd(tb testing.TB, d *Daemon, port, n int) []mqtt.Result {
+	tb.Helper()
+	sub := subscribe(tb, port)
+	if err := d.Run(context.Background()); err != nil {
+		tb.Fatalf("Run: %v", err)
+	}
+	got := sub.waitResults(tb, n, 10*time.Second)
+	if len(got) != n {
+		tb.Fatalf("got %d results, want %d", len(got), n)
+	}
+	return got
+}

@@ -1,13 +1,11 @@
 package daemon
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -20,26 +18,11 @@ import (
 // inspect, yet every frame still gets exactly one result (dropped ones fail
 // closed with reason "dropped"), and the drops are counted.
 func TestDropOldestStillAnswersEveryFrame(t *testing.T) {
-	dir := t.TempDir()
 	const n = 30
-	cfgPath, port := testConfig(t, dir, n, "meanstd_blur.onnx", "1000", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Pipeline.Queue, cfg.Pipeline.Overflow = 1, "drop_oldest"
-	d, err := New(cfg, Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub := subscribe(t, port)
-	if err := d.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	got := sub.waitResults(t, n, 10*time.Second)
-	if len(got) != n {
-		t.Fatalf("%d results for %d frames", len(got), n)
-	}
+	d, _, port := newTestDaemon(t, n, "meanstd_blur.onnx", "1000", func(c *config.Config) {
+		c.Pipeline.Queue, c.Pipeline.Overflow = 1, "drop_oldest"
+	})
+	got := runToEnd(t, d, port, n)
 	seqs := map[uint64]bool{}
 	var dropped int
 	for _, r := range got {
@@ -66,26 +49,14 @@ func TestDropOldestStillAnswersEveryFrame(t *testing.T) {
 // TestWarnBandAndMetrics: a pass at or above warn_threshold is flagged, and
 // the Prometheus endpoint counts frames and verdicts.
 func TestWarnBandAndMetrics(t *testing.T) {
-	dir := t.TempDir()
 	const n = 5
-	cfgPath, port := testConfig(t, dir, n, "meanstd_blur.onnx", "1000", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	warn := -1000.0
-	cfg.SegAD.WarnThreshold = &warn
-	d, err := New(cfg, Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _, port := newTestDaemon(t, n, "meanstd_blur.onnx", "1000", func(c *config.Config) {
+		warn := -1000.0
+		c.SegAD.WarnThreshold = &warn
+	})
 	srv := httptest.NewServer(d.Handler(""))
 	defer srv.Close()
-	sub := subscribe(t, port)
-	if err := d.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	got := sub.waitResults(t, n, 10*time.Second)
+	got := runToEnd(t, d, port, n)
 	for _, r := range got {
 		if r.Verdict != mqtt.VerdictPass || !r.Warn {
 			t.Errorf("frame %d: verdict %s warn %v, want a flagged pass", r.Seq, r.Verdict, r.Warn)

@@ -25,7 +25,7 @@ type faultProc struct {
 	lastOK  chan int // every "ok <seq>" line
 	drained chan struct{}
 	exited  chan error
-	stderr  *syncBuffer
+	stderr  *testenv.SyncBuffer
 }
 
 func startFaultpub(t *testing.T, bin, broker, outboxPath string, from, to int) *faultProc {
@@ -36,7 +36,7 @@ func startFaultpub(t *testing.T, bin, broker, outboxPath string, from, to int) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp := &faultProc{cmd: cmd, lastOK: make(chan int, 20000), drained: make(chan struct{}), exited: make(chan error, 1), stderr: &syncBuffer{}}
+	fp := &faultProc{cmd: cmd, lastOK: make(chan int, 20000), drained: make(chan struct{}), exited: make(chan error, 1), stderr: &testenv.SyncBuffer{}}
 	cmd.Stderr = fp.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start faultpub: %v", err)

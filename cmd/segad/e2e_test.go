@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -19,7 +18,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
-	"github.com/segad-edge/segad-edge/brf/xgboost"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 	"github.com/segad-edge/segad-edge/mqtt"
 )
@@ -73,29 +71,6 @@ func e2eVideo(t *testing.T, path string, n int) {
 	}
 }
 
-func e2eForest(t *testing.T, path string, nFeat int) {
-	t.Helper()
-	rng := rand.New(rand.NewPCG(7, 8))
-	const rows = 64
-	x := make([]float32, rows*nFeat)
-	y := make([]float32, rows)
-	for i := range x {
-		x[i] = float32(rng.Float64())
-	}
-	for i := range y {
-		y[i] = float32(i % 2)
-	}
-	p := xgboost.DefaultParams()
-	p.NumParallelTree, p.Seed, p.NThread = 4, 1, 1
-	js, err := xgboost.Train(x, rows, nFeat, y, p, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, js, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type e2eSub struct {
 	mu      sync.Mutex
 	results []mqtt.Result
@@ -135,7 +110,7 @@ func TestEndToEndDaemonProcess(t *testing.T) {
 	dir := t.TempDir()
 	video := filepath.Join(dir, "parts.avi")
 	e2eVideo(t, video, 40)
-	e2eForest(t, filepath.Join(dir, "brf.json"), 29)
+	testenv.TrainForest(t, filepath.Join(dir, "brf.json"), 29)
 	root := testenv.RepoRoot(t)
 	cfgText := fmt.Sprintf(`station: e2e
 onnxruntime:
@@ -193,10 +168,9 @@ pipeline:
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 
-	var logs bytes.Buffer
-	var logMu sync.Mutex
+	var logs testenv.SyncBuffer
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stderr = &lockedBuf{mu: &logMu, b: &logs}
+	cmd.Stderr = &logs
 	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -208,9 +182,7 @@ pipeline:
 			cmd.Process.Kill()
 		}
 		if t.Failed() {
-			logMu.Lock()
 			t.Logf("daemon log:\n%s", logs.String())
-			logMu.Unlock()
 		}
 	}()
 
@@ -277,23 +249,10 @@ pipeline:
 			t.Errorf("frame %d: verdict %s (%s), want fail at threshold -1000", s, r.Verdict, r.Reason)
 		}
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
 	for _, want := range []string{"config changed", "segad.threshold", "config change rejected", "stopped cleanly"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("daemon log lacks %q", want)
 		}
 	}
 	t.Logf("%d frames, %d results received (%d duplicates)", maxSeq, len(results), len(results)-len(seen))
-}
-
-type lockedBuf struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }

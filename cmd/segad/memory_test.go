@@ -83,7 +83,7 @@ func TestMemoryFlat(t *testing.T) {
 		t.Fatal(err)
 	}
 	fh.Close()
-	e2eForest(t, filepath.Join(dir, "brf.json"), 29)
+	testenv.TrainForest(t, filepath.Join(dir, "brf.json"), 29)
 	cfgPath := filepath.Join(dir, "segad.yaml")
 	cfgText := fmt.Sprintf(`onnxruntime: {library: %q}
 capture: {kind: folder, path: .}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/segad-edge/segad-edge/internal/testenv"
 	"math"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,7 @@ func TestScoreCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	modelPath := filepath.Join(dir, "brf.json")
-	e2eForest(t, modelPath, 29)
+	testenv.TrainForest(t, modelPath, 29)
 	model, err := brf.Load(modelPath)
 	if err != nil {
 		t.Fatal(err)
