@@ -325,7 +325,7 @@ func MapsDataset(samples []Sample, detectors []string, segCfg config.SegADConfig
 			if err != nil {
 				return nil, nil, fmt.Errorf("map %s of %s: %w", detectors[k], s.Path, err)
 			}
-			w, h, data, err := mapData(a)
+			w, h, data, err := a.Map2D()
 			if err != nil {
 				return nil, nil, fmt.Errorf("map %s: %w", p, err)
 			}
@@ -354,20 +354,6 @@ func MapsDataset(samples []Sample, detectors []string, segCfg config.SegADConfig
 	return d, mask, nil
 }
 
-// mapData accepts a map as (H, W), (1, H, W) or (1, 1, H, W) float32 array.
-func mapData(a *npy.Array) (w, h int, data []float32, err error) {
-	shape := a.Shape
-	for len(shape) > 2 && shape[0] == 1 {
-		shape = shape[1:]
-	}
-	if len(shape) != 2 {
-		return 0, 0, nil, fmt.Errorf("shape %v: want a 2-D map (H, W)", a.Shape)
-	}
-	if a.Kind != npy.Float || a.Float32 == nil {
-		return 0, 0, nil, fmt.Errorf("dtype %s: want a float32 map", a.Descr)
-	}
-	return shape[1], shape[0], a.Float32, nil
-}
 
 func mapMax(m []float32) float32 {
 	mx := float32(math.Inf(-1))

@@ -59,6 +59,22 @@ type Array struct {
 	Int []int64
 }
 
+// Map2D returns a float array as a 2-D map: the reference code stores
+// anomaly maps as (H, W), (1, H, W) or (1, 1, H, W) float32 arrays.
+func (a *Array) Map2D() (w, h int, data []float32, err error) {
+	shape := a.Shape
+	for len(shape) > 2 && shape[0] == 1 {
+		shape = shape[1:]
+	}
+	if len(shape) != 2 {
+		return 0, 0, nil, fmt.Errorf("shape %v: want a 2-D map (H, W)", a.Shape)
+	}
+	if a.Kind != Float || a.Float32 == nil {
+		return 0, 0, nil, fmt.Errorf("dtype %s: want a float32 map", a.Descr)
+	}
+	return shape[1], shape[0], a.Float32, nil
+}
+
 // Len returns the number of elements the shape declares.
 func (a *Array) Len() int {
 	n := 1

@@ -142,3 +142,29 @@ func FuzzReadFrom(f *testing.F) {
 		}
 	})
 }
+
+func TestMap2D(t *testing.T) {
+	tests := []struct {
+		name    string
+		a       Array
+		w, h    int
+		wantErr bool
+	}{
+		{"HxW", Array{Shape: []int{2, 3}, Kind: Float, Float32: make([]float32, 6)}, 3, 2, false},
+		{"1x1xHxW", Array{Shape: []int{1, 1, 2, 3}, Kind: Float, Float32: make([]float32, 6)}, 3, 2, false},
+		{"batch of 2", Array{Shape: []int{2, 2, 3}, Kind: Float, Float32: make([]float32, 12)}, 0, 0, true},
+		{"1-D", Array{Shape: []int{6}, Kind: Float, Float32: make([]float32, 6)}, 0, 0, true},
+		{"integer labels", Array{Shape: []int{2, 3}, Descr: "<i8", Kind: Int, Int: make([]int64, 6)}, 0, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, h, data, err := tc.a.Map2D()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && (w != tc.w || h != tc.h || len(data) != w*h) {
+				t.Fatalf("got %dx%d (%d values), want %dx%d", w, h, len(data), tc.w, tc.h)
+			}
+		})
+	}
+}

@@ -81,7 +81,7 @@ func runScore(w io.Writer, o scoreOptions) error {
 		if err != nil {
 			return fmt.Errorf("read map %s: %w", names[i], err)
 		}
-		w, h, data, err := mapData(a)
+		w, h, data, err := a.Map2D()
 		if err != nil {
 			return fmt.Errorf("read map %s (%s): %w", names[i], p, err)
 		}
@@ -128,20 +128,6 @@ func runScore(w io.Writer, o scoreOptions) error {
 	return writeScore(w, ex.Names(), row, v)
 }
 
-// mapData accepts a map as (H, W), (1, H, W) or (1, 1, H, W) float array.
-func mapData(a *npy.Array) (w, h int, data []float32, err error) {
-	shape := a.Shape
-	for len(shape) > 2 && shape[0] == 1 {
-		shape = shape[1:]
-	}
-	if len(shape) != 2 {
-		return 0, 0, nil, fmt.Errorf("shape %v: want a 2-D map (H, W)", a.Shape)
-	}
-	if a.Kind != npy.Float {
-		return 0, 0, nil, fmt.Errorf("dtype %s: want a float32 map", a.Descr)
-	}
-	return shape[1], shape[0], a.Float32, nil
-}
 
 // writeScore prints the result object with features in feature order (a Go
 // map would lose it) and NaN as null.
