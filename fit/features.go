@@ -354,7 +354,6 @@ func MapsDataset(samples []Sample, detectors []string, segCfg config.SegADConfig
 	return d, mask, nil
 }
 
-
 func mapMax(m []float32) float32 {
 	mx := float32(math.Inf(-1))
 	for _, v := range m {

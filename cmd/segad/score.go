@@ -128,7 +128,6 @@ func runScore(w io.Writer, o scoreOptions) error {
 	return writeScore(w, ex.Names(), row, v)
 }
 
-
 // writeScore prints the result object with features in feature order (a Go
 // map would lose it) and NaN as null.
 func writeScore(w io.Writer, names []string, row []float32, v segad.Verdict) error {
