@@ -50,6 +50,8 @@ type Config struct {
 	Audit AuditConfig `yaml:"audit"`
 	// Pipeline tunes queues and shutdown.
 	Pipeline PipelineConfig `yaml:"pipeline"`
+	// Fit holds `segad fit`'s training hyper-parameters (the daemon ignores it).
+	Fit FitConfig `yaml:"fit"`
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -128,6 +130,25 @@ type PipelineConfig struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Warmup is the number of warm-up runs per detector at start (default 3).
 	Warmup int `yaml:"warmup"`
+}
+
+// FitConfig overrides the boosted random forest's hyper-parameters for
+// `segad fit`. Unset keys keep the paper's values (200 parallel trees x 10
+// rounds, eta 0.3, depth 5, subsample and colsample 0.6, reg_alpha 1,
+// scale_pos_weight n_good/n_bad); command-line flags override both.
+type FitConfig struct {
+	Trees           *int      `yaml:"trees"`            // num_parallel_tree
+	Rounds          *int      `yaml:"rounds"`           // boosting rounds (n_estimators)
+	Eta             *float64  `yaml:"eta"`              // learning rate
+	MaxDepth        *int      `yaml:"max_depth"`        // tree depth
+	Subsample       *float64  `yaml:"subsample"`        // rows per tree
+	ColsampleByTree *float64  `yaml:"colsample_bytree"` // features per tree
+	ColsampleByNode *float64  `yaml:"colsample_bynode"` // features per split
+	RegAlpha        *float64  `yaml:"reg_alpha"`        // L1 on leaf weights
+	ScalePosWeight  *float64  `yaml:"scale_pos_weight"` // 0: n_good/n_bad
+	Seed            *int      `yaml:"seed"`             // XGBoost sampling, subsets, folds
+	Threads         *int      `yaml:"threads"`          // 0: all cores
+	Recalls         []float64 `yaml:"recalls"`          // operating points; the first gives the suggested threshold
 }
 
 // Error is a configuration problem with where it is.
@@ -420,6 +441,7 @@ func (c *Config) Validate() error {
 	if c.Pipeline.Warmup < 0 {
 		add(c.errorAt("pipeline.warmup", "must not be negative"))
 	}
+	add(c.validateFit())
 	return errors.Join(errs...)
 }
 
@@ -448,6 +470,42 @@ func (c *Config) validateSegAD() error {
 	finite("segad.warn_threshold", s.WarnThreshold)
 	if s.Threshold != nil && s.WarnThreshold != nil && *s.WarnThreshold >= *s.Threshold {
 		errs = append(errs, c.errorAt("segad.warn_threshold", "%v must be below threshold %v (the warn band lies under the fail threshold)", *s.WarnThreshold, *s.Threshold))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateFit() error {
+	f := c.Fit
+	var errs []error
+	intMin := func(key string, v *int, lo, hi int) {
+		if v != nil && (*v < lo || *v > hi) {
+			errs = append(errs, c.errorAt("fit."+key, "%d is out of range: want %d..%d", *v, lo, hi))
+		}
+	}
+	share := func(key string, v *float64, zeroOK bool) {
+		if v != nil && (math.IsNaN(*v) || *v > 1 || *v < 0 || (*v == 0 && !zeroOK)) {
+			errs = append(errs, c.errorAt("fit."+key, "%v is out of range: want a share in (0, 1]", *v))
+		}
+	}
+	nonNeg := func(key string, v *float64) {
+		if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0) || *v < 0) {
+			errs = append(errs, c.errorAt("fit."+key, "%v must be a finite number >= 0", *v))
+		}
+	}
+	intMin("trees", f.Trees, 1, 10000)
+	intMin("rounds", f.Rounds, 1, 10000)
+	intMin("max_depth", f.MaxDepth, 1, 30)
+	intMin("threads", f.Threads, 0, 1024)
+	share("eta", f.Eta, false)
+	share("subsample", f.Subsample, false)
+	share("colsample_bytree", f.ColsampleByTree, false)
+	share("colsample_bynode", f.ColsampleByNode, false)
+	nonNeg("reg_alpha", f.RegAlpha)
+	nonNeg("scale_pos_weight", f.ScalePosWeight)
+	for i, r := range f.Recalls {
+		if !(r > 0 && r < 1) {
+			errs = append(errs, c.errorAt(fmt.Sprintf("fit.recalls[%d]", i), "%v: want a recall between 0 and 1 (e.g. 0.95)", r))
+		}
 	}
 	return errors.Join(errs...)
 }

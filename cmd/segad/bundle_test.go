@@ -71,6 +71,7 @@ detectors:
 segad:
   mask: builtin:vad
   bundle: bundle
+fit: {trees: 3, rounds: 2, threads: 1}
 `, testenv.ORTLib(t), name, det)
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -80,12 +81,16 @@ segad:
 	okCfg := cfg("ms")
 	bundleDir := filepath.Join(dir, "bundle")
 	if out, err := execRoot(t, "fit", "--config", okCfg, "--good", filepath.Join(dir, "good"), "--bad", filepath.Join(dir, "bad"),
-		"-o", bundleDir, "--trees", "4", "--rounds", "2", "--threads", "1", "-q"); err != nil {
+		"-o", bundleDir, "--rounds", "1", "-q"); err != nil {
 		t.Fatalf("fit: %v\n%s", err, out)
 	}
 	b, err := bundle.Load(bundleDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The config's fit: section sets the defaults; a flag wins over it.
+	if got := b.Manifest.Params["num_parallel_tree"]; got != "3" || b.Manifest.Rounds != 1 {
+		t.Errorf("trained with num_parallel_tree %s and %d rounds, want 3 (config) and 1 (flag)", got, b.Manifest.Rounds)
 	}
 	out, err := execRoot(t, "inspect", "--config", okCfg,
 		filepath.Join(dir, "bad", "blob", "b00.png"), filepath.Join(dir, "good", "g00.png"), filepath.Join(dir, "nope.png"))
