@@ -46,6 +46,15 @@ func (f *Frame) Close() {
 	closeMat(&f.Image)
 }
 
+// ReleaseImages frees both Mats early and keeps the frame's metadata, for
+// a frame that will not be inspected (dropped by the daemon's overflow
+// policy) but still needs its result. Close stays safe afterwards.
+func (f *Frame) ReleaseImages() {
+	closeMat(&f.Original)
+	closeMat(&f.Image)
+	f.Original, f.Image = gocv.Mat{}, gocv.Mat{}
+}
+
 // closeMat closes m unless it was never allocated (error frames carry zero Mats).
 func closeMat(m *gocv.Mat) {
 	if m.Ptr() != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,9 +114,11 @@ type AuditConfig struct {
 	Dir string `yaml:"dir"`
 	// SamplePass is the share of passed parts also saved (0..1, default 0).
 	SamplePass float64 `yaml:"sample_pass"`
-	// MaxBytes bounds the folder's size (default 1 GiB); oldest deleted first.
+	// MaxBytes bounds the folder's size (default 1 GiB; 0 means the
+	// default); oldest entries are deleted first.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// MaxAge deletes entries older than this (default 30 days; 0 keeps them).
+	// MaxAge deletes entries older than this (default 30 days; 0 means the
+	// default: the folder is always bounded, a full disk would stop the line).
 	MaxAge time.Duration `yaml:"max_age"`
 }
 
@@ -318,7 +321,7 @@ func (c *Config) Defaults() {
 		c.Classifier.Defaults()
 	}
 	if c.MQTT.Station == "" {
-		c.MQTT.Station = c.Station
+		c.MQTT.Station = c.Station // one station name for topics and payloads
 	}
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
@@ -347,10 +350,11 @@ func (c *Config) Defaults() {
 // config and its models can move together.
 func (c *Config) resolvePaths(dir string) {
 	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.HasPrefix(*p, "builtin:") {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	abs(&c.ONNXRuntime.Library)
 	abs(&c.SegAD.Mask)
 	abs(&c.SegAD.Model)
 	abs(&c.SegAD.Bundle)
@@ -413,6 +417,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(c.validateSegAD())
+	if c.MQTT.Station != c.Station {
+		add(c.errorAt("mqtt.station", "%q differs from station %q: set the station once, at the top level (it names topics and results alike)", c.MQTT.Station, c.Station))
+	}
 	// An empty broker means "no MQTT" (segad inspect, segad bench); `segad
 	// run` requires one (daemon.New says so).
 	if c.MQTT.Broker != "" {
@@ -515,14 +522,15 @@ func (c *Config) validateHTTP() error {
 	if h.Listen == "off" {
 		return nil
 	}
-	host, _, found := strings.Cut(h.Listen, ":")
-	if !found {
-		return c.errorAt("http.listen", "%q: want host:port, or off", h.Listen)
+	host, _, err := net.SplitHostPort(h.Listen)
+	if err != nil {
+		return c.errorAt("http.listen", "%q: want host:port ([::1]:8080 for IPv6), or off", h.Listen)
 	}
 	if (h.TLSCert == "") != (h.TLSKey == "") {
 		return c.errorAt("http", "set both tls_cert and tls_key, or neither")
 	}
-	loopback := host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]"
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
 	if !loopback && h.Token == "" {
 		return c.errorAt("http.token", "required when http.listen (%s) is not a loopback address: anyone on the network could trigger inspections", h.Listen)
 	}

@@ -119,3 +119,26 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("want a not-exist error naming the file, got %v", err)
 	}
 }
+
+func TestHTTPListenAddresses(t *testing.T) {
+	for listen, ok := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:8080": true,
+		"0.0.0.0:8080": false, "[::]:8080": false, "8080": false,
+	} {
+		_, err := Parse("cfg.yaml", []byte(minimal+"http:\n  listen: \""+listen+"\"\n"))
+		if (err == nil) != ok {
+			t.Errorf("listen %s without token: err %v, want ok=%v", listen, err, ok)
+		}
+	}
+}
+
+func TestStationOnce(t *testing.T) {
+	_, err := Parse("cfg.yaml", []byte(minimal+"mqtt:\n  station: other\n"))
+	if err == nil || !strings.Contains(err.Error(), "mqtt.station") {
+		t.Fatalf("differing mqtt.station: %v", err)
+	}
+	c, err := Parse("cfg.yaml", []byte(minimal+"mqtt:\n  station: s1\n"))
+	if err != nil || c.MQTT.Station != "s1" {
+		t.Fatalf("same station twice: %v", err)
+	}
+}

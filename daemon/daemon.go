@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,14 +34,17 @@ type Daemon struct {
 	audit   *Audit
 
 	srcMu sync.Mutex
-	src   FrameSource
+	src   *sourceRef
 
-	cfgMu sync.Mutex
-	cfg   *config.Config
+	cfgMu    sync.Mutex
+	cfg      *config.Config
+	reloadMu sync.Mutex // one reload at a time (SIGHUP and file edits race)
 
-	queue    chan *capture.Frame
-	overflow string
+	queue *frameQueue
 
+	inflight    atomic.Int64 // frames taken from the source and not finished
+	aborting    atomic.Bool  // shutdown deadline passed: remaining frames fail closed fast
+	lastPubErr  atomic.Int64 // unix nanos of the last result the outbox could not store
 	started     time.Time
 	frames      atomic.Uint64
 	fails       atomic.Uint64
@@ -74,7 +75,6 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 		log = slog.Default()
 	}
 	d = &Daemon{log: log, Metrics: NewMetrics(), cfg: cfg, started: time.Now(),
-		overflow: cfg.Pipeline.Overflow, queue: make(chan *capture.Frame, cfg.Pipeline.Queue),
 		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
 	var closers []func()
 	defer func() {
@@ -103,6 +103,17 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 			return nil, err
 		}
 	}
+	// The source opens before the publisher: a persistent MQTT session
+	// delivers queued triggers as soon as it connects, and they need it.
+	src := opt.Source
+	if src == nil {
+		if src, err = OpenSource(cfg, model, log); err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { src.Close() })
+	}
+	d.src = newSourceRef(src)
+	d.queue = newFrameQueue(cfg.Pipeline.Queue, d.overflowPolicy(cfg))
 	d.pub = opt.Publisher
 	if d.pub == nil {
 		if cfg.MQTT.Broker == "" {
@@ -112,24 +123,9 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			p.Close(ctx)
-		})
 		p.SetHealth(d.health)
-		p.OnTrigger(func(t mqtt.Trigger) {
-			if err := d.Trigger(t.PartID); err != nil {
-				log.Warn("trigger ignored", "part_id", t.PartID, "err", err)
-			}
-		})
+		p.OnTrigger(func(t mqtt.Trigger) { d.trigger(t.PartID) })
 		d.pub = p
-	}
-	d.src = opt.Source
-	if d.src == nil {
-		if d.src, err = OpenSource(cfg, model, log); err != nil {
-			return nil, err
-		}
 	}
 	d.ready.Store(true)
 	d.beat()
@@ -231,6 +227,9 @@ func ResolveThreshold(cfg *config.Config) error {
 		return err
 	}
 	t := b.Threshold
+	if w := cfg.SegAD.WarnThreshold; w != nil && *w >= t {
+		return fmt.Errorf("%s: segad.warn_threshold %v must be below the threshold %v suggested by bundle %s (set segad.threshold, or lower the warn band)", cfg.Path, *w, t, cfg.SegAD.Bundle)
+	}
 	cfg.SegAD.Threshold = &t
 	return nil
 }
@@ -308,288 +307,3 @@ func (d *Daemon) Line() *Line { return d.line }
 // Ready reports whether the daemon has warmed up and is inspecting.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
 
-// Trigger asks the source for the freshest frame (on-demand mode).
-func (d *Daemon) Trigger(partID string) error {
-	d.srcMu.Lock()
-	src := d.src
-	d.srcMu.Unlock()
-	t, ok := src.(capture.Triggerer)
-	if !ok {
-		return fmt.Errorf("source %s does not take triggers (set capture.trigger.mode: on-demand on a live source)", src.Name())
-	}
-	return t.Trigger(partID)
-}
-
-// Run runs the line until ctx is cancelled or a finite source ends, then
-// shuts down gracefully: capture stops, frames already taken are inspected,
-// results are flushed to the outbox and everything is closed within
-// pipeline.shutdown_timeout. Every frame taken from the source gets exactly
-// one result.
-func (d *Daemon) Run(ctx context.Context) error {
-	capCtx, stopCapture := context.WithCancel(ctx)
-	defer stopCapture()
-	capDone := make(chan error, 1)
-	go func() { capDone <- d.captureLoop(capCtx) }()
-
-	// Two stages drain the queue until capture has stopped and the queue is
-	// empty, so no frame taken from the source is left without a result:
-	// inference of frame n+1 overlaps scoring and publishing of frame n.
-	type pending struct {
-		f  *capture.Frame
-		in *Inferred
-	}
-	inferred := make(chan pending, 1)
-	go func() {
-		defer close(inferred)
-		for f := range d.queue {
-			d.Metrics.QueueDepth.Set(float64(len(d.queue)))
-			inferred <- pending{f, d.line.Infer(f)}
-		}
-	}()
-	workDone := make(chan struct{})
-	go func() {
-		defer close(workDone)
-		for p := range inferred {
-			d.finish(p.f, d.line.Score(p.in, d.audit != nil))
-		}
-	}()
-	go d.watchHealth(capCtx)
-
-	var capErr error
-	select {
-	case capErr = <-capDone: // finite source ended (or failed)
-	case <-ctx.Done():
-		d.log.Info("stopping: finishing frames in flight", "queued", len(d.queue))
-		stopCapture()
-		capErr = <-capDone
-	}
-	close(d.queue)
-	deadline := d.shutdownTimeout()
-	select {
-	case <-workDone:
-	case <-time.After(deadline):
-		d.log.Error("shutdown deadline passed with frames still in flight", "deadline", deadline)
-	}
-	return errors.Join(capErrOrNil(capErr), d.Close())
-}
-
-func capErrOrNil(err error) error {
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, capture.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-func (d *Daemon) shutdownTimeout() time.Duration {
-	d.cfgMu.Lock()
-	defer d.cfgMu.Unlock()
-	return d.cfg.Pipeline.ShutdownTimeout
-}
-
-// captureLoop moves frames from the source into the queue until ctx ends
-// or a finite source is exhausted.
-func (d *Daemon) captureLoop(ctx context.Context) error {
-	for {
-		d.srcMu.Lock()
-		src := d.src
-		d.srcMu.Unlock()
-		f, err := src.Next(ctx)
-		if err != nil {
-			if errors.Is(err, capture.ErrClosed) && ctx.Err() == nil && d.sourceChanged(src) {
-				continue // the source was swapped by a reload
-			}
-			return err
-		}
-		d.frames.Add(1)
-		d.Metrics.Frames.Inc()
-		d.beat()
-		d.enqueue(f)
-	}
-}
-
-func (d *Daemon) sourceChanged(old FrameSource) bool {
-	d.srcMu.Lock()
-	defer d.srcMu.Unlock()
-	return d.src != old
-}
-
-// enqueue applies the overflow policy: block waits for the worker;
-// drop_oldest rejects the oldest waiting frame (it still gets a result,
-// fail-closed with reason "dropped") to keep the freshest one.
-func (d *Daemon) enqueue(f *capture.Frame) {
-	if d.overflow == "block" {
-		d.queue <- f
-		d.Metrics.QueueDepth.Set(float64(len(d.queue)))
-		return
-	}
-	for {
-		select {
-		case d.queue <- f:
-			d.Metrics.QueueDepth.Set(float64(len(d.queue)))
-			return
-		default:
-		}
-		select {
-		case old := <-d.queue:
-			d.Metrics.Dropped.Inc()
-			d.reject(old, ReasonDropped, errors.New("inference fell behind the camera; the part was not inspected (pipeline.overflow: drop_oldest)"))
-		default:
-		}
-	}
-}
-
-// reject publishes a fail-closed result for a frame that is not inspected.
-func (d *Daemon) reject(f *capture.Frame, code string, err error) {
-	s := d.line.Settings()
-	res := mqtt.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
-		CapturedAt: f.Captured, DecidedAt: time.Now(), Threshold: s.Threshold}
-	failClosed(&res, code, err)
-	d.finish(f, Inspection{Result: res})
-}
-
-// finish publishes (durably) a result, records metrics, writes the audit
-// entry and acknowledges the frame to its source. It closes the frame.
-func (d *Daemon) finish(f *capture.Frame, ins Inspection) {
-	defer f.Close()
-	res := &ins.Result
-	// The ID is set here, not by the publisher, so the audit entry, the
-	// log line and the MQTT message all carry the same one.
-	if res.ID == "" {
-		res.ID = mqtt.NewResultID(res.DecidedAt)
-	}
-	res.Schema = mqtt.SchemaVersion
-	t := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := d.pub.Publish(ctx, *res)
-	cancel()
-	d.Metrics.StageSeconds.WithLabelValues("publish").Observe(time.Since(t).Seconds())
-	stored := err == nil
-	if err != nil {
-		// The outbox could not store the result (disk full, closed). The
-		// part's file stays unacknowledged so a restart inspects it again.
-		d.Metrics.PublishErrs.Inc()
-		d.log.Error("result not stored", "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "err", err)
-	}
-	d.Metrics.Verdicts.WithLabelValues(string(res.Verdict)).Inc()
-	for stage, v := range res.LatencyMS {
-		d.Metrics.StageSeconds.WithLabelValues(stage).Observe(v / 1000)
-	}
-	if res.Score != nil {
-		d.Metrics.Score.Observe(*res.Score)
-	}
-	switch res.Verdict {
-	case mqtt.VerdictFail:
-		d.fails.Add(1)
-	case mqtt.VerdictError:
-		d.errs.Add(1)
-	}
-	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
-	if d.audit != nil && (res.Rejected() || d.samplePass()) {
-		if err := d.audit.Save(res, f.Original, ins.Maps, ins.MapW, ins.MapH, ins.Mask); err != nil {
-			d.log.Warn("audit entry not saved", "seq", res.Seq, "err", err)
-		}
-	}
-	if a, ok := d.currentSource().(capture.Acker); ok && stored && f.Path != "" {
-		if err := a.Ack(f, !res.Rejected()); err != nil {
-			d.log.Warn("cannot move inspected file", "file", f.Path, "err", err)
-		}
-	}
-	d.beat()
-}
-
-func (d *Daemon) samplePass() bool {
-	d.cfgMu.Lock()
-	share := d.cfg.Audit.SamplePass
-	d.cfgMu.Unlock()
-	return share > 0 && d.sampleRand.Float64() < share
-}
-
-func (d *Daemon) currentSource() FrameSource {
-	d.srcMu.Lock()
-	defer d.srcMu.Unlock()
-	return d.src
-}
-
-// beat records a sign of pipeline life for the systemd watchdog.
-func (d *Daemon) beat() { d.lastBeat.Store(time.Now().UnixNano()) }
-
-// LastBeat is when the pipeline last showed progress (a frame taken or a
-// result finished); the watchdog pings systemd only while it is recent.
-func (d *Daemon) LastBeat() time.Time { return time.Unix(0, d.lastBeat.Load()) }
-
-// watchHealth refreshes the source gauges.
-func (d *Daemon) watchHealth(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		st := d.currentSource().State()
-		d.Metrics.Reconnects.Set(float64(st.Reconnects))
-		d.Metrics.FrameAge.Set(st.LastFrameAge.Seconds())
-		up := 0.0
-		if st.Connected {
-			up = 1
-		}
-		d.Metrics.CameraUp.Set(up)
-		if p, ok := d.pub.(*mqtt.Publisher); ok {
-			s := p.Stats()
-			d.Metrics.Outbox.Set(float64(s.Backlog))
-			d.Metrics.OutboxDrops.Set(float64(s.Drops))
-		}
-		if len(d.queue) == 0 {
-			// An idle line (waiting for triggers) is alive too.
-			d.beat()
-		}
-	}
-}
-
-// health fills the daemon's part of the MQTT health JSON.
-func (d *Daemon) health() mqtt.Health {
-	var st capture.SourceState
-	cam := "connected"
-	if src := d.currentSource(); src != nil {
-		st = src.State()
-	} else {
-		cam = "starting"
-	}
-	switch {
-	case cam == "starting":
-	case st.Reconnecting:
-		cam = "reconnecting"
-	case !st.Connected:
-		cam = "disconnected"
-	}
-	if st.LastError != "" && !st.Connected {
-		cam += ": " + st.LastError
-	}
-	h := mqtt.Health{UptimeS: time.Since(d.started).Seconds(), Frames: d.frames.Load(), Fails: d.fails.Load(),
-		Errors: d.errs.Load(), QueueDepth: len(d.queue), CameraState: cam}
-	if e := d.configError.Load(); e != nil {
-		h.LastConfigError = *e
-	}
-	return h
-}
-
-// Close releases every stage. Run calls it; call it yourself only when Run
-// was never started.
-func (d *Daemon) Close() error {
-	var errs []error
-	d.srcMu.Lock()
-	if d.src != nil {
-		errs = append(errs, d.src.Close())
-	}
-	d.srcMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), d.shutdownTimeout())
-	defer cancel()
-	if d.pub != nil {
-		errs = append(errs, d.pub.Close(ctx))
-	}
-	if m := d.line.Model(); m != nil {
-		errs = append(errs, m.Close())
-	}
-	return errors.Join(errs...)
-}

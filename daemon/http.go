@@ -57,6 +57,10 @@ func (d *Daemon) Handler(token string) http.Handler {
 			http.Error(w, fmt.Sprintf("source not connected: %s", st.LastError), http.StatusServiceUnavailable)
 			return
 		}
+		if t := d.lastPubErr.Load(); t != 0 && time.Since(time.Unix(0, t)) < time.Minute {
+			http.Error(w, "results could not be stored in the outbox in the last minute (disk full?); see the log", http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))

@@ -137,17 +137,30 @@ func (l *Line) Settings() Settings {
 	return l.settings
 }
 
-// SwapModel installs a new model between two detector runs and returns the
-// old one for the caller to close (frames already inferred with it are
-// still scored with it: their features come from its detectors and mask).
-func (l *Line) SwapModel(m *Model) *Model {
+// Swap installs a new model and its settings together, between two
+// detector runs, and returns the old model for the caller to close (frames
+// already inferred with it are still scored with it: their features come
+// from its detectors and mask). Swapping both at once means no frame is
+// ever judged by a new forest against an old threshold.
+func (l *Line) Swap(m *Model, s Settings) *Model {
 	l.runMu.Lock()
 	defer l.runMu.Unlock()
 	l.mu.Lock()
 	old := l.model
-	l.model = m
+	l.model, l.settings = m, s
 	l.mu.Unlock()
 	return old
+}
+
+// Close closes the model in force once no detector run is in progress
+// (a run in flight finishes first).
+func (l *Line) Close() error {
+	l.runMu.Lock()
+	defer l.runMu.Unlock()
+	l.mu.Lock()
+	m := l.model
+	l.mu.Unlock()
+	return m.Close()
 }
 
 // Model returns the model in force (for reporting).
@@ -184,6 +197,20 @@ type Inferred struct {
 // a reason code.
 func (l *Line) Inspect(f *capture.Frame, keepMaps bool) Inspection {
 	return l.Score(l.Infer(f), keepMaps)
+}
+
+// Rejected is a frame that will not be inspected (dropped by the overflow
+// policy, or still queued at shutdown): Score turns it into a fail-closed
+// result, published in order with the others.
+func (l *Line) Rejected(f *capture.Frame, code string, err error) *Inferred {
+	l.mu.Lock()
+	m, s := l.model, l.settings
+	l.mu.Unlock()
+	in := &Inferred{model: m, set: s, start: time.Now(), done: true}
+	in.res = mqtt.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
+		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.Bundle, LatencyMS: map[string]float64{}}
+	failClosed(&in.res, code, err)
+	return in
 }
 
 // Infer is the first stage: the frame's image through the K detectors (and
@@ -237,6 +264,15 @@ func (l *Line) Infer(f *capture.Frame) *Inferred {
 			return in
 		}
 		copy(in.maps[i], o.Map)
+	}
+	if out.HasClass && (math.IsNaN(float64(out.Class)) || math.IsInf(float64(out.Class), 0)) {
+		// A NaN feature would follow the forest's default branches and
+		// could pass the part: a classifier that gives no number fails it.
+		m.buffers <- in.maps
+		in.maps = nil
+		failClosed(&in.res, ReasonInference, fmt.Errorf("classifier score is %v", out.Class))
+		in.done = true
+		return in
 	}
 	in.class = out.Class
 	return in

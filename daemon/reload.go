@@ -16,37 +16,67 @@ import (
 	"github.com/segad-edge/segad-edge/config"
 )
 
+// restartKeys need a restart to change: the connection, the server, the
+// queues, the station (it names topics and results), the log format,
+// ONNX Runtime (loaded once per process) and the audit folder and bounds.
+var restartKeys = []string{"mqtt", "http", "pipeline", "station", "log.format", "onnxruntime", "audit.dir", "audit.max_bytes", "audit.max_age"}
+
 // Reload reads the config file again and applies what changed:
-//   - thresholds, publish options, audit sampling and the log level apply
-//     from the next frame on;
-//   - detectors, mask or model: the model stage is rebuilt and swapped in
-//     between two frames (the old one keeps inspecting until then);
-//   - capture: the source is reopened in place;
-//   - MQTT, HTTP and pipeline keys need a restart (logged as such).
+//   - thresholds, the warn band, publish_features, audit sampling and the
+//     log level apply from the next frame on;
+//   - detectors, mask, model or bundle: a new model stage is built and
+//     warmed up while the old one keeps inspecting, then swapped in between
+//     two frames together with the new thresholds;
+//   - capture: the new source is opened, then swapped in; the old one stops
+//     being read and is closed once its frames in flight are finished;
+//   - the keys in restartKeys need a restart (logged as such; they keep
+//     their running values); fit.* is for `segad fit` only.
 //
-// An invalid file changes nothing: the error is logged, counted and shown
-// in the health topic's last_config_error until a valid edit arrives. Every
-// applied change is logged with its old and new value, for quality audits.
+// Nothing is swapped unless everything new could be built. An invalid file
+// changes nothing: the error is logged, counted and shown in the health
+// topic's last_config_error until a valid edit arrives. Every applied change
+// is logged with its old and new value, for quality audits. Reloads are
+// serialised (a SIGHUP and an editor's save may race).
 func (d *Daemon) Reload() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	d.cfgMu.Lock()
 	oldCfg := d.cfg
 	d.cfgMu.Unlock()
+	reject := func(what string, err error) error {
+		msg := err.Error()
+		if what != "" {
+			msg = fmt.Sprintf("%s: %s: %v", oldCfg.Path, what, err)
+		}
+		d.configError.Store(&msg)
+		d.Metrics.Reloads.WithLabelValues("rejected").Inc()
+		d.log.Error("config change rejected; the running configuration stays", "file", oldCfg.Path, "err", msg)
+		return err
+	}
 	newCfg, err := config.Load(oldCfg.Path)
 	if err == nil {
 		err = ResolveThreshold(newCfg)
 	}
 	if err != nil {
-		msg := err.Error()
-		d.configError.Store(&msg)
-		d.Metrics.Reloads.WithLabelValues("rejected").Inc()
-		d.log.Error("config change rejected; the running configuration stays", "file", oldCfg.Path, "err", err)
-		return err
+		return reject("", err)
+	}
+	// Keys that need a restart keep their running values, so that what is
+	// applied below is exactly what runs.
+	restartOnly := func(key string) bool {
+		for _, p := range restartKeys {
+			if key == p || strings.HasPrefix(key, p+".") || strings.HasPrefix(key, p+"[") {
+				return key != "mqtt.publish_features"
+			}
+		}
+		return false
 	}
 	changes := Diff(oldCfg, newCfg)
-	if len(changes) == 0 {
-		d.configError.Store(nil)
-		return nil
-	}
+	applied := *newCfg
+	applied.MQTT, applied.HTTP, applied.Pipeline = oldCfg.MQTT, oldCfg.HTTP, oldCfg.Pipeline
+	applied.MQTT.PublishFeatures = newCfg.MQTT.PublishFeatures
+	applied.Station, applied.ONNXRuntime = oldCfg.Station, oldCfg.ONNXRuntime
+	applied.Log.Format = oldCfg.Log.Format
+	applied.Audit.Dir, applied.Audit.MaxBytes, applied.Audit.MaxAge = oldCfg.Audit.Dir, oldCfg.Audit.MaxBytes, oldCfg.Audit.MaxAge
 	section := func(prefixes ...string) bool {
 		for _, c := range changes {
 			for _, p := range prefixes {
@@ -57,56 +87,60 @@ func (d *Daemon) Reload() error {
 		}
 		return false
 	}
-	if section("detectors", "classifier", "segad.mask", "segad.segments", "segad.model", "segad.bundle", "onnxruntime") {
-		m, err := BuildModel(newCfg, d.log)
-		if err != nil {
-			msg := fmt.Sprintf("%s: new models not loaded: %v", newCfg.Path, err)
-			d.configError.Store(&msg)
-			d.Metrics.Reloads.WithLabelValues("rejected").Inc()
-			d.log.Error("config change rejected; the running configuration stays", "file", newCfg.Path, "err", err)
-			return err
+
+	// Build everything new first; swap only when all of it works.
+	var model *Model
+	if section("detectors", "classifier", "segad.mask", "segad.segments", "segad.model", "segad.bundle") {
+		if model, err = BuildModel(&applied, d.log); err != nil {
+			return reject("new models not loaded", err)
 		}
-		old := d.line.SwapModel(m)
-		old.Close()
-		d.log.Info("model stage restarted in place", "detectors", m.Names, "bundle", m.Bundle)
 	}
+	var src FrameSource
 	if section("capture") {
-		src, err := OpenSource(newCfg, d.line.Model(), d.log)
-		if err != nil {
-			msg := fmt.Sprintf("%s: new capture source not opened: %v", newCfg.Path, err)
-			d.configError.Store(&msg)
-			d.Metrics.Reloads.WithLabelValues("rejected").Inc()
-			d.log.Error("capture change rejected; the running source stays", "err", err)
-			return err
+		m := model
+		if m == nil {
+			m = d.line.Model()
 		}
+		if src, err = OpenSource(&applied, m, d.log); err != nil {
+			if model != nil {
+				model.Close()
+			}
+			return reject("new capture source not opened", err)
+		}
+	}
+
+	for _, c := range changes {
+		switch {
+		case restartOnly(c.Key):
+			d.log.Warn("config changed; takes effect after a restart", "key", c.Key, "old", c.Old, "new", c.New)
+		case strings.HasPrefix(c.Key, "fit."):
+			d.log.Debug("config changed; used by segad fit only", "key", c.Key)
+		default:
+			d.log.Info("config changed", "key", c.Key, "old", c.Old, "new", c.New, "file", newCfg.Path)
+		}
+	}
+	settings := settingsOf(&applied)
+	if model != nil {
+		old := d.line.Swap(model, settings)
+		old.Close()
+		d.Metrics.ModelInfo.Reset()
+		d.Metrics.ModelInfo.WithLabelValues(model.Bundle, strings.Join(model.Names, ","), fmt.Sprint(model.Extractor.NumFeatures())).Set(1)
+		d.log.Info("model stage restarted in place", "detectors", model.Names, "bundle", model.Bundle)
+	} else {
+		d.line.SetSettings(settings)
+	}
+	if src != nil {
 		d.srcMu.Lock()
 		old := d.src
-		d.src = src
+		d.src = newSourceRef(src)
 		d.srcMu.Unlock()
-		old.Close()
+		old.retire()
 		d.log.Info("capture source restarted in place", "source", src.Name())
 	}
-	for _, c := range changes {
-		needsRestart := strings.HasPrefix(c.Key, "mqtt") || strings.HasPrefix(c.Key, "http") ||
-			strings.HasPrefix(c.Key, "pipeline") || c.Key == "station" || strings.HasPrefix(c.Key, "log.format") ||
-			strings.HasPrefix(c.Key, "audit.dir") || strings.HasPrefix(c.Key, "audit.max")
-		if c.Key == "mqtt.publish_features" {
-			needsRestart = false
-		}
-		if needsRestart {
-			d.log.Warn("config changed; takes effect after a restart", "key", c.Key, "old", c.Old, "new", c.New)
-			continue
-		}
-		d.log.Info("config changed", "key", c.Key, "old", c.Old, "new", c.New, "file", newCfg.Path)
-	}
-	d.line.SetSettings(settingsOf(newCfg))
 	if LogLevel != nil {
-		LogLevel.Set(ParseLevel(newCfg.Log.Level))
+		LogLevel.Set(ParseLevel(applied.Log.Level))
 	}
 	d.cfgMu.Lock()
-	// Keys that need a restart keep their running values.
-	applied := *newCfg
-	applied.MQTT, applied.HTTP, applied.Pipeline = oldCfg.MQTT, oldCfg.HTTP, oldCfg.Pipeline
 	d.cfg = &applied
 	d.cfgMu.Unlock()
 	d.configError.Store(nil)

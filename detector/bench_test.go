@@ -45,19 +45,43 @@ func BenchmarkPatchCoreFrame(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	model, err := p.ONNX()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, c := range []struct {
+	type variant struct {
 		name  string
 		model []byte
 		outs  []string
-	}{
+	}
+	cases := []variant{
 		{"backbone_original_224", full, []string{"output"}},
 		{"backbone_features", feat, featNames},
-		{"patchcore_bank" + itoa(p.BankSize), model, []string{"anomaly_map"}},
+	}
+	for _, s := range []struct {
+		mode                 string
+		dim, k, group, probe int
+	}{
+		{SearchExact, 0, 0, 0, 0},
+		{SearchTwoStage, 32, 8, -1, 0},
+		{SearchTwoStage, 16, 8, 16, 4},
+		{SearchTwoStage, 32, 8, 16, 4},
+		{SearchTwoStage, 32, 8, 32, 4},
 	} {
+		q, err := p.withSearch(s.mode, s.dim, s.k, s.group, s.probe)
+		if err != nil {
+			b.Fatal(err)
+		}
+		model, err := q.ONNX()
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := "patchcore_bank" + itoa(p.BankSize) + "_" + s.mode
+		if s.mode == SearchTwoStage {
+			name += "_dim" + itoa(s.dim) + "_k" + itoa(s.k)
+			if s.group > 0 {
+				name += "_group" + itoa(s.group) + "x" + itoa(s.probe)
+			}
+		}
+		cases = append(cases, variant{name, model, []string{"anomaly_map"}})
+	}
+	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			size := int64(256)
 			if strings.HasSuffix(c.name, "_224") { // the file's fixed input size

@@ -38,6 +38,24 @@ type PatchCoreConfig struct {
 	// it, each image contributes an equal random subset of its patches.
 	// Default 262144 (128 MiB at 128 dims).
 	MaxPatches int
+	// Search is the memory-bank search written into the graph: SearchTwoStage
+	// (default) or SearchExact. Two-stage falls back to exact when SearchDim
+	// is not below the bank's dimension or SearchK not below its size.
+	Search string
+	// SearchDim is the PCA subspace dimension of the two-stage search's
+	// first stage (default 32).
+	SearchDim int
+	// SearchK is how many candidates per patch the first stage keeps for the
+	// exact second stage (default 8).
+	SearchK int
+	// SearchGroupSize arranges the bank in groups of about this many rows
+	// that are near in the PCA subspace (a balanced PCA tree); stage 1 then
+	// ranks only the rows of the SearchProbe groups with the lowest minimum
+	// score, so ONNX Runtime's TopK never runs over the whole bank.
+	// Default 16; negative: rank the whole bank.
+	SearchGroupSize int
+	// SearchProbe is how many groups stage 1 ranks (default 4).
+	SearchProbe int
 	// Sigma of the final Gaussian blur (default 4, as anomalib).
 	Sigma float64
 	// NoNormalize skips the ImageNet normalisation inside the graph.
@@ -64,6 +82,21 @@ func (c *PatchCoreConfig) defaults() {
 	}
 	if c.MaxPatches == 0 {
 		c.MaxPatches = 262144
+	}
+	if c.Search == "" {
+		c.Search = SearchTwoStage
+	}
+	if c.SearchDim == 0 {
+		c.SearchDim = defaultSearchDim
+	}
+	if c.SearchK == 0 {
+		c.SearchK = defaultSearchK
+	}
+	if c.SearchGroupSize == 0 {
+		c.SearchGroupSize = defaultSearchGroupSize
+	}
+	if c.SearchProbe == 0 {
+		c.SearchProbe = defaultSearchProbe
 	}
 	if c.Sigma == 0 {
 		c.Sigma = 4
@@ -92,6 +125,8 @@ type PatchCore struct {
 	BankSize int
 	// NImages and Candidates count the training images and pre-coreset patches.
 	NImages, Candidates int
+
+	search *search // two-stage search; nil for the exact one
 }
 
 // Dim is the dimension of the memory bank rows.
@@ -285,6 +320,12 @@ func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*Pa
 	if cfg.CoresetRatio <= 0 || cfg.CoresetRatio > 1 {
 		return nil, fmt.Errorf("fit patchcore: coreset ratio %g must be in (0,1]", cfg.CoresetRatio)
 	}
+	if cfg.Search != SearchExact && cfg.Search != SearchTwoStage {
+		return nil, fmt.Errorf("fit patchcore: memory-bank search %q: want %q or %q", cfg.Search, SearchTwoStage, SearchExact)
+	}
+	if cfg.Search == SearchTwoStage && (cfg.SearchDim < 0 || cfg.SearchK < 0) {
+		return nil, fmt.Errorf("fit patchcore: two-stage search dimension %d and candidates %d must be positive", cfg.SearchDim, cfg.SearchK)
+	}
 	bb, err := loadBackbone(cfg.Backbone, cfg.Layers)
 	if err != nil {
 		return nil, fmt.Errorf("fit patchcore: %w", err)
@@ -360,8 +401,11 @@ func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*Pa
 	for _, i := range idx {
 		p.Bank = append(p.Bank, cand[i*dim:(i+1)*dim]...)
 	}
+	if err := p.prepareSearch(); err != nil {
+		return nil, fmt.Errorf("fit patchcore: %w", err)
+	}
 	slog.Info("patchcore fitted", "images", len(paths), "candidates", p.Candidates, "bank", k, "dim", dim,
-		"grid", fmt.Sprintf("%dx%d", p.GridH, p.GridW), "backbone", cfg.Backbone)
+		"grid", fmt.Sprintf("%dx%d", p.GridH, p.GridW), "backbone", cfg.Backbone, "search", p.searchMode())
 	return p, nil
 }
 
@@ -400,8 +444,9 @@ func projectRows(p []float32, k int, rows []float32, d int) []float32 {
 }
 
 // Map computes the anomaly map in Go from backbone features (the reference
-// the written graph is checked against): embedding, projection, squared
-// distance to every bank row, minimum, sqrt, nearest upsampling, blur.
+// the written graph is checked against): embedding, projection, distance to
+// the memory bank by the model's search (see nearest), sqrt, nearest
+// upsampling, blur.
 func (p *PatchCore) Map(feats []layerFeat) []float32 {
 	e, d, gh, gw := embed(feats)
 	n := gh * gw
@@ -410,19 +455,16 @@ func (p *PatchCore) Map(feats []layerFeat) []float32 {
 		d = p.Config.ProjDim
 	}
 	grid := make([]float32, n)
-	x := make([]float32, d)
-	for c := 0; c < n; c++ {
-		for j := 0; j < d; j++ {
-			x[j] = e[j*n+c]
-		}
-		best := float32(math.Inf(1))
-		for b := 0; b < p.BankSize; b++ {
-			if s := sqDist(x, p.Bank[b*d:(b+1)*d]); s < best {
-				best = s
+	parallelFor(n, func(lo, hi int) {
+		x := make([]float32, d)
+		sc := p.newScratch()
+		for c := lo; c < hi; c++ {
+			for j := 0; j < d; j++ {
+				x[j] = e[j*n+c]
 			}
+			grid[c] = float32(math.Sqrt(float64(p.nearest(x, sc))))
 		}
-		grid[c] = float32(math.Sqrt(float64(best)))
-	}
+	})
 	s := p.Config.Size
 	up := make([]float32, s*s)
 	for y := 0; y < s; y++ {
@@ -433,10 +475,42 @@ func (p *PatchCore) Map(feats []layerFeat) []float32 {
 	return gaussianBlur(up, s, s, p.Config.Sigma)
 }
 
+// upBlurMatrix is nearest upsampling from g to s samples (asymmetric,
+// floor: source g*y/s) followed by the 1-D Gaussian of gaussianBlur with
+// reflect border, as one s x g matrix: row y holds the weight of each grid
+// cell in output sample y.
+func upBlurMatrix(s, g int, sigma float64) []float32 {
+	k := gaussianKernel1D(sigma)
+	half := len(k) / 2
+	acc := make([]float64, s*g)
+	for y := 0; y < s; y++ {
+		for j, kv := range k {
+			src := reflectIndex(y+j-half, s) * g / s
+			acc[y*g+src] += float64(kv)
+		}
+	}
+	out := make([]float32, len(acc))
+	for i, v := range acc {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// transpose returns the transpose of a rows x cols row-major matrix.
+func transpose(m []float32, rows, cols int) []float32 {
+	out := make([]float32, len(m))
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			out[c*rows+r] = m[r*cols+c]
+		}
+	}
+	return out
+}
+
 // ONNX writes the model: input "input" [1,3,S,S] RGB [0,1], output
-// "anomaly_map" [1,1,S,S]. Squared distances are ||x||^2 - 2 M x + ||m||^2
-// (one MatMul), ReduceMin over the bank, Sqrt, nearest Resize to SxS and a
-// separable Gaussian blur.
+// "anomaly_map" [1,1,S,S]. The memory-bank search is the configured one
+// (addSearch), then Sqrt, and nearest upsampling to SxS with the separable
+// Gaussian blur folded into two matrix products.
 func (p *PatchCore) ONNX() ([]byte, error) {
 	var b graphBuilder
 	feats := p.bb.addBackbone(&b, !p.Config.NoNormalize)
@@ -463,34 +537,17 @@ func (p *PatchCore) ONNX() ([]byte, error) {
 	if p.Proj != nil {
 		e = b.node("MatMul", []string{b.floatInit("projection", []int64{int64(d), int64(p.FeatDim)}, p.Proj), e})
 	}
-	// ||x-m||^2 = ||x||^2 + (||m||^2 - 2 m.x). The bracket comes from one
-	// MatMul of [-2M | ||m||^2] (K x d+1) with [x; 1] (d+1 x N), so the KxN
-	// product needs no broadcast Adds; ||x||^2 is added after the ReduceMin,
-	// on N values instead of K*N.
-	aug := make([]float32, p.BankSize*(d+1))
-	for i := 0; i < p.BankSize; i++ {
-		row := p.Bank[i*d : (i+1)*d]
-		for j, v := range row {
-			aug[i*(d+1)+j] = -2 * v
-		}
-		aug[i*(d+1)+d] = dot(row, row)
-	}
-	ones := make([]float32, n)
-	for i := range ones {
-		ones[i] = 1
-	}
-	ex := b.node("Concat", []string{e, b.floatInit("ones", []int64{1, n}, ones)}, attrInt("axis", 0))
-	xm := b.node("MatMul", []string{b.floatInit("bank_aug", []int64{int64(p.BankSize), int64(d + 1)}, aug), ex}) // [K,N]
-	x2 := b.node("ReduceSum", []string{b.node("Mul", []string{e, e})}, attrInts("axes", 0), attrInt("keepdims", 1))
-	mn := b.node("Add", []string{b.node("ReduceMin", []string{xm}, attrInts("axes", 0), attrInt("keepdims", 1)), x2})
-	// Rounding can make ||x||^2 - 2x.m + ||m||^2 slightly negative for a
-	// patch equal to a bank row; clamp before Sqrt to avoid NaN.
-	dist := b.node("Sqrt", []string{b.node("Max", []string{mn, b.floatInit("zero", []int64{1}, []float32{0})})})
-	g := b.node("Reshape", []string{dist, b.int64Init("grid_shape", []int64{1, 1, gh, gw})})
+	dist := b.node("Sqrt", []string{p.addSearch(&b, e, n)})
+	// Nearest upsampling and the separable reflect-border blur are both
+	// linear, so per axis they fold into one S x grid matrix U: map = Uh G Uw^T,
+	// two tiny MatMuls instead of a Resize and two 33-tap Convs on SxS
+	// (which ONNX Runtime pads to 16 channels: ~1.5 ms of a frame).
 	s := int64(p.Config.Size)
-	up := b.node("Resize", []string{g, emptyF, emptyF, b.int64Init("map_sizes", []int64{1, 1, s, s})},
-		attrString("mode", "nearest"), attrString("coordinate_transformation_mode", "asymmetric"), attrString("nearest_mode", "floor"))
-	b.blur(up, p.Config.Sigma, "anomaly_map")
+	g := b.node("Reshape", []string{dist, b.int64Init("grid_shape", []int64{gh, gw})})
+	uh := b.floatInit("upblur_rows", []int64{s, gh}, upBlurMatrix(p.Config.Size, p.GridH, p.Config.Sigma))
+	uwT := transpose(upBlurMatrix(p.Config.Size, p.GridW, p.Config.Sigma), p.Config.Size, p.GridW)
+	m := b.node("MatMul", []string{b.node("MatMul", []string{uh, g}), b.floatInit("upblur_cols_t", []int64{gw, s}, uwT)})
+	b.nodeTo("Reshape", []string{m, b.int64Init("map_shape", []int64{1, 1, s, s})}, "anomaly_map")
 
 	cfg := p.Config
 	meta := map[string]string{
@@ -511,8 +568,14 @@ func (p *PatchCore) ONNX() ([]byte, error) {
 		"segad.bank_size":        strconv.Itoa(p.BankSize),
 		"segad.images":           strconv.Itoa(p.NImages),
 		"segad.seed":             strconv.FormatInt(cfg.Seed, 10),
+		"segad.search":           p.searchMode(),
 		"segad.preprocessing":    preprocessingNote,
 		"segad.map":              "PatchCore: avgpool3 features, bilinear to grid, concat, min L2 distance to coreset bank, nearest up, Gaussian blur (reflect)",
+	}
+	if p.search != nil && p.searchMode() == SearchTwoStage {
+		meta["segad.search_dim"] = strconv.Itoa(p.search.dim)
+		meta["segad.search_k"] = strconv.Itoa(p.search.k)
+		meta["segad.search_projection"] = "PCA of the memory bank"
 	}
 	model := b.model("segad_patchcore",
 		[]*onnx.ValueInfoProto{floatValueInfo("input", 1, 3, s, s)},

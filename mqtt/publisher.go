@@ -353,9 +353,8 @@ func (p *Publisher) Publish(ctx context.Context, r Result) error {
 	default:
 		return fmt.Errorf("publish result %s: verdict %q is not pass, fail or error", r.ID, r.Verdict)
 	}
-	if !p.cfg.PublishFeatures {
-		r.Features = nil
-	}
+	// Features are published as given: the daemon fills them only while
+	// mqtt.publish_features is on, which a reload can change.
 	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("publish result %s: encode: %w", r.ID, err)
@@ -368,6 +367,41 @@ func (p *Publisher) Publish(ctx context.Context, r Result) error {
 	}
 	if _, err := p.ob.Append(ctx, e); err != nil {
 		return fmt.Errorf("publish result %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// PublishDirect sends a result (and its reject) straight to the broker,
+// bypassing the outbox, and waits up to the ack timeout for the PUBACKs.
+// It is the last resort when Publish could not store a result (disk full):
+// not durable, but a PLC connected now still hears of the reject.
+func (p *Publisher) PublishDirect(r Result) error {
+	if r.Schema == 0 {
+		r.Schema = SchemaVersion
+	}
+	if r.ID == "" {
+		r.ID = NewResultID(time.Now())
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("publish result %s directly: encode: %w", r.ID, err)
+	}
+	e := outbox.Entry{ID: r.ID, Fail: r.Rejected(), Result: body}
+	if r.Rejected() {
+		if e.Reject, err = json.Marshal(RejectFor(&r)); err != nil {
+			return fmt.Errorf("publish result %s directly: encode reject: %w", r.ID, err)
+		}
+	}
+	if !p.connected.Load() {
+		return fmt.Errorf("publish result %s directly: not connected to %s", r.ID, p.brokers)
+	}
+	for _, t := range p.send(e) {
+		if !t.WaitTimeout(p.cfg.AckTimeout) {
+			return fmt.Errorf("publish result %s directly: no PUBACK from %s within %s", r.ID, p.brokers, p.cfg.AckTimeout)
+		}
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("publish result %s directly: %w", r.ID, err)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,5 +273,46 @@ func TestOutboxFullReported(t *testing.T) {
 	}()
 	if o.Stats().Backlog != 3 {
 		t.Fatalf("backlog after restart %d, want 3", o.Stats().Backlog)
+	}
+}
+
+// TestPublishDirect: the last-resort path (outbox cannot store) still
+// reaches a subscriber, and fails with a clear error when disconnected.
+func TestPublishDirect(t *testing.T) {
+	m := startMosquitto(t, mosqOpts{})
+	cfg := testConfig(t, m.URL(), "direct")
+	cfg.Outbox.Memory = true
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	sub := make(chan error, 1)
+	go func() {
+		out, err := runClient(t, ctx, "mosquitto_sub", "-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", p.Topics().Reject, "-C", "1", "-W", "5")
+		got <- out
+		sub <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // let mosquitto_sub subscribe
+	r := Result{Station: cfg.Station, Seq: 7, PartID: "P7", Verdict: VerdictError, ReasonCode: "capture_error", DecidedAt: time.Now()}
+	if err := p.PublishDirect(r); err != nil {
+		t.Fatalf("PublishDirect: %v", err)
+	}
+	if err := <-sub; err != nil {
+		t.Fatalf("mosquitto_sub: %v", err)
+	}
+	if out := <-got; !strings.Contains(out, `"part_id":"P7"`) || !strings.Contains(out, `"reason_code":"capture_error"`) {
+		t.Fatalf("reject payload %q", out)
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	p.Close(cctx)
+	if err := p.PublishDirect(r); err == nil {
+		t.Fatal("PublishDirect after Close: want an error")
 	}
 }

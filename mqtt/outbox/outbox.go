@@ -343,8 +343,9 @@ func (o *Outbox) run() {
 			}
 			continue
 		}
-		o.commit(ops, acks)
-		acks = acks[:0]
+		if o.commit(ops, acks) {
+			acks = acks[:0]
+		}
 		if ackTimer != nil {
 			ackTimer.Stop()
 			ackTimer, ackDue = nil, nil
@@ -389,7 +390,10 @@ type victim struct {
 	reason string // "full" or "expired"
 }
 
-func (o *Outbox) commit(ops []appendOp, acks []uint64) {
+// commit writes appends and deletions in one transaction; it reports
+// whether the transaction held, so acknowledgements of a failed one are
+// kept and retried (else those entries would stay on disk forever).
+func (o *Outbox) commit(ops []appendOp, acks []uint64) bool {
 	o.mu.Lock()
 	puts := make([]Entry, 0, len(ops))
 	sizes := make([]int64, 0, len(ops))
@@ -467,6 +471,7 @@ func (o *Outbox) commit(ops []appendOp, acks []uint64) {
 		default:
 		}
 	}
+	return err == nil
 }
 
 // planBounds chooses which existing entries (victims) and which of the new

@@ -1,0 +1,482 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/segad-edge/segad-edge/capture"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/mqtt"
+)
+
+// sourceRef is a frame source with the frames it has in flight. A reload
+// swaps in a new source: the old one stops being read at once (its context
+// is cancelled) but is closed only after its in-flight frames are finished,
+// because a watch folder acknowledges each file through the source that
+// handed it out (moving it to done/ or failed/).
+type sourceRef struct {
+	src      FrameSource
+	ctx      context.Context
+	cancel   context.CancelFunc
+	inflight sync.WaitGroup
+}
+
+func newSourceRef(src FrameSource) *sourceRef {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &sourceRef{src: src, ctx: ctx, cancel: cancel}
+}
+
+// retire stops reading the source and closes it once its frames are done.
+func (r *sourceRef) retire() {
+	r.cancel()
+	go func() {
+		r.inflight.Wait()
+		r.src.Close()
+	}()
+}
+
+func (d *Daemon) currentRef() *sourceRef {
+	d.srcMu.Lock()
+	defer d.srcMu.Unlock()
+	return d.src
+}
+
+func (d *Daemon) currentSource() FrameSource { return d.currentRef().src }
+
+// overflowPolicy is pipeline.overflow, except that file sources always
+// block: their frames wait on disk, and dropping one would throw a part
+// away unseen (drop_oldest exists for cameras, whose frames do not wait).
+func (d *Daemon) overflowPolicy(cfg *config.Config) string {
+	if cfg.Pipeline.Overflow == "block" {
+		return "block"
+	}
+	switch cfg.Capture.Kind {
+	case capture.KindVideo, capture.KindSequence, capture.KindFolder, capture.KindWatch:
+		d.log.Info("pipeline.overflow drop_oldest applies to live cameras; file sources wait instead", "kind", cfg.Capture.Kind)
+		return "block"
+	}
+	return "drop_oldest"
+}
+
+// queued is a frame between capture and inference. A frame dropped by the
+// overflow policy stays in its place (its images released) so that its
+// fail-closed result is published in order with the others.
+type queued struct {
+	f       *capture.Frame
+	ref     *sourceRef
+	dropped bool
+}
+
+// frameQueue is the bounded queue between capture and inference. It counts
+// only frames still to be inspected against its capacity: with drop_oldest,
+// a push into a full queue marks the oldest live frame dropped instead of
+// waiting; with block, it waits for room.
+type frameQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	items  []*queued
+	live   int
+	cap    int
+	block  bool
+	closed bool
+}
+
+func newFrameQueue(capacity int, policy string) *frameQueue {
+	q := &frameQueue{cap: max(capacity, 1), block: policy == "block"}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// push adds a frame. It returns the frame it dropped to make room (nil if
+// none), or ok=false when ctx ended while a blocking push waited.
+func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.block {
+		stop := context.AfterFunc(ctx, func() {
+			q.mu.Lock()
+			q.cond.Broadcast()
+			q.mu.Unlock()
+		})
+		defer stop()
+		for q.live >= q.cap && ctx.Err() == nil {
+			q.cond.Wait()
+		}
+		if ctx.Err() != nil && q.live >= q.cap {
+			return nil, false
+		}
+	} else if q.live >= q.cap {
+		for _, old := range q.items {
+			if !old.dropped {
+				old.dropped = true
+				old.f.ReleaseImages()
+				q.live--
+				dropped = old
+				break
+			}
+		}
+	}
+	q.items = append(q.items, it)
+	q.live++
+	q.cond.Broadcast()
+	return dropped, true
+}
+
+// pop takes the oldest frame, waiting for one; ok=false once the queue is
+// closed and empty.
+func (q *frameQueue) pop() (*queued, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return nil, false
+	}
+	it := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	if !it.dropped {
+		q.live--
+	}
+	q.cond.Broadcast()
+	return it, true
+}
+
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *frameQueue) depth() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Trigger asks the source for the freshest frame (on-demand mode).
+func (d *Daemon) Trigger(partID string) error {
+	src := d.currentSource()
+	if src == nil {
+		return errors.New("the daemon is starting: no source yet")
+	}
+	t, ok := src.(capture.Triggerer)
+	if !ok {
+		return fmt.Errorf("source %s does not take triggers (set capture.trigger.mode: on-demand on a live source)", src.Name())
+	}
+	return t.Trigger(partID)
+}
+
+// trigger handles an MQTT trigger: a trigger that cannot be served still
+// gets a result (verdict error) with its part ID, so a PLC waiting for
+// that part is not left without an answer.
+func (d *Daemon) trigger(partID string) {
+	err := d.Trigger(partID)
+	if err == nil {
+		return
+	}
+	d.log.Warn("trigger not served", "part_id", partID, "err", err)
+	s := d.line.Settings()
+	res := mqtt.Result{Station: s.Station, Source: "trigger", PartID: partID, CapturedAt: time.Now(), Threshold: s.Threshold}
+	failClosed(&res, ReasonCapture, fmt.Errorf("trigger not served: %w", err))
+	d.finish(&queued{f: &capture.Frame{Source: "trigger", PartID: partID}}, Inspection{Result: res})
+}
+
+// Run runs the line until ctx is cancelled or a finite source ends, then
+// shuts down gracefully: capture stops, frames already taken are inspected,
+// results are flushed to the outbox and everything is closed within
+// pipeline.shutdown_timeout (after which frames still waiting are rejected
+// with reason "shutdown" rather than inspected). Every frame taken from the
+// source gets exactly one result, in the order the source gave them.
+func (d *Daemon) Run(ctx context.Context) error {
+	capDone := make(chan error, 1)
+	go func() { capDone <- d.captureLoop(ctx) }()
+
+	// Two stages drain the queue until capture has stopped and the queue is
+	// empty: inference of frame n+1 overlaps scoring and publishing of
+	// frame n.
+	type pending struct {
+		q  *queued
+		in *Inferred
+	}
+	inferred := make(chan pending, 1)
+	go func() {
+		defer close(inferred)
+		for {
+			q, ok := d.queue.pop()
+			if !ok {
+				return
+			}
+			d.Metrics.QueueDepth.Set(float64(d.queue.depth()))
+			switch {
+			case q.dropped:
+				inferred <- pending{q, d.line.Rejected(q.f, ReasonDropped,
+					errors.New("inference fell behind the camera; the part was not inspected (pipeline.overflow: drop_oldest)"))}
+			case d.aborting.Load():
+				inferred <- pending{q, d.line.Rejected(q.f, ReasonShutdown,
+					errors.New("the daemon stopped before this part was inspected (pipeline.shutdown_timeout)"))}
+			default:
+				inferred <- pending{q, d.line.Infer(q.f)}
+			}
+		}
+	}()
+	workDone := make(chan struct{})
+	go func() {
+		defer close(workDone)
+		for p := range inferred {
+			d.finish(p.q, d.line.Score(p.in, d.audit != nil))
+		}
+	}()
+	healthCtx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go d.watchHealth(healthCtx)
+
+	var capErr error
+	select {
+	case capErr = <-capDone: // finite source ended (or failed)
+	case <-ctx.Done():
+		d.log.Info("stopping: finishing frames in flight", "queued", d.queue.depth())
+		<-capDone // a stop, not a capture failure
+	}
+	d.queue.close()
+	deadline := d.shutdownTimeout()
+	finished := true
+	select {
+	case <-workDone:
+	case <-time.After(deadline):
+		// Reject what is still queued instead of inspecting it, and give
+		// the frame in inference one more deadline.
+		d.aborting.Store(true)
+		d.log.Error("shutdown deadline passed: rejecting frames not yet inspected", "deadline", deadline, "queued", d.queue.depth())
+		select {
+		case <-workDone:
+		case <-time.After(deadline):
+			finished = false
+			d.log.Error("a frame is still in inference after twice the shutdown deadline: leaving the detectors to process exit")
+		}
+	}
+	return errors.Join(capErrOrNil(capErr), d.close(finished))
+}
+
+func capErrOrNil(err error) error {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, capture.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (d *Daemon) shutdownTimeout() time.Duration {
+	d.cfgMu.Lock()
+	defer d.cfgMu.Unlock()
+	return d.cfg.Pipeline.ShutdownTimeout
+}
+
+// captureLoop moves frames from the source into the queue until ctx ends
+// or a finite source is exhausted. A reload swaps the source underneath:
+// the old one's Next returns (its context is cancelled) and the loop goes
+// on with the new one.
+func (d *Daemon) captureLoop(ctx context.Context) error {
+	for {
+		ref := d.currentRef()
+		nctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(ref.ctx, cancel)
+		f, err := ref.src.Next(nctx)
+		stop()
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && ref.ctx.Err() != nil {
+				continue // swapped by a reload
+			}
+			return err
+		}
+		ref.inflight.Add(1)
+		d.inflight.Add(1)
+		d.frames.Add(1)
+		d.Metrics.Frames.Inc()
+		it := &queued{f: f, ref: ref}
+		dropped, ok := d.queue.push(ctx, it)
+		if !ok {
+			// Stopping while the queue was full: this part gets its result now.
+			d.finish(it, d.line.Score(d.line.Rejected(f, ReasonShutdown, errors.New("the daemon stopped before this part was inspected")), false))
+			return ctx.Err()
+		}
+		if dropped != nil {
+			d.Metrics.Dropped.Inc()
+		}
+		d.Metrics.QueueDepth.Set(float64(d.queue.depth()))
+	}
+}
+
+// finish publishes (durably) a result, records metrics, writes the audit
+// entry and acknowledges the frame to the source that gave it. It closes
+// the frame.
+func (d *Daemon) finish(q *queued, ins Inspection) {
+	f := q.f
+	defer func() {
+		f.Close()
+		if q.ref != nil {
+			q.ref.inflight.Done()
+			d.inflight.Add(-1)
+		}
+		d.beat()
+	}()
+	res := &ins.Result
+	// The ID is set here, not by the publisher, so the audit entry, the
+	// log line and the MQTT message all carry the same one.
+	if res.ID == "" {
+		res.ID = mqtt.NewResultID(res.DecidedAt)
+	}
+	res.Schema = mqtt.SchemaVersion
+	t := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := d.pub.Publish(ctx, *res)
+	cancel()
+	d.Metrics.StageSeconds.WithLabelValues("publish").Observe(time.Since(t).Seconds())
+	stored := err == nil
+	if err != nil {
+		// The outbox could not store the result (disk full, closed). Try
+		// the broker directly so the PLC still hears of a reject, and leave
+		// the part's file unacknowledged so a restart inspects it again.
+		d.Metrics.PublishErrs.Inc()
+		d.lastPubErr.Store(time.Now().UnixNano())
+		d.log.Error("result not stored in the outbox", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "err", err)
+		if direct, ok := d.pub.(interface{ PublishDirect(mqtt.Result) error }); ok {
+			if err := direct.PublishDirect(*res); err != nil {
+				d.log.Error("result not delivered either", "id", res.ID, "err", err)
+			}
+		}
+	}
+	d.Metrics.Verdicts.WithLabelValues(string(res.Verdict)).Inc()
+	for stage, v := range res.LatencyMS {
+		d.Metrics.StageSeconds.WithLabelValues(stage).Observe(v / 1000)
+	}
+	if res.Score != nil {
+		d.Metrics.Score.Observe(*res.Score)
+	}
+	switch res.Verdict {
+	case mqtt.VerdictFail:
+		d.fails.Add(1)
+	case mqtt.VerdictError:
+		d.errs.Add(1)
+	}
+	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
+	if d.audit != nil && (res.Rejected() || d.samplePass()) {
+		if err := d.audit.Save(res, f.Original, ins.Maps, ins.MapW, ins.MapH, ins.Mask); err != nil {
+			d.log.Warn("audit entry not saved", "seq", res.Seq, "err", err)
+		}
+	}
+	if q.ref != nil && stored && f.Path != "" {
+		if a, ok := q.ref.src.(capture.Acker); ok {
+			if err := a.Ack(f, !res.Rejected()); err != nil {
+				d.log.Warn("cannot move inspected file", "file", f.Path, "err", err)
+			}
+		}
+	}
+}
+
+func (d *Daemon) samplePass() bool {
+	d.cfgMu.Lock()
+	share := d.cfg.Audit.SamplePass
+	d.cfgMu.Unlock()
+	return share > 0 && d.sampleRand.Float64() < share
+}
+
+// beat records a sign of pipeline life for the systemd watchdog: a result
+// finished, or nothing in flight (an idle line waiting for parts is alive).
+// Taking frames in does not count: a hung detector must starve the
+// watchdog even while the camera delivers.
+func (d *Daemon) beat() { d.lastBeat.Store(time.Now().UnixNano()) }
+
+// LastBeat is when the pipeline last showed progress; the watchdog pings
+// systemd only while it is recent.
+func (d *Daemon) LastBeat() time.Time { return time.Unix(0, d.lastBeat.Load()) }
+
+// watchHealth refreshes the source gauges and beats while idle.
+func (d *Daemon) watchHealth(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := d.currentSource().State()
+		d.Metrics.Reconnects.Set(float64(st.Reconnects))
+		d.Metrics.FrameAge.Set(st.LastFrameAge.Seconds())
+		up := 0.0
+		if st.Connected {
+			up = 1
+		}
+		d.Metrics.CameraUp.Set(up)
+		if p, ok := d.pub.(*mqtt.Publisher); ok {
+			s := p.Stats()
+			d.Metrics.Outbox.Set(float64(s.Backlog))
+			d.Metrics.OutboxDrops.Set(float64(s.Drops))
+		}
+		if d.inflight.Load() == 0 {
+			d.beat()
+		}
+	}
+}
+
+// health fills the daemon's part of the MQTT health JSON.
+func (d *Daemon) health() mqtt.Health {
+	var st capture.SourceState
+	cam := "connected"
+	if ref := d.currentRef(); ref != nil {
+		st = ref.src.State()
+	} else {
+		cam = "starting"
+	}
+	switch {
+	case cam == "starting":
+	case st.Reconnecting:
+		cam = "reconnecting"
+	case !st.Connected:
+		cam = "disconnected"
+	}
+	if st.LastError != "" && !st.Connected {
+		cam += ": " + st.LastError
+	}
+	h := mqtt.Health{UptimeS: time.Since(d.started).Seconds(), Frames: d.frames.Load(), Fails: d.fails.Load(),
+		Errors: d.errs.Load()}
+	if d.queue != nil {
+		h.QueueDepth = d.queue.depth()
+	}
+	h.CameraState = cam
+	if e := d.configError.Load(); e != nil {
+		h.LastConfigError = *e
+	}
+	return h
+}
+
+// Close releases every stage. Run calls it; call it yourself only when Run
+// was never started.
+func (d *Daemon) Close() error { return d.close(true) }
+
+// close releases the stages; with detectorsIdle false (a frame is stuck in
+// inference at shutdown) the detectors are left to process exit rather
+// than freed under the running inference.
+func (d *Daemon) close(detectorsIdle bool) error {
+	var errs []error
+	if ref := d.currentRef(); ref != nil {
+		ref.cancel()
+		errs = append(errs, ref.src.Close())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.shutdownTimeout())
+	defer cancel()
+	if d.pub != nil {
+		errs = append(errs, d.pub.Close(ctx))
+	}
+	if detectorsIdle {
+		errs = append(errs, d.line.Close())
+	}
+	return errors.Join(errs...)
+}
