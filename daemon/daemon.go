@@ -306,4 +306,3 @@ func (d *Daemon) Line() *Line { return d.line }
 
 // Ready reports whether the daemon has warmed up and is inspecting.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
-
