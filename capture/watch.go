@@ -35,10 +35,14 @@ type watchSource struct {
 	wake                    chan struct{}
 	stop                    chan struct{}
 
-	mu        sync.Mutex
-	pending   map[string]*pendingFile
-	order     []string        // pending paths in first-seen order
-	inflight  map[string]bool // handed out, waiting for Ack
+	mu       sync.Mutex
+	pending  map[string]*pendingFile
+	order    []string        // pending paths in first-seen order
+	inflight map[string]bool // handed out, waiting for Ack
+	// firstBad is when a file first failed to decode: the grace period runs
+	// from there, not from its mtime, which a camera with a clock running
+	// ahead would set in the future (the file would then wait forever).
+	firstBad  map[string]time.Time
 	lastErr   string
 	lastFrame time.Time
 	closed    bool
@@ -63,7 +67,7 @@ func openWatch(cfg Config, pre *preprocessor) (Source, error) {
 		base: newBase(cfg, pre), dir: cfg.Path,
 		doneDir: sub(cfg.Watch.DoneDir), failedDir: sub(cfg.Watch.FailedDir),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		pending: map[string]*pendingFile{}, inflight: map[string]bool{},
+		pending: map[string]*pendingFile{}, inflight: map[string]bool{}, firstBad: map[string]time.Time{},
 	}
 	for _, d := range []string{s.doneDir, s.failedDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -177,7 +181,15 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 		now := time.Now()
 		if p, ok := s.scan(now); ok {
 			f := s.readFile(p)
-			if f.Err != nil && now.Sub(f.Captured) < s.cfg.Watch.Grace && !errors.Is(f.Err, os.ErrNotExist) {
+			s.mu.Lock()
+			if f.Err == nil {
+				delete(s.firstBad, p)
+			} else if _, seen := s.firstBad[p]; !seen {
+				s.firstBad[p] = now
+			}
+			badSince := s.firstBad[p]
+			s.mu.Unlock()
+			if f.Err != nil && now.Sub(badSince) < s.cfg.Watch.Grace && !errors.Is(f.Err, os.ErrNotExist) {
 				// Probably still being written by a writer that paused
 				// longer than the stability window: look again later.
 				s.log.Debug("file not decodable yet; waiting for the writer", "path", p, "err", f.Err)
@@ -191,6 +203,7 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 				s.seq.Add(^uint64(0))
 				s.mu.Lock()
 				delete(s.inflight, p) // moved away by someone else: not a part
+				delete(s.firstBad, p)
 				s.mu.Unlock()
 			} else {
 				if f.Err != nil {
@@ -198,6 +211,7 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 				}
 				s.mu.Lock()
 				s.lastFrame = now
+				delete(s.firstBad, p)
 				s.mu.Unlock()
 				return f, nil
 			}

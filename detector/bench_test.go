@@ -60,9 +60,9 @@ func BenchmarkPatchCoreFrame(b *testing.B) {
 	}{
 		{SearchExact, 0, 0, 0, 0},
 		{SearchTwoStage, 32, 8, -1, 0},
-		{SearchTwoStage, 16, 8, 16, 4},
+		{SearchTwoStage, 24, 8, -1, 0},
+		{SearchTwoStage, 24, 8, 16, 4},
 		{SearchTwoStage, 32, 8, 16, 4},
-		{SearchTwoStage, 32, 8, 32, 4},
 	} {
 		q, err := p.withSearch(s.mode, s.dim, s.k, s.group, s.probe)
 		if err != nil {
