@@ -157,3 +157,27 @@ func TestWatchRestart(t *testing.T) {
 		t.Fatalf("done/ holds %v, want a.png, a-1.png, b.png", d)
 	}
 }
+
+// TestWatchCorruptFileFromTheFuture: a corrupt file whose mtime lies in the
+// future (a camera whose clock runs ahead) still becomes an error frame
+// once the grace period has passed since it first failed to decode, rather
+// than waiting forever.
+func TestWatchCorruptFileFromTheFuture(t *testing.T) {
+	dir := t.TempDir()
+	cfg := watchConfig(dir)
+	cfg.Watch.Grace = 300 * time.Millisecond
+	s := openT(t, cfg)
+	p := filepath.Join(dir, "future.png")
+	if err := os.WriteFile(p, []byte("\x89PNG\r\n\x1a\nnot really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(24 * time.Hour)
+	if err := os.Chtimes(p, future, future); err != nil {
+		t.Fatal(err)
+	}
+	f := nextT(t, s, 5*time.Second)
+	defer f.Close()
+	if f.Err == nil || f.PartID != "future" {
+		t.Fatalf("frame for a corrupt file: part %q err %v, want an error frame", f.PartID, f.Err)
+	}
+}
