@@ -166,6 +166,7 @@ type Error struct {
 	Msg string
 }
 
+// Error formats the problem as FILE:LINE: KEY: MESSAGE.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {

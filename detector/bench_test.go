@@ -30,7 +30,9 @@ func benchPatchCore(b *testing.B) *PatchCore {
 // BenchmarkPatchCoreFrame is the per-frame run time at 256x256 on one
 // intra-op thread of: the original backbone file (baseline), the pruned
 // backbone with dequantised feature outputs, and the written PatchCore model
-// (backbone + aggregation + memory-bank search + upsampling + blur).
+// (backbone + aggregation + memory-bank search + upsampling + blur) with the
+// exact search and with two-stage searches (default and faster settings),
+// all on the same bank.
 func BenchmarkPatchCoreFrame(b *testing.B) {
 	p := benchPatchCore(b)
 	in, err := LoadInput(checkImages(b)[1], 256)
@@ -55,16 +57,15 @@ func BenchmarkPatchCoreFrame(b *testing.B) {
 		{"backbone_features", feat, featNames},
 	}
 	for _, s := range []struct {
-		mode                 string
-		dim, k, group, probe int
+		mode   string
+		dim, k int
 	}{
-		{SearchExact, 0, 0, 0, 0},
-		{SearchTwoStage, 32, 8, -1, 0},
-		{SearchTwoStage, 24, 8, -1, 0},
-		{SearchTwoStage, 24, 8, 16, 4},
-		{SearchTwoStage, 32, 8, 16, 4},
+		{SearchExact, 0, 0},
+		{SearchTwoStage, defaultSearchDim, defaultSearchK}, // the default
+		{SearchTwoStage, 16, 8},
+		{SearchTwoStage, 32, 4},
 	} {
-		q, err := p.withSearch(s.mode, s.dim, s.k, s.group, s.probe)
+		q, err := p.withSearch(s.mode, s.dim, s.k)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,9 +76,6 @@ func BenchmarkPatchCoreFrame(b *testing.B) {
 		name := "patchcore_bank" + itoa(p.BankSize) + "_" + s.mode
 		if s.mode == SearchTwoStage {
 			name += "_dim" + itoa(s.dim) + "_k" + itoa(s.k)
-			if s.group > 0 {
-				name += "_group" + itoa(s.group) + "x" + itoa(s.probe)
-			}
 		}
 		cases = append(cases, variant{name, model, []string{"anomaly_map"}})
 	}

@@ -316,8 +316,9 @@ func TestPatchCoreONNXMatchesGo(t *testing.T) {
 		cfg  PatchCoreConfig
 		dim  int
 	}{
-		{"full features", PatchCoreConfig{Seed: 2}, 128},
-		{"random projection 48", PatchCoreConfig{Seed: 3, ProjDim: 48, CoresetProjDim: -1}, 48},
+		{"full features, two-stage search", PatchCoreConfig{Seed: 2}, 128},
+		{"full features, exact search", PatchCoreConfig{Seed: 2, Search: SearchExact}, 128},
+		{"random projection 48, two-stage search", PatchCoreConfig{Seed: 3, ProjDim: 48, CoresetProjDim: -1}, 48},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := fitSmallPatchCore(t, tc.cfg)
@@ -334,6 +335,15 @@ func TestPatchCoreONNXMatchesGo(t *testing.T) {
 			meta := metadata(t, model)
 			if meta["segad.kind"] != "patchcore" || meta["segad.layers"] != "365_quantized,426_quantized" || meta["segad.bank_size"] == "" {
 				t.Errorf("metadata %v", meta)
+			}
+			wantSearch := map[string]string{"segad.search": SearchExact}
+			if tc.cfg.Search != SearchExact {
+				wantSearch = map[string]string{"segad.search": SearchTwoStage, "segad.search_dim": "32", "segad.search_k": "8"}
+			}
+			for k, v := range wantSearch {
+				if meta[k] != v {
+					t.Errorf("metadata %s = %q, want %q", k, meta[k], v)
+				}
 			}
 			ex, err := newExtractor(p.bb, p.Config)
 			if err != nil {
@@ -430,6 +440,14 @@ func TestBadInputErrors(t *testing.T) {
 		{"backbone not ONNX", patchcore(okDir, notONNX, "a"), []string{notONNX}},
 		{"backbone missing", patchcore(okDir, filepath.Join(okDir, "nope.onnx"), "a"), []string{"nope.onnx"}},
 		{"coarse layer first", patchcore(okDir, bb, "426_quantized", "365_quantized"), []string{"finer than the first layer"}},
+		{"unknown search", func() error {
+			_, err := FitPatchCore(context.Background(), list(okDir), PatchCoreConfig{Backbone: bb, Layers: mobileNetLayers, Size: 64, Search: "fast"})
+			return err
+		}, []string{`"fast"`, SearchTwoStage, SearchExact}},
+		{"negative search candidates", func() error {
+			_, err := FitPatchCore(context.Background(), list(okDir), PatchCoreConfig{Backbone: bb, Layers: mobileNetLayers, Size: 64, SearchK: -1})
+			return err
+		}, []string{"two-stage", "-1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run()
@@ -482,8 +500,12 @@ func TestTireAUROC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exact, err := p.withSearch(SearchExact, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	res := map[string]EvalResult{}
-	for name, m := range map[string]interface{ ONNX() ([]byte, error) }{"variation": v, "patchcore": p} {
+	for name, m := range map[string]interface{ ONNX() ([]byte, error) }{"variation": v, "patchcore": p, "patchcore exact search": exact} {
 		model, err := m.ONNX()
 		if err != nil {
 			t.Fatal(err)
@@ -501,6 +523,12 @@ func TestTireAUROC(t *testing.T) {
 	}
 	if res["variation"].AUROC < 0.55 {
 		t.Errorf("variation AUROC %.3f: no better than chance", res["variation"].AUROC)
+	}
+	// The two-stage search (the default) may differ from the exact one only
+	// where the nearest bank row is not among its candidates: rare, so the
+	// image-level result must stay within 0.005.
+	if d := res["patchcore"].AUROC - res["patchcore exact search"].AUROC; math.Abs(d) > 0.005 {
+		t.Errorf("two-stage search AUROC %.4f differs from the exact search's %.4f by %.4f", res["patchcore"].AUROC, res["patchcore exact search"].AUROC, d)
 	}
 	if res["patchcore"].AUROC < res["variation"].AUROC+0.1 {
 		t.Errorf("patchcore AUROC %.3f does not clearly beat variation %.3f", res["patchcore"].AUROC, res["variation"].AUROC)

@@ -48,14 +48,6 @@ type PatchCoreConfig struct {
 	// SearchK is how many candidates per patch the first stage keeps for the
 	// exact second stage (default 8).
 	SearchK int
-	// SearchGroupSize arranges the bank in groups of about this many rows
-	// that are near in the PCA subspace (a balanced PCA tree); stage 1 then
-	// ranks only the rows of the SearchProbe groups with the lowest minimum
-	// score, so ONNX Runtime's TopK never runs over the whole bank.
-	// Default 16; negative: rank the whole bank.
-	SearchGroupSize int
-	// SearchProbe is how many groups stage 1 ranks (default 4).
-	SearchProbe int
 	// Sigma of the final Gaussian blur (default 4, as anomalib).
 	Sigma float64
 	// NoNormalize skips the ImageNet normalisation inside the graph.
@@ -91,12 +83,6 @@ func (c *PatchCoreConfig) defaults() {
 	}
 	if c.SearchK == 0 {
 		c.SearchK = defaultSearchK
-	}
-	if c.SearchGroupSize == 0 {
-		c.SearchGroupSize = defaultSearchGroupSize
-	}
-	if c.SearchProbe == 0 {
-		c.SearchProbe = defaultSearchProbe
 	}
 	if c.Sigma == 0 {
 		c.Sigma = 4

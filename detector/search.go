@@ -3,7 +3,6 @@ package detector
 import (
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
 	"gonum.org/v1/gonum/mat"
@@ -26,38 +25,23 @@ const (
 // candidates the true nearest row is missed for ~0.1% of patches, where the
 // distance is then over-estimated by a few percent at most.
 const (
-	defaultSearchDim       = 32
-	defaultSearchK         = 8
-	defaultSearchGroupSize = 16
-	defaultSearchProbe     = 4
+	defaultSearchDim = 32
+	defaultSearchK   = 8
 )
 
-// search is the prepared two-stage search: the PCA basis, the bank in
-// that basis (stage 1) and, optionally, the bank arranged in groups of
-// near rows so that stage 1 need not rank the whole bank per patch.
+// search is the prepared two-stage search: the PCA basis and the bank in
+// that basis (stage 1).
 type search struct {
 	dim, k int
 	// basis is dim x Dim() (row-major): the leading principal directions of
 	// the bank, unit length, so stage-1 distances never exceed true ones.
 	basis []float32
-	// slots is the bank's row order in the graph: groups of groupSize rows,
-	// the last slots of a group padded with the group's first row. Without
-	// grouping it is the identity over the bank (groups 1).
-	slots             []int
-	pad               []bool
-	groups, groupSize int
-	probe             int // groups whose rows stage 1 ranks (grouped only)
-	// stage1 is (dim+1) x len(slots), row-major: -2 * the projected bank,
+	// stage1 is (dim+1) x BankSize, row-major: -2 * the projected bank,
 	// transposed, with a last row of its squared norms. [x' 1] times it gives
 	// ||m'||^2 - 2 m'.x', which ranks bank rows like ||x'-m'||^2 (the
-	// missing ||x'||^2 is the same for every row of one patch). Padding
-	// slots score padScore, so they are never preferred to a real row.
+	// missing ||x'||^2 is the same for every row of one patch).
 	stage1 []float32
 }
-
-// padScore is the stage-1 score of padding slots: far above any real score
-// yet finite, so sums and comparisons stay ordinary.
-const padScore = 1e30
 
 // searchMode returns the search the graph will use: two-stage only when it
 // is requested and actually smaller than the exact search.
@@ -95,119 +79,17 @@ func (p *PatchCore) prepareSearch() error {
 	}
 	r := c.SearchDim
 	proj := projectRows(basis, r, p.Bank, d) // [bank][r]
-	s := &search{dim: r, k: c.SearchK, basis: basis, groups: 1, groupSize: p.BankSize}
-	if gs, probe := c.SearchGroupSize, c.SearchProbe; gs > 0 && probe > 0 && probe*gs >= c.SearchK && probe*gs < p.BankSize {
-		s.groups = (p.BankSize + gs - 1) / gs
-		s.probe = probe
-		all := make([]int, p.BankSize)
-		for i := range all {
-			all[i] = i
-		}
-		leaves := bisect(proj, r, all, s.groups)
-		s.groupSize = 0 // the largest leaf; splits are balanced, so about gs
-		for _, l := range leaves {
-			s.groupSize = max(s.groupSize, len(l))
-		}
-		for _, l := range leaves {
-			for i := 0; i < s.groupSize; i++ {
-				if i < len(l) {
-					s.slots, s.pad = append(s.slots, l[i]), append(s.pad, false)
-				} else {
-					s.slots, s.pad = append(s.slots, l[0]), append(s.pad, true)
-				}
-			}
-		}
-	} else {
-		s.slots = make([]int, p.BankSize)
-		s.pad = make([]bool, p.BankSize)
-		for i := range s.slots {
-			s.slots[i] = i
-		}
-	}
-	ns := len(s.slots)
-	s.stage1 = make([]float32, (r+1)*ns)
-	for j, b := range s.slots {
-		if s.pad[j] {
-			s.stage1[r*ns+j] = padScore
-			continue
-		}
-		row := proj[b*r : (b+1)*r]
+	kb := p.BankSize
+	s := &search{dim: r, k: c.SearchK, basis: basis, stage1: make([]float32, (r+1)*kb)}
+	for j := 0; j < kb; j++ {
+		row := proj[j*r : (j+1)*r]
 		for i, v := range row {
-			s.stage1[i*ns+j] = -2 * v
+			s.stage1[i*kb+j] = -2 * v
 		}
-		s.stage1[r*ns+j] = dot(row, row)
+		s.stage1[r*kb+j] = dot(row, row)
 	}
 	p.search = s
 	return nil
-}
-
-// bisect splits the rows idx of x ([n][r]) into the given number of groups
-// of near-equal size by recursive median splits along each part's
-// principal axis (a balanced PCA tree), so that a group holds rows that are
-// close in the stage-1 subspace.
-func bisect(x []float32, r int, idx []int, groups int) [][]int {
-	if groups <= 1 || len(idx) <= 1 {
-		return [][]int{idx}
-	}
-	axis := principalAxis(x, r, idx)
-	key := make(map[int]float32, len(idx))
-	for _, i := range idx {
-		key[i] = dot(axis, x[i*r:(i+1)*r])
-	}
-	sorted := append([]int(nil), idx...)
-	sort.SliceStable(sorted, func(a, b int) bool { return key[sorted[a]] < key[sorted[b]] })
-	gl := groups / 2
-	nl := (len(sorted)*gl + groups/2) / groups
-	return append(bisect(x, r, sorted[:nl], gl), bisect(x, r, sorted[nl:], groups-gl)...)
-}
-
-// principalAxis is the leading eigenvector of the covariance of the rows
-// idx of x, by power iteration (deterministic start, enough steps for a
-// split direction; it need not be exact).
-func principalAxis(x []float32, r int, idx []int) []float32 {
-	mean := make([]float64, r)
-	for _, i := range idx {
-		for j, v := range x[i*r : (i+1)*r] {
-			mean[j] += float64(v)
-		}
-	}
-	for j := range mean {
-		mean[j] /= float64(len(idx))
-	}
-	v := make([]float64, r)
-	for j := range v {
-		v[j] = 1 / math.Sqrt(float64(j+1))
-	}
-	w := make([]float64, r)
-	for it := 0; it < 30; it++ {
-		clear(w)
-		for _, i := range idx {
-			row := x[i*r : (i+1)*r]
-			var t float64
-			for j := range row {
-				t += (float64(row[j]) - mean[j]) * v[j]
-			}
-			for j := range row {
-				w[j] += t * (float64(row[j]) - mean[j])
-			}
-		}
-		var nrm float64
-		for _, e := range w {
-			nrm += e * e
-		}
-		nrm = math.Sqrt(nrm)
-		if nrm == 0 {
-			break
-		}
-		for j := range v {
-			v[j] = w[j] / nrm
-		}
-	}
-	out := make([]float32, r)
-	for j := range v {
-		out[j] = float32(v[j])
-	}
-	return out
 }
 
 // pcaBasis returns the r leading principal directions (rows, r x d) of the
@@ -264,8 +146,8 @@ func pcaBasis(x []float32, d, r int) ([]float32, error) {
 
 // scratch holds one worker's buffers for nearest.
 type scratch struct {
-	xp, score, gmin, best []float32
-	cand, gsel            []int
+	xp, best []float32
+	cand     []int
 }
 
 func (p *PatchCore) newScratch() *scratch {
@@ -273,11 +155,7 @@ func (p *PatchCore) newScratch() *scratch {
 	if s == nil {
 		return &scratch{}
 	}
-	return &scratch{
-		xp: make([]float32, s.dim), score: make([]float32, len(s.slots)),
-		gmin: make([]float32, s.groups), best: make([]float32, max(s.k, s.probe)),
-		cand: make([]int, s.k), gsel: make([]int, max(s.probe, 1)),
-	}
+	return &scratch{xp: make([]float32, s.dim), best: make([]float32, s.k), cand: make([]int, s.k)}
 }
 
 // smallest keeps in idx/val the k smallest of the values produced for
@@ -303,10 +181,8 @@ func smallest(n, k int, value func(int) float32, idx []int, val []float32) int {
 
 // nearest returns the squared distance from patch x (Dim() values) to the
 // memory bank as the written graph computes it. Exact: the minimum over all
-// rows. Two-stage: stage-1 scores of every slot in the PCA subspace; when
-// grouped, the probe groups with the lowest minimum score; the k lowest
-// scores (of those groups' slots, in slot order); exact distances to those
-// rows, minimum.
+// rows. Two-stage: stage-1 scores of every row in the PCA subspace, the k
+// lowest (ties to the lower row), exact distances to those, minimum.
 func (p *PatchCore) nearest(x []float32, sc *scratch) float32 {
 	d := p.Dim()
 	best := float32(math.Inf(1))
@@ -317,38 +193,19 @@ func (p *PatchCore) nearest(x []float32, sc *scratch) float32 {
 		}
 		return best
 	}
-	r, ns := s.dim, len(s.slots)
+	r, kb := s.dim, p.BankSize
 	for i := 0; i < r; i++ {
 		sc.xp[i] = dot(s.basis[i*d:(i+1)*d], x)
 	}
-	for j := 0; j < ns; j++ {
-		v := s.stage1[r*ns+j]
+	score := func(j int) float32 {
+		v := s.stage1[r*kb+j]
 		for i := 0; i < r; i++ {
-			v += sc.xp[i] * s.stage1[i*ns+j]
+			v += sc.xp[i] * s.stage1[i*kb+j]
 		}
-		sc.score[j] = v
+		return v
 	}
-	var n int
-	if s.groups == 1 {
-		n = smallest(ns, s.k, func(j int) float32 { return sc.score[j] }, sc.cand, sc.best)
-	} else {
-		gs := s.groupSize
-		for g := 0; g < s.groups; g++ {
-			m := sc.score[g*gs]
-			for _, v := range sc.score[g*gs+1 : (g+1)*gs] {
-				m = min(m, v)
-			}
-			sc.gmin[g] = m
-		}
-		np := smallest(s.groups, s.probe, func(g int) float32 { return sc.gmin[g] }, sc.gsel, sc.best)
-		gsel := sc.gsel[:np]
-		n = smallest(np*gs, s.k, func(j int) float32 { return sc.score[gsel[j/gs]*gs+j%gs] }, sc.cand, sc.best)
-		for i, j := range sc.cand[:n] {
-			sc.cand[i] = gsel[j/gs]*gs + j%gs
-		}
-	}
-	for _, j := range sc.cand[:n] {
-		b := s.slots[j]
+	n := smallest(kb, s.k, score, sc.cand, sc.best)
+	for _, b := range sc.cand[:n] {
 		best = min(best, sqDist(x, p.Bank[b*d:(b+1)*d]))
 	}
 	return best
@@ -362,9 +219,9 @@ func (p *PatchCore) addSearch(b *graphBuilder, e string, n int64) string {
 		return p.addExactSearch(b, e, n)
 	}
 	s := p.search
-	r, ns := int64(s.dim), int64(len(s.slots))
+	r, kb := int64(s.dim), int64(p.BankSize)
 	xt := b.node("Transpose", []string{e}, attrInts("perm", 1, 0)) // [N,d]
-	// Stage 1: [x'  1] @ [[-2 M'^T]; [||m'||^2]] -> [N, slots] scores.
+	// Stage 1: [x'  1] @ [[-2 M'^T]; [||m'||^2]] -> [N, bank] scores.
 	basisT := transpose(s.basis, s.dim, d) // d x r, so that xt @ basisT = x'
 	xp := b.node("MatMul", []string{xt, b.floatInit("search_basis", []int64{int64(d), r}, basisT)})
 	ones := make([]float32, n)
@@ -372,41 +229,12 @@ func (p *PatchCore) addSearch(b *graphBuilder, e string, n int64) string {
 		ones[i] = 1
 	}
 	xp1 := b.node("Concat", []string{xp, b.floatInit("search_ones", []int64{n, 1}, ones)}, attrInt("axis", 1))
-	score := b.node("MatMul", []string{xp1, b.floatInit("search_stage1", []int64{r + 1, ns}, s.stage1)})
-	var slot string // [N,k] candidate slots
-	if s.groups == 1 {
-		slot = b.topKSmallest(score, s.k, 1)
-	} else {
-		// The probe groups with the lowest minimum score (ReduceMin over a
-		// contiguous last axis is a fast vectorised pass; TopK over the whole
-		// bank is not), then TopK over those groups' slots only.
-		g, gs := int64(s.groups), int64(s.groupSize)
-		sg := b.node("Reshape", []string{score, b.int64Init("search_group_shape", []int64{n, g, gs})})
-		gmin := b.node("ReduceMin", []string{sg}, attrInts("axes", 2), attrInt("keepdims", 0)) // [N,G]
-		gsel := b.topKSmallest(gmin, s.probe, 1)                                               // [N,P]
-		pr := int64(s.probe)
-		gidx := b.node("Expand", []string{
-			b.node("Reshape", []string{gsel, b.int64Init("search_gsel_shape", []int64{n, pr, 1})}),
-			b.int64Init("search_expand", []int64{n, pr, gs})}) // [N,P,S]
-		cs := b.node("Reshape", []string{b.node("GatherElements", []string{sg, gidx}, attrInt("axis", 1)),
-			b.int64Init("search_cand_shape", []int64{n, pr * gs})}) // [N,P*S] scores
-		ar := make([]int64, gs)
-		for i := range ar {
-			ar[i] = int64(i)
-		}
-		slots := b.node("Add", []string{b.node("Mul", []string{gidx, b.int64Init("search_gs", []int64{gs})}), b.int64Init("search_arange", ar)})
-		slots = b.node("Reshape", []string{slots, b.int64Init("search_slots_shape", []int64{n, pr * gs})})
-		pos := b.topKSmallest(cs, s.k, 1)
-		slot = b.node("GatherElements", []string{slots, pos}, attrInt("axis", 1))
-	}
+	score := b.node("MatMul", []string{xp1, b.floatInit("search_stage1", []int64{r + 1, kb}, s.stage1)})
+	cand := b.topKSmallest(score, s.k, 1) // [N,k]
 	// Stage 2: exact squared distances to the k candidates, by differences
 	// (no cancellation, unlike the expanded form), then the minimum.
-	rows := make([]float32, 0, len(s.slots)*d)
-	for _, i := range s.slots {
-		rows = append(rows, p.Bank[i*d:(i+1)*d]...)
-	}
-	bank := b.floatInit("bank_slots", []int64{ns, int64(d)}, rows)
-	g := b.node("Gather", []string{bank, slot}, attrInt("axis", 0)) // [N,k,d]
+	bank := b.floatInit("bank", []int64{kb, int64(d)}, p.Bank)
+	g := b.node("Gather", []string{bank, cand}, attrInt("axis", 0)) // [N,k,d]
 	x3 := b.node("Reshape", []string{xt, b.int64Init("search_x_shape", []int64{n, 1, int64(d)})})
 	diff := b.node("Sub", []string{g, x3})
 	sq := b.node("ReduceSum", []string{b.node("Mul", []string{diff, diff})}, attrInts("axes", 2), attrInt("keepdims", 0))
@@ -420,7 +248,7 @@ func (b *graphBuilder) topKSmallest(x string, k int, axis int64) string {
 	b.nodes = append(b.nodes, &onnx.NodeProto{
 		OpType: "TopK", Input: []string{x, b.int64Init("topk_k", []int64{int64(k)})},
 		Output: []string{vals, idx}, Name: vals + "_node",
-		Attribute: []*onnx.AttributeProto{attrInt("axis", axis), attrInt("largest", 0), attrInt("sorted", 1)},
+		Attribute: []*onnx.AttributeProto{attrInt("axis", axis), attrInt("largest", 0), attrInt("sorted", 0)},
 	})
 	return idx
 }
@@ -454,10 +282,9 @@ func (p *PatchCore) addExactSearch(b *graphBuilder, e string, n int64) string {
 
 // withSearch returns a copy of p (sharing the bank) that writes the given
 // search, for comparing searches on one fitted bank.
-func (p *PatchCore) withSearch(mode string, dim, k, groupSize, probe int) (*PatchCore, error) {
+func (p *PatchCore) withSearch(mode string, dim, k int) (*PatchCore, error) {
 	q := *p
 	q.Config.Search, q.Config.SearchDim, q.Config.SearchK = mode, dim, k
-	q.Config.SearchGroupSize, q.Config.SearchProbe = groupSize, probe
 	if err := q.prepareSearch(); err != nil {
 		return nil, err
 	}
