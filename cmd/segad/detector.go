@@ -24,6 +24,8 @@ func init() {
 		size, minImages, reservoir, projDim       int
 		coresetProj, maxPatches                   int
 		sigma, minSpread, coresetRatio            float64
+		search                                    string
+		searchDim, searchK                        int
 		seed                                      int64
 		noNormalize, quiet                        bool
 	)
@@ -83,6 +85,7 @@ kind and writes an ONNX model with input "input" [1,3,S,S] and output
 					Backbone: backbone, Layers: splitList(layers), Size: size, CoresetRatio: coresetRatio,
 					ProjDim: projDim, CoresetProjDim: coresetProj, MaxPatches: maxPatches, Sigma: sigma,
 					NoNormalize: noNormalize, MinImages: minImages, Seed: seed, Progress: writerOrNil(progress),
+					Search: search, SearchDim: searchDim, SearchK: searchK,
 				})
 				if err != nil {
 					return err
@@ -116,6 +119,9 @@ kind and writes an ONNX model with input "input" [1,3,S,S] and output
 	f.StringVar(&backbone, "backbone", "", "patchcore: pretrained backbone ONNX file")
 	f.StringVar(&layers, "layers", "365_quantized,426_quantized", "patchcore: feature tensors of the backbone, finest first")
 	f.Float64Var(&coresetRatio, "coreset-ratio", 0.01, "patchcore: share of patches kept in the memory bank")
+	f.StringVar(&search, "search", detector.SearchTwoStage, "patchcore: nearest-neighbour search in the graph: two-stage (PCA shortlist, then exact) or exact")
+	f.IntVar(&searchDim, "search-dim", 32, "patchcore: PCA dimensions of the two-stage shortlist")
+	f.IntVar(&searchK, "search-k", 8, "patchcore: candidates per patch checked exactly by the two-stage search")
 	f.IntVar(&projDim, "proj-dim", 0, "patchcore: random projection of features to this many dims (0: none)")
 	f.IntVar(&coresetProj, "coreset-proj-dim", 32, "patchcore: random projection dims used only to select the coreset (negative: full features)")
 	f.IntVar(&maxPatches, "max-patches", 262144, "patchcore: bound on pre-coreset patches (subsampled per image)")
