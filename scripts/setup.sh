@@ -82,5 +82,9 @@ else
 fi
 
 # Go modules (from the Go module proxy), so the first build does not stall on them.
+if ! command -v go >/dev/null 2>&1; then
+  log "Go 1.24 or newer is needed to build segad (not found on PATH; Debian 12's golang package is too old)"
+  exit 1
+fi
 (cd "$root" && go mod download)
 log "ready"

@@ -7,9 +7,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/segad-edge/segad-edge/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; it is
@@ -26,6 +29,18 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	Version:       version,
+}
+
+// logLevel is the global --log-level flag: the tools log warnings and
+// errors by default so their output stays readable; `segad run` uses the
+// config's log section instead.
+var logLevel string
+
+func init() {
+	rootCmd.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level of the tools: debug, info, warn or error (segad run uses log.level from its config)")
+	rootCmd.PersistentPreRun = func(*cobra.Command, []string) {
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: daemon.ParseLevel(logLevel)})))
+	}
 }
 
 func main() {
