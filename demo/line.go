@@ -475,10 +475,10 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 	}
 	s.AUROCSegAD, _ = eval.AUROC(seg, bad)
 	s.AUROCMax = map[string]float64{}
-	s.RecallAt5 = map[string]float64{"segad": recallAtFPR(seg, bad, 0.05)}
+	s.RecallAt5 = map[string]float64{"segad": eval.RecallAtFPR(seg, bad, 0.05)}
 	for name, xs := range mx {
 		s.AUROCMax[name], _ = eval.AUROC(xs, bad)
-		s.RecallAt5[name] = recallAtFPR(xs, bad, 0.05)
+		s.RecallAt5[name] = eval.RecallAtFPR(xs, bad, 0.05)
 	}
 	ratio := func(a, b int) float64 {
 		if b == 0 {
@@ -503,34 +503,6 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 	if len(lat) > 0 {
 		s.P50MS = lat[len(lat)/2]
 	}
-}
-
-// recallAtFPR is the share of bad parts at or above the threshold that
-// fails the given share of good parts.
-func recallAtFPR(scores []float64, bad []bool, fpr float64) float64 {
-	var g []float64
-	for i, x := range scores {
-		if !bad[i] {
-			g = append(g, x)
-		}
-	}
-	if len(g) == 0 {
-		return math.NaN()
-	}
-	thr := eval.Quantile(g, 1-fpr)
-	var n, caught int
-	for i, x := range scores {
-		if bad[i] {
-			n++
-			if x > thr {
-				caught++
-			}
-		}
-	}
-	if n == 0 {
-		return math.NaN()
-	}
-	return float64(caught) / float64(n)
 }
 
 // Print writes the summary for people.

@@ -106,3 +106,34 @@ func FPRAtTPR(scores []float64, bad []bool, tpr float64) (fpr, threshold float64
 	}
 	return float64(n) / float64(len(g)), threshold, nil
 }
+
+// RecallAtFPR is the share of bad parts caught when the threshold is set to
+// fail the given share of good parts (the threshold is the good scores'
+// 1-fpr linear quantile; a part fails when it scores above it): scores
+// compared at one false-reject rate, independent of where a threshold was
+// put. NaN when a class is missing.
+func RecallAtFPR(scores []float64, bad []bool, fpr float64) float64 {
+	var g []float64
+	for i, x := range scores {
+		if !bad[i] {
+			g = append(g, x)
+		}
+	}
+	if len(g) == 0 {
+		return math.NaN()
+	}
+	thr := Quantile(g, 1-fpr)
+	var n, caught int
+	for i, x := range scores {
+		if bad[i] {
+			n++
+			if x > thr {
+				caught++
+			}
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return float64(caught) / float64(n)
+}

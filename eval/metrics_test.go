@@ -78,3 +78,23 @@ func TestFPRAt95TPR(t *testing.T) {
 		t.Fatalf("FPRAt95TPR = %v at %v, want 0.5 at 1", fpr, thr)
 	}
 }
+
+func TestRecallAtFPR(t *testing.T) {
+	// Goods 0..19: the 95% quantile is 18.05; bads above it: 19.5, 30 of 4.
+	var scores []float64
+	var bad []bool
+	for i := 0; i < 20; i++ {
+		scores = append(scores, float64(i))
+		bad = append(bad, false)
+	}
+	for _, b := range []float64{19.5, 30, 5, 18} {
+		scores = append(scores, b)
+		bad = append(bad, true)
+	}
+	if got := RecallAtFPR(scores, bad, 0.05); got != 0.5 {
+		t.Fatalf("RecallAtFPR = %v, want 0.5", got)
+	}
+	if got := RecallAtFPR([]float64{1}, []bool{true}, 0.05); !math.IsNaN(got) {
+		t.Fatalf("no good parts: %v, want NaN", got)
+	}
+}

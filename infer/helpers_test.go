@@ -2,14 +2,12 @@ package infer
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
+	"github.com/segad-edge/segad-edge/npy"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,57 +25,29 @@ func setup(tb testing.TB) {
 
 func fixture(name string) string { return filepath.Join("testdata", name) }
 
-// npyArray is a minimal .npy reader for the fixtures (C order, <f4 or |u1);
-// the project's npy package is another stage and infer must not import it.
+// npyArray is a fixture array: float32 values or bytes.
 type npyArray struct {
 	shape []int
 	f32   []float32
 	u8    []byte
 }
 
+// readNpy reads a fixture with the project's npy reader (tests may use it;
+// the infer package itself does not depend on another stage).
 func readNpy(tb testing.TB, path string) npyArray {
 	tb.Helper()
-	b, err := os.ReadFile(path)
+	a, err := npy.Read(path)
 	if err != nil {
-		tb.Fatalf("read %s: %v (regenerate with /usr/bin/python3 scripts/golden/onnx_fixtures.py)", path, err)
+		tb.Fatalf("%v (regenerate with /usr/bin/python3 scripts/golden/onnx_fixtures.py)", err)
 	}
-	if len(b) < 10 || string(b[1:6]) != "NUMPY" {
-		tb.Fatalf("%s: not a .npy file", path)
-	}
-	var hlen, off int
-	if b[6] == 1 {
-		hlen, off = int(binary.LittleEndian.Uint16(b[8:10])), 10
-	} else {
-		hlen, off = int(binary.LittleEndian.Uint32(b[8:12])), 12
-	}
-	header := string(b[off : off+hlen])
-	data := b[off+hlen:]
-	if strings.Contains(header, "'fortran_order': True") {
-		tb.Fatalf("%s: Fortran order not supported", path)
-	}
-	m := regexp.MustCompile(`'shape': \(([^)]*)\)`).FindStringSubmatch(header)
-	if m == nil {
-		tb.Fatalf("%s: no shape in header %q", path, header)
-	}
-	var a npyArray
-	for _, f := range strings.Split(m[1], ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			n, _ := strconv.Atoi(f)
-			a.shape = append(a.shape, n)
+	out := npyArray{shape: a.Shape, f32: a.Float32}
+	if a.Kind == npy.Int {
+		out.u8 = make([]byte, len(a.Int))
+		for i, v := range a.Int {
+			out.u8[i] = byte(v)
 		}
 	}
-	switch {
-	case strings.Contains(header, "'<f4'"):
-		a.f32 = make([]float32, len(data)/4)
-		for i := range a.f32 {
-			a.f32[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
-		}
-	case strings.Contains(header, "'|u1'"):
-		a.u8 = data
-	default:
-		tb.Fatalf("%s: unsupported dtype in %q", path, header)
-	}
-	return a
+	return out
 }
 
 // testImage is the fixtures' BGR image, copied into a buffer with a padded
