@@ -32,7 +32,7 @@ func TestVideoToBroker(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	// Run has flushed to the broker before closing it; the subscriber got them.
-	got := sub.waitResults(t, n, 10*time.Second)
+	got := sub.WaitResults(n, 10*time.Second)
 	if len(got) != n {
 		t.Fatalf("got %d results, want %d", len(got), n)
 	}
@@ -55,9 +55,7 @@ func TestVideoToBroker(t *testing.T) {
 			}
 		}
 	}
-	sub.mu.Lock()
-	rejects := len(sub.rejects)
-	sub.mu.Unlock()
+	rejects := len(sub.Rejects())
 	if rejects != n {
 		t.Errorf("%d rejects on the reject topic, want %d", rejects, n)
 	}

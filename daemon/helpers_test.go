@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -10,18 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 	"github.com/segad-edge/segad-edge/mqtt"
-	"github.com/segad-edge/segad-edge/segad"
 )
 
 // fixtureDetector is the ONNX detector fixture of the infer stage (a
@@ -126,64 +121,10 @@ pipeline:
 	return p, port
 }
 
-// subscriber collects results from a broker over TCP, as a PLC or MES would.
-type subscriber struct {
-	mu      sync.Mutex
-	results []mqtt.Result
-	rejects []mqtt.Reject
-	client  paho.Client
+// subscribe follows the embedded broker's station topics as the test user.
+func subscribe(tb testing.TB, port int) *testenv.Subscriber {
+	return testenv.Subscribe(tb, fmt.Sprintf("tcp://127.0.0.1:%d", port), "tester", "pw", "segad/#")
 }
-
-func subscribe(tb testing.TB, port int) *subscriber {
-	tb.Helper()
-	s := &subscriber{}
-	o := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).
-		SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).SetUsername("tester").SetPassword("pw").
-		SetConnectRetry(true).SetConnectRetryInterval(50 * time.Millisecond)
-	s.client = paho.NewClient(o)
-	if tok := s.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		tb.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	tok := s.client.Subscribe("segad/#", 1, func(_ paho.Client, m paho.Message) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		switch {
-		case strings.HasSuffix(m.Topic(), "/result"):
-			var r mqtt.Result
-			if err := json.Unmarshal(m.Payload(), &r); err == nil {
-				s.results = append(s.results, r)
-			}
-		case strings.HasSuffix(m.Topic(), "/reject"):
-			var r mqtt.Reject
-			if err := json.Unmarshal(m.Payload(), &r); err == nil {
-				s.rejects = append(s.rejects, r)
-			}
-		}
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		tb.Fatalf("subscribe: %v", tok.Error())
-	}
-	tb.Cleanup(func() { s.client.Disconnect(100) })
-	return s
-}
-
-func (s *subscriber) waitResults(tb testing.TB, n int, within time.Duration) []mqtt.Result {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		s.mu.Lock()
-		got := append([]mqtt.Result(nil), s.results...)
-		s.mu.Unlock()
-		if len(got) >= n || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-var _ = segad.VADSegmentNames
-
-func newRand() *rand.Rand { return rand.New(rand.NewPCG(9, 9)) }
 
 // newTestDaemon writes a test config (see testConfig), lets edit adjust the
 // loaded configuration, and builds the daemon on it. It returns the daemon,
@@ -213,9 +154,11 @@ func runToEnd(tb testing.TB, d *Daemon, port, n int) []mqtt.Result {
 	if err := d.Run(context.Background()); err != nil {
 		tb.Fatalf("Run: %v", err)
 	}
-	got := sub.waitResults(tb, n, 10*time.Second)
+	got := sub.WaitResults(n, 10*time.Second)
 	if len(got) != n {
 		tb.Fatalf("got %d results, want %d", len(got), n)
 	}
 	return got
 }
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(9, 9)) }

@@ -35,7 +35,7 @@ func TestDropOldestStillAnswersEveryFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	frames := int(d.frames.Load())
-	got := sub.waitResults(t, frames, 10*time.Second)
+	got := sub.WaitResults(frames, 10*time.Second)
 	if len(got) != frames || frames < 10 {
 		t.Fatalf("%d results for %d frames", len(got), frames)
 	}

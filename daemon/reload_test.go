@@ -46,7 +46,7 @@ func TestReloadSwapsWatchSourceWithoutDoubles(t *testing.T) {
 		}
 	}
 	drop("a1", "a2", "a3")
-	sub.waitResults(t, 1, 10*time.Second)
+	sub.WaitResults(1, 10*time.Second)
 	// Edit: another interpolation (reopens the source) and a new threshold.
 	edited := strings.Replace(base, "watch: {poll: 20ms}", "watch: {poll: 20ms}\n  preprocess: {interpolation: linear}", 1)
 	edited = strings.Replace(edited, "threshold: 1000", "threshold: -1000", 1)
@@ -57,13 +57,13 @@ func TestReloadSwapsWatchSourceWithoutDoubles(t *testing.T) {
 		t.Fatalf("reload: %v", err)
 	}
 	drop("b1", "b2", "b3")
-	got := sub.waitResults(t, 6, 15*time.Second)
+	got := sub.WaitResults(6, 15*time.Second)
 	time.Sleep(300 * time.Millisecond) // a double would arrive now
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got = sub.waitResults(t, 6, time.Second)
+	got = sub.WaitResults(6, time.Second)
 	seen := map[string]int{}
 	for _, r := range got {
 		seen[r.PartID]++

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/internal/testenv"
@@ -69,18 +67,6 @@ func e2eVideo(t *testing.T, path string, n int) {
 		}
 		m.Close()
 	}
-}
-
-type e2eSub struct {
-	mu      sync.Mutex
-	results []mqtt.Result
-	health  []mqtt.Health
-}
-
-func (s *e2eSub) snapshot() ([]mqtt.Result, []mqtt.Health) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]mqtt.Result(nil), s.results...), append([]mqtt.Health(nil), s.health...)
 }
 
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
@@ -142,31 +128,7 @@ pipeline:
 		t.Fatal(err)
 	}
 
-	sub := &e2eSub{}
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker.URL()).SetClientID("e2e-sub").SetCleanSession(false))
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber: %v", tok.Error())
-	}
-	defer c.Disconnect(100)
-	tok := c.Subscribe("segad/e2e/#", 1, func(_ paho.Client, m paho.Message) {
-		sub.mu.Lock()
-		defer sub.mu.Unlock()
-		switch {
-		case strings.HasSuffix(m.Topic(), "/result"):
-			var r mqtt.Result
-			if err := json.Unmarshal(m.Payload(), &r); err == nil {
-				sub.results = append(sub.results, r)
-			}
-		case strings.HasSuffix(m.Topic(), "/health"):
-			var h mqtt.Health
-			if err := json.Unmarshal(m.Payload(), &h); err == nil {
-				sub.health = append(sub.health, h)
-			}
-		}
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	sub := testenv.Subscribe(t, broker.URL(), "", "", "segad/e2e/#")
 
 	var logs testenv.SyncBuffer
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
@@ -187,7 +149,7 @@ pipeline:
 	}()
 
 	// 1. Results flow, all failing at threshold -1000.
-	waitFor(t, "5 results", 60*time.Second, func() bool { r, _ := sub.snapshot(); return len(r) >= 5 })
+	waitFor(t, "5 results", 60*time.Second, func() bool { return len(sub.Results()) >= 5 })
 	// 2. Edit the threshold the way editors do (write a new file, rename it over).
 	edited := strings.Replace(cfgText, "threshold: -1000", "threshold: 1000", 1)
 	tmp := cfgPath + ".swp"
@@ -198,7 +160,7 @@ pipeline:
 		t.Fatal(err)
 	}
 	waitFor(t, "a pass after the threshold edit", 30*time.Second, func() bool {
-		r, _ := sub.snapshot()
+		r := sub.Results()
 		return len(r) > 0 && r[len(r)-1].Verdict == mqtt.VerdictPass
 	})
 	// 3. A broken file and SIGHUP: rejected, the old config (1000) stays.
@@ -207,11 +169,11 @@ pipeline:
 	}
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "health to report the config error", 30*time.Second, func() bool {
-		_, hs := sub.snapshot()
+		hs := sub.Health()
 		return len(hs) > 0 && strings.Contains(hs[len(hs)-1].LastConfigError, "segad.yaml")
 	})
-	before, _ := sub.snapshot()
-	waitFor(t, "more results after the broken edit", 30*time.Second, func() bool { r, _ := sub.snapshot(); return len(r) >= len(before)+3 })
+	before := sub.Results()
+	waitFor(t, "more results after the broken edit", 30*time.Second, func() bool { return len(sub.Results()) >= len(before)+3 })
 	// 4. SIGTERM: clean exit.
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -225,7 +187,7 @@ pipeline:
 	// Every frame has a result: seq 1..N with no gap, each once or more
 	// (at-least-once), verdicts switched once from fail to pass and never back.
 	time.Sleep(500 * time.Millisecond)
-	results, _ := sub.snapshot()
+	results := sub.Results()
 	seen := map[uint64]mqtt.Result{}
 	var maxSeq uint64
 	for _, r := range results {
