@@ -15,6 +15,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 	"github.com/segad-edge/segad-edge/mqtt"
 )
@@ -122,8 +123,8 @@ pipeline:
 }
 
 // subscribe follows the embedded broker's station topics as the test user.
-func subscribe(tb testing.TB, port int) *testenv.Subscriber {
-	return testenv.Subscribe(tb, fmt.Sprintf("tcp://127.0.0.1:%d", port), "tester", "pw", "segad/#")
+func subscribe(tb testing.TB, port int) *mqtttest.Subscriber {
+	return mqtttest.Subscribe(tb, fmt.Sprintf("tcp://127.0.0.1:%d", port), "tester", "pw", "segad/#")
 }
 
 // newTestDaemon writes a test config (see testConfig), lets edit adjust the

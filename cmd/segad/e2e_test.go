@@ -16,6 +16,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 	"github.com/segad-edge/segad-edge/mqtt"
 )
@@ -128,7 +129,7 @@ pipeline:
 		t.Fatal(err)
 	}
 
-	sub := testenv.Subscribe(t, broker.URL(), "", "", "segad/e2e/#")
+	sub := mqtttest.Subscribe(t, broker.URL(), "", "", "segad/e2e/#")
 
 	var logs testenv.SyncBuffer
 	cmd := exec.Command(bin, "run", "--config", cfgPath)

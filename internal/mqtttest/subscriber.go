@@ -1,4 +1,6 @@
-package testenv
+// Package mqtttest holds MQTT test helpers that need the mqtt package's
+// payload types (internal/testenv cannot: mqtt's own tests import it).
+package mqtttest
 
 import (
 	"encoding/json"
