@@ -82,6 +82,9 @@ func LoadBytes(data []byte) (Model, error) {
 	case formatEmpty:
 		return nil, errors.New("model file is empty")
 	}
+	if looksONNX(data) {
+		return nil, errors.New("this is an ONNX model (a detector?), not a boosted random forest: segad.model wants the XGBoost JSON (or LightGBM text) model, e.g. model.json from a segad fit bundle")
+	}
 	if !isText(data) {
 		return nil, fmt.Errorf("unrecognised binary model format (want XGBoost JSON or LightGBM text); %w", ErrXGBoostBinary)
 	}
@@ -145,6 +148,17 @@ func detect(data []byte) format {
 		return formatLightGBM
 	}
 	return formatUnknown
+}
+
+// looksONNX recognises an ONNX ModelProto: it starts with its ir_version
+// field (protobuf tag 0x08) and names an ONNX domain or producer early on.
+// Only used to word the error for a detector configured as the forest.
+func looksONNX(data []byte) bool {
+	if len(data) < 2 || data[0] != 0x08 {
+		return false
+	}
+	head := data[:min(len(data), 4096)]
+	return bytes.Contains(head, []byte("onnx")) || bytes.Contains(head, []byte("pytorch")) || bytes.Contains(head, []byte("segad"))
 }
 
 // isText reports whether the first KiB looks like text, to word the error.

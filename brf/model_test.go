@@ -195,3 +195,16 @@ func TestMarginZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestONNXModelIsNamed: a detector's ONNX file configured as the forest is
+// recognised and named as such, not reported as an XGBoost binary.
+func TestONNXModelIsNamed(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "infer", "testdata", "meanstd_blur.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadBytes(data)
+	if err == nil || !strings.Contains(err.Error(), "ONNX model") || errors.Is(err, ErrXGBoostBinary) {
+		t.Fatalf("ONNX file as a forest: %v", err)
+	}
+}
