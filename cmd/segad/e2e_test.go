@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,7 +133,26 @@ pipeline:
 	sub := mqtttest.Subscribe(t, broker.URL(), "", "", "segad/e2e/#")
 
 	var logs testenv.SyncBuffer
+	// Play systemd: a notify socket and a 1 s watchdog.
+	sockPath := filepath.Join(dir, "notify.sock")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	var notes testenv.SyncBuffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			notes.Write(append(buf[:n:n], '\n'))
+		}
+	}()
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sockPath, "WATCHDOG_USEC=1000000")
 	cmd.Stderr = &logs
 	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
@@ -149,8 +169,13 @@ pipeline:
 		}
 	}()
 
-	// 1. Results flow, all failing at threshold -1000.
+	// 1. Results flow, all failing at threshold -1000; systemd heard READY
+	// and the watchdog is fed while parts are inspected.
 	waitFor(t, "5 results", 60*time.Second, func() bool { return len(sub.Results()) >= 5 })
+	waitFor(t, "READY=1 and WATCHDOG=1 on the notify socket", 10*time.Second, func() bool {
+		n := notes.String()
+		return strings.Contains(n, "READY=1") && strings.Contains(n, "WATCHDOG=1")
+	})
 	// 2. Edit the threshold the way editors do (write a new file, rename it over).
 	edited := strings.Replace(cfgText, "threshold: -1000", "threshold: 1000", 1)
 	tmp := cfgPath + ".swp"
@@ -184,6 +209,11 @@ pipeline:
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon did not stop within 30s of SIGTERM")
+	}
+	for _, want := range []string{"RELOADING=1", "STOPPING=1"} {
+		if !strings.Contains(notes.String(), want) {
+			t.Errorf("systemd was not told %s; notify messages:\n%s", want, notes.String())
+		}
 	}
 	// Every frame has a result: seq 1..N with no gap, each once or more
 	// (at-least-once), verdicts switched once from fail to pass and never back.
