@@ -204,3 +204,67 @@ func TestFaultInjection(t *testing.T) {
 		t.Logf("outbox file size after drain: %d bytes", fi.Size())
 	}
 }
+
+// TestLastWillOnCrash: when the publishing process dies without a clean
+// shutdown (SIGKILL), the broker publishes its Last Will: the retained
+// status turns from "online" to "offline", so a PLC or dashboard sees the
+// station is gone.
+func TestLastWillOnCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a helper binary")
+	}
+	root := testenv.RepoRoot(t)
+	bin := filepath.Join(t.TempDir(), "faultpub")
+	build := exec.Command("go", "build", "-o", bin, "./mqtt/internal/faultpub")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build faultpub: %v: %s", err, out)
+	}
+	m := startMosquitto(t, mosqOpts{})
+	var mu sync.Mutex
+	var statuses []string
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(m.URL()).SetClientID("will-watcher"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Subscribe("segad/willtest/status", 1, func(_ paho.Client, msg paho.Message) {
+		mu.Lock()
+		statuses = append(statuses, string(msg.Payload()))
+		mu.Unlock()
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(statuses) == 0 {
+			return ""
+		}
+		return statuses[len(statuses)-1]
+	}
+	cmd := exec.Command(bin, "-broker", m.URL(), "-outbox", filepath.Join(t.TempDir(), "outbox.db"),
+		"-station", "willtest", "-to", "1000000", "-every", "50ms")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(15 * time.Second)
+	for last() != "online" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retained online status; got %v", statuses)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	deadline = time.Now().Add(15 * time.Second)
+	for last() != "offline" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no offline Last Will after SIGKILL; statuses %v", statuses)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
