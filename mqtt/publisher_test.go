@@ -316,3 +316,23 @@ func TestPublishDirect(t *testing.T) {
 		t.Fatal("PublishDirect after Close: want an error")
 	}
 }
+
+// TestFallbackBroker: with the first broker unreachable, the publisher
+// connects to the next one in mqtt.fallback_brokers and delivers there.
+func TestFallbackBroker(t *testing.T) {
+	m := startMosquitto(t, mosqOpts{})
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	cfg := testConfig(t, dead, "fb")
+	cfg.FallbackBrokers = []string{m.URL()}
+	tp := cfg.Resolve()
+	registerSession(t, m.URL(), "fb-sub", tp.Result)
+	p := newPublisher(t, cfg)
+	waitConnected(t, p)
+	if err := p.Publish(context.Background(), Result{Source: "cam", Seq: 1, Verdict: VerdictPass, DecidedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	lines := collect(t, m.URL(), "fb-sub", 1, "-t", tp.Result)
+	if len(lines) != 1 || !strings.Contains(lines[0], `"seq":1`) {
+		t.Fatalf("result via the fallback broker: %v", lines)
+	}
+}
