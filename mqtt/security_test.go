@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -166,5 +167,34 @@ func TestAuthFailure(t *testing.T) {
 				t.Errorf("error leaks the password: %v", err)
 			}
 		})
+	}
+}
+
+// TestEmbeddedBrokerTLS: the embedded broker's TLS listener serves a PLC
+// (mosquitto_sub) that trusts the plant CA, and refuses one that does not.
+func TestEmbeddedBrokerTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "plant")
+	other := newTestCA(t, dir, "other")
+	cert, key := ca.issue(t, dir, "broker", true)
+	port := freePort(t)
+	cfg := testConfig(t, Embedded, "etls")
+	cfg.Embedded.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.Embedded.TLS = TLSConfig{Cert: cert, Key: key}
+	cfg.Embedded.Users = []User{{Username: "plc", Password: "plcpw", ACL: []ACLRule{{Topic: "segad/#", Access: "read"}}}}
+	p := newPublisher(t, cfg)
+	waitConnected(t, p)
+	sub := func(cafile string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return runClient(t, ctx, "mosquitto_sub", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "--cafile", cafile,
+			"--insecure", "-u", "plc", "-P", "plcpw", "-t", p.Topics().Status, "-C", "1", "-W", "5")
+	}
+	out, err := sub(ca.file)
+	if err != nil || strings.TrimSpace(out) != "online" {
+		t.Fatalf("PLC over TLS with the plant CA: %v %q", err, out)
+	}
+	if out, err := sub(other.file); err == nil {
+		t.Fatalf("PLC trusting another CA connected: %q", out)
 	}
 }
