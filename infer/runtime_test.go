@@ -2,6 +2,7 @@ package infer
 
 import (
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ func TestInitErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "nope", "libonnxruntime.so.1")
+	old := fakeOldORT(t, dir)
 	tests := []struct {
 		name, path string
 		env        string
@@ -33,6 +35,7 @@ func TestInitErrors(t *testing.T) {
 		{"missing", missing, "", []string{missing, "make setup", LibEnvVar, "onnxruntime.library"}},
 		{"folder", dir, "", []string{dir, "folder"}},
 		{"not a library", notELF, "", []string{notELF, "make setup"}},
+		{"too old", old, "", []string{old, "older than " + MinORTVersion, "make setup"}},
 		{"no path at all", "", "", []string{LibEnvVar, "make setup", "tried", "/usr/lib/libonnxruntime.so.1"}},
 		{"env var used", "", missing, []string{missing}},
 	}
@@ -153,4 +156,28 @@ func TestSignalHandlersRestored(t *testing.T) {
 	if !received() {
 		t.Fatal("SIGUSR2 not delivered after restore")
 	}
+}
+
+// fakeOldORT compiles a stand-in for an old ONNX Runtime: it exports
+// OrtGetApiBase like the real library, reports version 1.16.3 and offers no
+// C API as new as the one the wrapper asks for (GetApi returns NULL), as an
+// old libonnxruntime does.
+func fakeOldORT(t *testing.T, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "oldort.c")
+	code := `#include <stddef.h>
+typedef struct { const void* (*GetApi)(unsigned int); const char* (*GetVersionString)(void); } OrtApiBase;
+static const void* get_api(unsigned int v) { return NULL; }
+static const char* version(void) { return "1.16.3"; }
+static OrtApiBase base = { get_api, version };
+const OrtApiBase* OrtGetApiBase(void) { return &base; }
+`
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lib := filepath.Join(dir, "libonnxruntime-old.so")
+	if out, err := exec.Command("cc", "-shared", "-fPIC", "-o", lib, src).CombinedOutput(); err != nil {
+		t.Fatalf("build the old-library stand-in: %v\n%s", err, out)
+	}
+	return lib
 }
