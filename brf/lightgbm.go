@@ -212,8 +212,14 @@ func validateLGTree(r *bufio.Reader, nFeat int) error {
 		return fmt.Errorf("leaf_value has %d values for num_leaves=%d", len(leafVals), nLeaves)
 	}
 	for i, s := range leafVals {
-		if _, err := strconv.ParseFloat(s, 64); err != nil {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
 			return fmt.Errorf("leaf_value %d %.30q is not a number", i, s)
+		}
+		// A non-finite leaf would fail every part that reaches it (NaN
+		// score): refuse the file now rather than on the line.
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("leaf_value %d is %v: the model is broken (retrain it)", i, v)
 		}
 	}
 	if nLeaves == 1 {

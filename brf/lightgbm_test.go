@@ -138,6 +138,8 @@ func TestLightGBMRejects(t *testing.T) {
 		{"feature", "split_feature=0 2", "split_feature=0 3", "feature 3"},
 		{"huge num_leaves", "num_leaves=3", "num_leaves=999999999999", "num_leaves"},
 		{"leaf count", "leaf_value=0.1 -0.2 0.3", "leaf_value=0.1 -0.2", "leaf_value has 2"},
+		{"nan leaf", "leaf_value=0.1 -0.2 0.3", "leaf_value=0.1 nan 0.3", "leaf_value 1 is NaN"},
+		{"inf leaf", "leaf_value=0.1 -0.2 0.3", "leaf_value=0.1 -0.2 inf", "leaf_value 2 is +Inf"},
 		{"missing trees", "tree_sizes=300 200", "tree_sizes=300 200 100", "tree 2"},
 		{"multiclass", "num_class=1", "num_class=3", "num_class=3"},
 		{"version", "version=v3", "version=v9", "version"},
