@@ -61,9 +61,11 @@ func BenchmarkPatchCoreFrame(b *testing.B) {
 		dim, k int
 	}{
 		{SearchExact, 0, 0},
+		{SearchTwoStageFloat, 32, 8},                       // the previous default
 		{SearchTwoStage, defaultSearchDim, defaultSearchK}, // the default
-		{SearchTwoStage, 16, 8},
-		{SearchTwoStage, 32, 4},
+		{SearchTwoStage, 32, 8},
+		{SearchTwoStage, 48, 6},
+		{SearchTwoStage, 64, 8},
 	} {
 		q, err := p.withSearch(s.mode, s.dim, s.k)
 		if err != nil {
@@ -74,7 +76,7 @@ func BenchmarkPatchCoreFrame(b *testing.B) {
 			b.Fatal(err)
 		}
 		name := "patchcore_bank" + itoa(p.BankSize) + "_" + s.mode
-		if s.mode == SearchTwoStage {
+		if s.mode != SearchExact {
 			name += "_dim" + itoa(s.dim) + "_k" + itoa(s.k)
 		}
 		cases = append(cases, variant{name, model, []string{"anomaly_map"}})

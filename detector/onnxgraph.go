@@ -48,6 +48,15 @@ func (b *graphBuilder) floatInit(prefix string, dims []int64, data []float32) st
 	return n
 }
 
+// rawInit adds an initializer of any element type from little-endian raw
+// bytes (the uint8 tensors of the int8 search) and returns its name. nil
+// dims make a scalar.
+func (b *graphBuilder) rawInit(prefix string, dt onnx.TensorProto_DataType, dims []int64, raw []byte) string {
+	n := b.name(prefix)
+	b.inits = append(b.inits, &onnx.TensorProto{Name: n, Dims: dims, DataType: int32(dt), RawData: raw})
+	return n
+}
+
 // int64Init adds an int64 initializer (shapes, pads, sizes) and returns its name.
 func (b *graphBuilder) int64Init(prefix string, data []int64) string {
 	n := b.name(prefix)

@@ -39,14 +39,15 @@ type PatchCoreConfig struct {
 	// Default 262144 (128 MiB at 128 dims).
 	MaxPatches int
 	// Search is the memory-bank search written into the graph: SearchTwoStage
-	// (default) or SearchExact. Two-stage falls back to exact when SearchDim
+	// (default, int8 first stage), SearchTwoStageFloat or SearchExact.
+	// Two-stage falls back to exact when SearchDim
 	// is not below the bank's dimension or SearchK not below its size.
 	Search string
 	// SearchDim is the PCA subspace dimension of the two-stage search's
-	// first stage (default 32).
+	// first stage (default 64).
 	SearchDim int
 	// SearchK is how many candidates per patch the first stage keeps for the
-	// exact second stage (default 8).
+	// exact second stage (default 6).
 	SearchK int
 	// Sigma of the final Gaussian blur (default 4, as anomalib).
 	Sigma float64
@@ -306,10 +307,10 @@ func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*Pa
 	if cfg.CoresetRatio <= 0 || cfg.CoresetRatio > 1 {
 		return nil, fmt.Errorf("fit patchcore: coreset ratio %g must be in (0,1]", cfg.CoresetRatio)
 	}
-	if cfg.Search != SearchExact && cfg.Search != SearchTwoStage {
-		return nil, fmt.Errorf("fit patchcore: memory-bank search %q: want %q or %q", cfg.Search, SearchTwoStage, SearchExact)
+	if err := validSearch(cfg.Search); err != nil {
+		return nil, fmt.Errorf("fit patchcore: %w", err)
 	}
-	if cfg.Search == SearchTwoStage && (cfg.SearchDim < 0 || cfg.SearchK < 0) {
+	if cfg.Search != SearchExact && (cfg.SearchDim < 0 || cfg.SearchK < 0) {
 		return nil, fmt.Errorf("fit patchcore: two-stage search dimension %d and candidates %d must be positive", cfg.SearchDim, cfg.SearchK)
 	}
 	bb, err := loadBackbone(cfg.Backbone, cfg.Layers)
@@ -558,10 +559,14 @@ func (p *PatchCore) ONNX() ([]byte, error) {
 		"segad.preprocessing":    preprocessingNote,
 		"segad.map":              "PatchCore: avgpool3 features, bilinear to grid, concat, min L2 distance to coreset bank, nearest up, Gaussian blur (reflect)",
 	}
-	if p.search != nil && p.searchMode() == SearchTwoStage {
+	if p.search != nil {
 		meta["segad.search_dim"] = strconv.Itoa(p.search.dim)
 		meta["segad.search_k"] = strconv.Itoa(p.search.k)
 		meta["segad.search_projection"] = "PCA of the memory bank"
+		meta["segad.search_stage1"] = "float32"
+		if p.search.quant {
+			meta["segad.search_stage1"] = "int8 (centred, step " + strconv.FormatFloat(float64(p.search.step), 'g', -1, 32) + ")"
+		}
 	}
 	model := b.model("segad_patchcore",
 		[]*onnx.ValueInfoProto{floatValueInfo("input", 1, 3, s, s)},

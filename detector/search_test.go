@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"fmt"
+	"github.com/advancedclimatesystems/gonnx/onnx"
 	"math"
 	"math/rand"
 	"path/filepath"
@@ -220,5 +222,192 @@ func TestTwoStageSearchMatchesExact(t *testing.T) {
 	}
 	if pixShare > 0.05 {
 		t.Errorf("%.2f%% of map pixels differ from the exact search's map, want at most 5%%", 100*pixShare)
+	}
+}
+
+// Bias digits must reconstruct every bias exactly (127 x high digits + low
+// digit) with every digit inside the int8 range the uint8 bank matrix holds,
+// also when one high digit is not enough.
+func TestBiasDigitsReconstruct(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bias   []int32
+		wantNH int
+	}{
+		{"small", []int32{0, 1, -1, 63, -63, 64, -64, 126, 127, -127}, 1},
+		{"one high digit", []int32{127 * 127, -127 * 127, 127*127 + 63, 5000, -5000}, 1},
+		{"two high digits", []int32{127*127 + 64, -(127*127 + 64), 20000, -30000, 127*254 + 63}, 2},
+		{"three high digits", []int32{127*254 + 64, 40000, -45000, 1}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			digits, nh := biasDigits(tc.bias)
+			if nh != tc.wantNH {
+				t.Errorf("%d high digits, want %d", nh, tc.wantNH)
+			}
+			kb := len(tc.bias)
+			for j, b := range tc.bias {
+				var got int32
+				for t2 := 0; t2 < nh; t2++ {
+					got += 127 * digits[t2*kb+j]
+				}
+				lo := digits[nh*kb+j]
+				got += lo
+				if got != b {
+					t.Errorf("bias %d reconstructs as %d", b, got)
+				}
+				for t2 := 0; t2 <= nh; t2++ {
+					if v := digits[t2*kb+j]; v < -127 || v > 127 {
+						t.Errorf("bias %d: digit %d = %d outside [-127,127]", b, t2, v)
+					}
+				}
+				if lo < -63 || lo > 63 {
+					t.Errorf("bias %d: low digit %d outside [-63,63]", b, lo)
+				}
+			}
+		})
+	}
+}
+
+// The int8 first stage as ONNX Runtime runs it (Gemm, QuantizeLinear,
+// MatMulInteger with the bias folded in as extra columns) must give the
+// Go reference's integer scores: exactly, except for a patch value that
+// float rounding puts on the other side of a quantisation boundary (then
+// one patch coordinate differs by one step). Some biases are widened so
+// that they need more than one high digit.
+func TestInt8Stage1MatchesGo(t *testing.T) {
+	initORT(t)
+	const d, kb, n, r = 40, 700, 256, 16
+	rng := rand.New(rand.NewSource(5))
+	bank := make([]float32, kb*d)
+	for j := 0; j < kb; j++ {
+		scale := 1.0
+		if j%50 == 0 {
+			scale = 8 // a few far rows
+		}
+		for i := 0; i < d; i++ {
+			bank[j*d+i] = float32(rng.NormFloat64() * scale * float64(d-i) / d)
+		}
+	}
+	p := &PatchCore{FeatDim: d, Bank: bank, BankSize: kb,
+		Config: PatchCoreConfig{Search: SearchTwoStage, SearchDim: r, SearchK: 4}}
+	if err := p.prepareSearch(); err != nil {
+		t.Fatal(err)
+	}
+	// Real biases span what the data gives; widen a few so the graph's
+	// bias columns need several high digits (ranking is irrelevant here).
+	for j := 0; j < kb; j += 7 {
+		p.search.bias[j] = int32(rng.Intn(90001) - 45000)
+	}
+	if _, nh := biasDigits(p.search.bias); nh < 2 {
+		t.Fatalf("test bank needs %d high bias digits, want >= 2 to exercise them", nh)
+	}
+	x := make([]float32, n*d)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * 1.5)
+	}
+	var b graphBuilder
+	score := p.addInt8Stage1(&b, "x", transpose(p.search.basis, r, d), n, kb)
+	b.nodeTo("Cast", []string{score}, "scores", attrInt("to", int64(onnx.TensorProto_FLOAT)))
+	m := b.model("int8_stage1", []*onnx.ValueInfoProto{floatValueInfo("x", n, d)}, []*onnx.ValueInfoProto{floatValueInfo("scores", n, kb)}, nil, nil)
+	data, err := marshalModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := newRunner("int8 stage 1", data, "x", []int64{n, d}, []string{"scores"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rn.close()
+	out, _, err := rn.run(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.search
+	sc := p.newScratch()
+	exact, maxStep := 0, 0
+	for c := 0; c < n; c++ {
+		xc := x[c*d : (c+1)*d]
+		for i := 0; i < r; i++ {
+			sc.xp[i] = dot(s.basis[i*d:(i+1)*d], xc)
+		}
+		s.quantizePatch(sc.xp, sc.xq)
+		same := true
+		for j := 0; j < kb; j++ {
+			want := s.bias[j]
+			for i, q := range s.bankQ[j*r : (j+1)*r] {
+				want += sc.xq[i] * q
+			}
+			got := int32(out[0][c*kb+j])
+			if got != want {
+				same = false
+				// One coordinate off by one step moves a score by at most
+				// one bank value (|q| <= 127).
+				diff := got - want
+				if diff > 127 || diff < -127 {
+					t.Fatalf("patch %d row %d: graph score %d, Go %d", c, j, got, want)
+				}
+				maxStep = max(maxStep, int(max(diff, -diff)))
+			}
+		}
+		if same {
+			exact++
+		}
+	}
+	t.Logf("%d of %d patches: identical int32 scores (others within %d)", exact, n, maxStep)
+	if exact < n*98/100 {
+		t.Errorf("only %d of %d patches have identical scores", exact, n)
+	}
+}
+
+// The grouped TopK (group minima, TopK over groups, TopK inside the chosen
+// groups) must return the same k rows as one TopK over all scores.
+func TestTopKGroupedMatchesSmallest(t *testing.T) {
+	initORT(t)
+	for _, tc := range []struct{ n, kb, k int }{{64, 2151, 6}, {32, 700, 8}, {16, 50, 3}, {8, 40, 1}} {
+		t.Run(fmt.Sprint(tc.kb, "rows k", tc.k), func(t *testing.T) {
+			g, size := groupLayout(tc.kb, tc.k)
+			cols := g * size
+			rng := rand.New(rand.NewSource(int64(tc.kb)))
+			x := make([]float32, tc.n*cols)
+			for c := 0; c < tc.n; c++ {
+				for j, v := range rng.Perm(cols) { // distinct: no ties
+					x[c*cols+j] = float32(v - cols/2)
+				}
+			}
+			var b graphBuilder
+			s := b.node("Cast", []string{"x"}, attrInt("to", int64(onnx.TensorProto_INT32)))
+			idx := b.topKGrouped(s, tc.k, int64(tc.n), g, size)
+			b.nodeTo("Cast", []string{idx}, "idx", attrInt("to", int64(onnx.TensorProto_FLOAT)))
+			m := b.model("topk_grouped", []*onnx.ValueInfoProto{floatValueInfo("x", int64(tc.n), int64(cols))},
+				[]*onnx.ValueInfoProto{floatValueInfo("idx", int64(tc.n), int64(tc.k))}, nil, nil)
+			data, err := marshalModel(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rn, err := newRunner("grouped TopK", data, "x", []int64{int64(tc.n), int64(cols)}, []string{"idx"}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rn.close()
+			out, _, err := rn.run(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]int, tc.k)
+			val := make([]float32, tc.k)
+			for c := 0; c < tc.n; c++ {
+				row := x[c*cols : (c+1)*cols]
+				smallest(cols, tc.k, func(j int) float32 { return row[j] }, want, val)
+				got := map[int]bool{}
+				for _, v := range out[0][c*tc.k : (c+1)*tc.k] {
+					got[int(v)] = true
+				}
+				for _, w := range want {
+					if !got[w] {
+						t.Fatalf("row %d: grouped TopK %v misses %d of the k smallest %v", c, out[0][c*tc.k:(c+1)*tc.k], w, want)
+					}
+				}
+			}
+		})
 	}
 }
