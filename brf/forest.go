@@ -262,12 +262,14 @@ func (f *completeForest) walk5(rp unsafe.Pointer) float32 {
 		i, j, k, l = stepClean(b0, rp, i), stepClean(b1, rp, j), stepClean(b2, rp, k), stepClean(b3, rp, l)
 		i, j, k, l = stepClean(b0, rp, i), stepClean(b1, rp, j), stepClean(b2, rp, k), stepClean(b3, rp, l)
 		i, j, k, l = stepClean(b0, rp, i), stepClean(b1, rp, j), stepClean(b2, rp, k), stepClean(b3, rp, l)
-		// After 5 steps i is in 31..62: leaf i-31 of the tree.
-		lb := unsafe.Add(lp, uintptr(t)*nLeaf*4-nInt*4)
-		sum += *(*float32)(unsafe.Add(lb, i*4))
-		sum += *(*float32)(unsafe.Add(lb, (nLeaf+j)*4))
-		sum += *(*float32)(unsafe.Add(lb, (2*nLeaf+k)*4))
-		sum += *(*float32)(unsafe.Add(lb, (3*nLeaf+l)*4))
+		// After 5 steps i is in 31..62: leaf i-31 of the tree. Every
+		// pointer stays inside the leaves array (unsafe.Add below its
+		// start, even briefly, is invalid: the GC may see it).
+		lb := unsafe.Add(lp, uintptr(t)*nLeaf*4)
+		sum += *(*float32)(unsafe.Add(lb, (i-nInt)*4))
+		sum += *(*float32)(unsafe.Add(lb, (nLeaf+j-nInt)*4))
+		sum += *(*float32)(unsafe.Add(lb, (2*nLeaf+k-nInt)*4))
+		sum += *(*float32)(unsafe.Add(lb, (3*nLeaf+l-nInt)*4))
 	}
 	for ; t < f.nTrees; t++ {
 		b0 := unsafe.Add(np, uintptr(t)*nInt*8)
@@ -297,12 +299,14 @@ func (f *completeForest) walk5NaN(rp unsafe.Pointer) float32 {
 		i, j, k, l = stepNaN(b0, rp, i), stepNaN(b1, rp, j), stepNaN(b2, rp, k), stepNaN(b3, rp, l)
 		i, j, k, l = stepNaN(b0, rp, i), stepNaN(b1, rp, j), stepNaN(b2, rp, k), stepNaN(b3, rp, l)
 		i, j, k, l = stepNaN(b0, rp, i), stepNaN(b1, rp, j), stepNaN(b2, rp, k), stepNaN(b3, rp, l)
-		// After 5 steps i is in 31..62: leaf i-31 of the tree.
-		lb := unsafe.Add(lp, uintptr(t)*nLeaf*4-nInt*4)
-		sum += *(*float32)(unsafe.Add(lb, i*4))
-		sum += *(*float32)(unsafe.Add(lb, (nLeaf+j)*4))
-		sum += *(*float32)(unsafe.Add(lb, (2*nLeaf+k)*4))
-		sum += *(*float32)(unsafe.Add(lb, (3*nLeaf+l)*4))
+		// After 5 steps i is in 31..62: leaf i-31 of the tree. Every
+		// pointer stays inside the leaves array (unsafe.Add below its
+		// start, even briefly, is invalid: the GC may see it).
+		lb := unsafe.Add(lp, uintptr(t)*nLeaf*4)
+		sum += *(*float32)(unsafe.Add(lb, (i-nInt)*4))
+		sum += *(*float32)(unsafe.Add(lb, (nLeaf+j-nInt)*4))
+		sum += *(*float32)(unsafe.Add(lb, (2*nLeaf+k-nInt)*4))
+		sum += *(*float32)(unsafe.Add(lb, (3*nLeaf+l-nInt)*4))
 	}
 	for ; t < f.nTrees; t++ {
 		b0 := unsafe.Add(np, uintptr(t)*nInt*8)
