@@ -336,3 +336,21 @@ func TestFallbackBroker(t *testing.T) {
 		t.Fatalf("result via the fallback broker: %v", lines)
 	}
 }
+
+// TestWebSocketsBroker: a broker reached over MQTT-over-WebSockets
+// (ws://), as some plant brokers only expose, gets the results.
+func TestWebSocketsBroker(t *testing.T) {
+	m := startMosquitto(t, mosqOpts{WebSockets: true})
+	cfg := testConfig(t, fmt.Sprintf("ws://127.0.0.1:%d", m.WSPort), "ws")
+	tp := cfg.Resolve()
+	registerSession(t, m.URL(), "ws-sub", tp.Result)
+	p := newPublisher(t, cfg)
+	waitConnected(t, p)
+	if err := p.Publish(context.Background(), Result{Source: "cam", Seq: 9, Verdict: VerdictPass, DecidedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	lines := collect(t, m.URL(), "ws-sub", 1, "-t", tp.Result)
+	if len(lines) != 1 || !strings.Contains(lines[0], `"seq":9`) {
+		t.Fatalf("result over WebSockets: %v", lines)
+	}
+}

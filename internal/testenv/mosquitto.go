@@ -21,6 +21,8 @@ import (
 type Mosquitto struct {
 	t      testing.TB
 	Port   int
+	// WSPort is the WebSockets listener's port (MosquittoOptions.WebSockets).
+	WSPort int
 	conf   string
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -36,6 +38,9 @@ type MosquittoOptions struct {
 	Passwords map[string]string
 	// TLSCA, TLSCert and TLSKey enable a TLS listener.
 	TLSCA, TLSCert, TLSKey string
+	// WebSockets adds a second listener speaking MQTT over WebSockets, on
+	// WSPort (ws://127.0.0.1:WSPort).
+	WebSockets bool
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -103,6 +108,12 @@ func StartMosquitto(tb testing.TB, o MosquittoOptions) *Mosquitto {
 	}
 	if o.TLSCert != "" {
 		fmt.Fprintf(&c, "cafile %s\ncertfile %s\nkeyfile %s\n", o.TLSCA, o.TLSCert, o.TLSKey)
+	}
+	if o.WebSockets {
+		m.WSPort = FreePort(tb)
+		// Per-listener settings need per_listener_settings off (the default):
+		// the anonymous/password rules above apply to both listeners.
+		fmt.Fprintf(&c, "listener %d 127.0.0.1\nprotocol websockets\n", m.WSPort)
 	}
 	if err := os.WriteFile(m.conf, []byte(c.String()), 0o600); err != nil {
 		tb.Fatal(err)
