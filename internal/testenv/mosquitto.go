@@ -19,8 +19,8 @@ import (
 // port, with a generated config and its own persistence folder. It can be
 // stopped and restarted on the same port (fault tests).
 type Mosquitto struct {
-	t      testing.TB
-	Port   int
+	t    testing.TB
+	Port int
 	// WSPort is the WebSockets listener's port (MosquittoOptions.WebSockets).
 	WSPort int
 	conf   string
