@@ -8,8 +8,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/segad-edge/segad-edge/partid"
 )
 
 // SchemaVersion is the version of the JSON payloads on the result, reject and
@@ -237,9 +238,6 @@ type Trigger struct {
 	ReceivedAt time.Time
 }
 
-// maxPartID bounds part IDs so a garbage payload cannot become a huge label.
-const maxPartID = 128
-
 // ParseTrigger reads a trigger payload: empty (no part ID), JSON
 // {"part_id": "..."} or a plain-text part ID. Anything else is an error that
 // says what was wrong; the caller logs it and ignores the message.
@@ -261,21 +259,9 @@ func ParseTrigger(payload []byte) (string, error) {
 		if t.PartID == nil {
 			return "", nil
 		}
-		return checkPartID(*t.PartID)
+		return partid.Check(*t.PartID)
 	}
-	return checkPartID(s)
-}
-
-func checkPartID(id string) (string, error) {
-	if len(id) > maxPartID {
-		return "", fmt.Errorf("part ID is %d bytes, longer than %d", len(id), maxPartID)
-	}
-	for _, r := range id {
-		if !unicode.IsPrint(r) {
-			return "", fmt.Errorf("part ID contains the non-printable character %q", r)
-		}
-	}
-	return id, nil
+	return partid.Check(s)
 }
 
 // ulidGen makes result IDs: 26 Crockford base32 characters, 48 bits of
