@@ -70,8 +70,10 @@ func NewAudit(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger
 }
 
 // Save writes one part's evidence: <id>.jpg (overlay) and <id>.json. The
-// original may be an empty Mat (a part that could not be read): then only
-// the JSON is written. maps are the detectors' anomaly maps (any may be nil).
+// original may be a zero or empty Mat (a part that could not be read, a
+// dropped frame, an unserved trigger): then only the JSON is written, because
+// an error frame is exactly what an auditor needs to see. maps are the
+// detectors' anomaly maps (any may be nil).
 func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) error {
 	day := res.DecidedAt.UTC().Format("2006-01-02")
 	dir := filepath.Join(a.dir, day)
@@ -80,14 +82,20 @@ func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW
 	}
 	base := filepath.Join(dir, fileSafe(res.ID))
 	var written []string
-	if !original.Empty() {
+	var imgErr error
+	if matUsable(original) {
 		img := Overlay(original, maps, mapW, mapH, mask)
-		ok := gocv.IMWrite(base+".jpg", img)
-		img.Close()
-		if !ok {
-			return fmt.Errorf("audit: write %s.jpg failed", base)
+		switch {
+		case !matUsable(img):
+			imgErr = fmt.Errorf("audit: image of %s not written: unsupported frame type %v", res.ID, original.Type())
+		case !gocv.IMWrite(base+".jpg", img):
+			imgErr = fmt.Errorf("audit: write %s.jpg failed", base)
+		default:
+			written = append(written, base+".jpg")
 		}
-		written = append(written, base+".jpg")
+		if img.Ptr() != nil {
+			img.Close()
+		}
 	}
 	js, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
@@ -106,8 +114,14 @@ func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW
 		}
 	}
 	a.prune(time.Now())
-	return nil
+	// The JSON record is kept even when the image could not be written.
+	return imgErr
 }
+
+// matUsable reports whether m holds pixels. A zero gocv.Mat (error frames
+// carry them) has a nil C pointer, and every OpenCV call on it, Empty
+// included, dereferences that pointer: check the pointer first.
+func matUsable(m gocv.Mat) bool { return m.Ptr() != nil && !m.Empty() }
 
 // prune deletes the oldest entries until the folder is within its bounds.
 // An entry (<id>.jpg and <id>.json) goes as a whole: half an entry is of no
@@ -167,16 +181,18 @@ func fileSafe(s string) string {
 // heatmap over the image (blended 40%), outlines the mask's segments in
 // white and writes the map maximum in the corner. The caller closes the
 // result. Maps are normalised to [0, max] of the frame itself, so the colour
-// shows where, and the text shows how much.
+// shows where, and the text shows how much. An original without pixels, or
+// of a type that cannot be shown as 8-bit BGR, gives an empty Mat (never an
+// OpenCV exception, which would abort the process).
 func Overlay(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) gocv.Mat {
-	out := original.Clone()
-	if out.Channels() == 1 {
-		gocv.CvtColor(out, &out, gocv.ColorGrayToBGR)
+	out, ok := bgr8(original)
+	if !ok {
+		return gocv.NewMat()
 	}
 	w, h := out.Cols(), out.Rows()
 	var comb []float32
 	for _, m := range maps {
-		if len(m) != mapW*mapH || mapW == 0 {
+		if mapW <= 0 || mapH <= 0 || len(m) != mapW*mapH {
 			continue
 		}
 		if comb == nil {
@@ -213,6 +229,10 @@ func Overlay(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Ma
 			}
 		}
 		g, err := gocv.NewMatFromBytes(mapH, mapW, gocv.MatTypeCV8UC1, gray)
+		if err == nil && g.Empty() {
+			g.Close()
+			err = fmt.Errorf("empty %dx%d map", mapW, mapH)
+		}
 		if err == nil {
 			heat := gocv.NewMat()
 			gocv.ApplyColorMap(g, &heat, gocv.ColormapJet)
@@ -234,9 +254,42 @@ func Overlay(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Ma
 	return out
 }
 
+// bgr8 returns a new 8-bit, 3-channel copy of m (the only type the overlay
+// blends with a JET heatmap): gray and BGRA are converted, 16-bit frames
+// (GStreamer GRAY16_LE) scaled down. ok is false for anything else.
+func bgr8(m gocv.Mat) (gocv.Mat, bool) {
+	if !matUsable(m) {
+		return gocv.Mat{}, false
+	}
+	var depth8 gocv.Mat
+	switch m.Type() {
+	case gocv.MatTypeCV8UC1, gocv.MatTypeCV8UC3, gocv.MatTypeCV8UC4:
+		depth8 = m.Clone()
+	case gocv.MatTypeCV16UC1, gocv.MatTypeCV16UC3, gocv.MatTypeCV16UC4:
+		depth8 = gocv.NewMat()
+		m.ConvertToWithParams(&depth8, gocv.MatTypeCV8U, 1.0/257, 0)
+	default:
+		return gocv.Mat{}, false
+	}
+	switch depth8.Channels() {
+	case 1:
+		gocv.CvtColor(depth8, &depth8, gocv.ColorGrayToBGR)
+	case 4:
+		gocv.CvtColor(depth8, &depth8, gocv.ColorBGRAToBGR)
+	}
+	if depth8.Type() != gocv.MatTypeCV8UC3 || depth8.Empty() {
+		depth8.Close()
+		return gocv.Mat{}, false
+	}
+	return depth8, true
+}
+
 // drawOutlines paints white the pixels where the (nearest-neighbour
 // scaled) mask label changes to the right or below.
 func drawOutlines(img *gocv.Mat, m *segad.Mask) {
+	if m == nil || m.Width <= 0 || m.Height <= 0 || len(m.Labels) != m.Width*m.Height {
+		return
+	}
 	w, h := img.Cols(), img.Rows()
 	if img.Type() != gocv.MatTypeCV8UC3 || !img.IsContinuous() {
 		return

@@ -27,11 +27,14 @@ import (
 // queue, one worker inspecting frames (Line.Inspect) and handing results to
 // the publisher, plus audit, metrics and hot reload around it.
 type Daemon struct {
-	log     *slog.Logger
-	Metrics *Metrics
-	line    *Line
-	pub     Publisher
-	audit   *Audit
+	log *slog.Logger
+	// floodLog is log with its warnings rate-limited per message: every
+	// per-frame and per-message warning goes through it (NewRateLimitHandler).
+	floodLog *slog.Logger
+	Metrics  *Metrics
+	line     *Line
+	pub      Publisher
+	audit    *Audit
 
 	srcMu sync.Mutex
 	src   *sourceRef
@@ -53,6 +56,10 @@ type Daemon struct {
 	lastBeat    atomic.Int64 // unix nanos of the last sign of pipeline life
 	configError atomic.Pointer[string]
 	sampleRand  *rand.Rand
+
+	httpLimits HTTPLimits
+	freeing    atomic.Bool // returnMemory is running
+	linkWatch  linkWatch   // the result link's progress, sampled by watchHealth
 }
 
 // Options are what New needs besides the configuration.
@@ -64,6 +71,8 @@ type Options struct {
 	Publisher Publisher
 	// Source overrides the configured frame source.
 	Source FrameSource
+	// HTTPLimits bound the HTTP API (zero fields: DefaultHTTPLimits).
+	HTTPLimits HTTPLimits
 }
 
 // New builds every stage from the configuration: ONNX Runtime, detectors
@@ -74,8 +83,8 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	d = &Daemon{log: log, Metrics: NewMetrics(), cfg: cfg, started: time.Now(),
-		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
+	d = &Daemon{log: log, floodLog: rateLimited(log), Metrics: NewMetrics(), cfg: cfg, started: time.Now(),
+		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -107,7 +116,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	// delivers queued triggers as soon as it connects, and they need it.
 	src := opt.Source
 	if src == nil {
-		if src, err = OpenSource(cfg, model, log); err != nil {
+		if src, err = OpenSource(cfg, model, d.floodLog); err != nil {
 			return nil, err
 		}
 		closers = append(closers, func() { src.Close() })
@@ -119,12 +128,12 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 		if cfg.MQTT.Broker == "" {
 			return nil, fmt.Errorf("%s: mqtt.broker is not set: give a broker URL (tcp://host:1883, ssl://host:8883) or embedded", cfg.Path)
 		}
-		p, err := mqtt.New(cfg.MQTT, log.With("stage", "mqtt"))
+		p, err := mqtt.New(cfg.MQTT, d.floodLog.With("stage", "mqtt"))
 		if err != nil {
 			return nil, err
 		}
 		p.SetHealth(d.health)
-		p.OnTrigger(func(t mqtt.Trigger) { d.trigger(t.PartID) })
+		p.OnTrigger(d.onTrigger)
 		d.pub = p
 	}
 	d.ready.Store(true)

@@ -296,6 +296,7 @@ func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
 		}
 		res.DecidedAt = time.Now()
 		res.LatencyMS["total"] = ms(res.DecidedAt.Sub(in.start))
+		stamp(res)
 		ins.Result = *res
 		return ins
 	}
@@ -382,6 +383,18 @@ func (m *Model) images(f *capture.Frame) error {
 		m.imgs[i] = infer.Image{Width: sz.Width, Height: sz.Height, Stride: r.Step(), Pix: rp}
 	}
 	return nil
+}
+
+// stamp gives a decided result its schema version and a fresh result ID.
+// Every result is decided in Score (the line, HTTP /inspect, dropped frames,
+// unserved triggers), so this is the one place that stamps results: the
+// audit entry, the log line, the HTTP answer and the MQTT message all carry
+// the same ID.
+func stamp(r *mqtt.Result) {
+	r.Schema = mqtt.SchemaVersion
+	if r.ID == "" {
+		r.ID = mqtt.NewResultID(r.DecidedAt)
+	}
 }
 
 // failClosed marks a result rejected because the part could not be judged.

@@ -21,9 +21,15 @@ type Metrics struct {
 	Outbox       prometheus.Gauge
 	OutboxDrops  prometheus.Gauge
 	PublishErrs  prometheus.Counter
-	Reloads      *prometheus.CounterVec // result=applied|rejected
-	ModelInfo    *prometheus.GaugeVec   // bundle, detectors, features
-	Score        prometheus.Histogram
+	// TriggersUnserved counts triggers answered with a capture_error result
+	// because no frame could be taken for them.
+	TriggersUnserved prometheus.Counter
+	// HTTPRefused counts HTTP requests refused by a limit, by reason
+	// (body_too_large, busy, bad_part_id).
+	HTTPRefused *prometheus.CounterVec
+	Reloads     *prometheus.CounterVec // result=applied|rejected
+	ModelInfo   *prometheus.GaugeVec   // bundle, detectors, features
+	Score       prometheus.Histogram
 }
 
 // NewMetrics registers the daemon's metrics (plus Go and process metrics)
@@ -47,12 +53,14 @@ func NewMetrics() *Metrics {
 	m.Outbox = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_outbox_backlog", Help: "Results waiting in the durable outbox for the broker."})
 	m.OutboxDrops = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_outbox_dropped", Help: "Pass results dropped because the outbox was full."})
 	m.PublishErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "segad_publish_errors_total", Help: "Results that could not be stored in the outbox."})
+	m.TriggersUnserved = prometheus.NewCounter(prometheus.CounterOpts{Name: "segad_triggers_unserved_total", Help: "Triggers answered with a capture_error result because no frame could be taken for them."})
+	m.HTTPRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segad_http_refused_total", Help: "HTTP requests refused by a limit, by reason."}, []string{"reason"})
 	m.Reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "segad_config_reloads_total", Help: "Configuration reloads by result."}, []string{"result"})
 	m.ModelInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "segad_model_info", Help: "The loaded model (value 1)."}, []string{"bundle", "detectors", "features"})
 	m.Score = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "segad_score", Help: "SegAD scores (raw margins).",
 		Buckets: prometheus.LinearBuckets(-10, 1, 21)})
 	for _, c := range []prometheus.Collector{m.Frames, m.Verdicts, m.Dropped, m.StageSeconds, m.QueueDepth, m.Reconnects,
-		m.CameraUp, m.FrameAge, m.Outbox, m.OutboxDrops, m.PublishErrs, m.Reloads, m.ModelInfo, m.Score} {
+		m.CameraUp, m.FrameAge, m.Outbox, m.OutboxDrops, m.PublishErrs, m.TriggersUnserved, m.HTTPRefused, m.Reloads, m.ModelInfo, m.Score} {
 		f(c)
 	}
 	return m

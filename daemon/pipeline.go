@@ -11,6 +11,7 @@ import (
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/partid"
 )
 
 // sourceRef is a frame source with the frames it has in flight. A reload
@@ -69,20 +70,37 @@ type queued struct {
 	f       *capture.Frame
 	ref     *sourceRef
 	dropped bool
+	// reject is set for a part the line will not inspect because it never
+	// got a frame (a trigger that could not be served): it carries no image,
+	// and gets a capture_error result with this reason in queue order, so
+	// it is published, counted and audited like every other part.
+	reject error
 }
+
+// live reports whether the item is a frame still to be inspected (it counts
+// against the queue's capacity).
+func (it *queued) live() bool { return !it.dropped && it.reject == nil }
+
+// maxRejects bounds the unserved-trigger answers waiting in the queue. They
+// hold no image (a few hundred bytes each), but a trigger flood must not
+// grow memory without bound: beyond it, the trigger handler waits for the
+// line, which pushes back on the MQTT trigger queue (whose own overflow
+// comes back here as more unserved triggers, answered in turn).
+const maxRejects = 1024
 
 // frameQueue is the bounded queue between capture and inference. It counts
 // only frames still to be inspected against its capacity: with drop_oldest,
 // a push into a full queue marks the oldest live frame dropped instead of
 // waiting; with block, it waits for room.
 type frameQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	items  []*queued
-	live   int
-	cap    int
-	block  bool
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	items   []*queued
+	live    int
+	rejects int // items with reject set
+	cap     int
+	block   bool
+	closed  bool
 }
 
 func newFrameQueue(capacity int, policy string) *frameQueue {
@@ -92,10 +110,14 @@ func newFrameQueue(capacity int, policy string) *frameQueue {
 }
 
 // push adds a frame. It returns the frame it dropped to make room (nil if
-// none), or ok=false when ctx ended while a blocking push waited.
+// none), or ok=false when ctx ended while a blocking push waited or the
+// queue is closed (the caller then answers the frame itself).
 func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return nil, false
+	}
 	if q.block {
 		stop := context.AfterFunc(ctx, func() {
 			q.mu.Lock()
@@ -106,12 +128,12 @@ func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok 
 		for q.live >= q.cap && ctx.Err() == nil {
 			q.cond.Wait()
 		}
-		if ctx.Err() != nil && q.live >= q.cap {
+		if (ctx.Err() != nil && q.live >= q.cap) || q.closed {
 			return nil, false
 		}
 	} else if q.live >= q.cap {
 		for _, old := range q.items {
-			if !old.dropped {
+			if old.live() {
 				old.dropped = true
 				old.f.ReleaseImages()
 				q.live--
@@ -124,6 +146,26 @@ func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok 
 	q.live++
 	q.cond.Broadcast()
 	return dropped, true
+}
+
+// pushReject queues an answer for a part that gets no frame (it.reject
+// set). It does not count against the frame capacity (there is nothing to
+// inspect) and never drops; it waits only while maxRejects answers are
+// already waiting. ok=false once the queue is closed: the caller answers
+// the part itself.
+func (q *frameQueue) pushReject(it *queued) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.rejects >= maxRejects && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		return false
+	}
+	q.items = append(q.items, it)
+	q.rejects++
+	q.cond.Broadcast()
+	return true
 }
 
 // pop takes the oldest frame, waiting for one; ok=false once the queue is
@@ -140,7 +182,10 @@ func (q *frameQueue) pop() (*queued, bool) {
 	it := q.items[0]
 	q.items[0] = nil
 	q.items = q.items[1:]
-	if !it.dropped {
+	switch {
+	case it.reject != nil:
+		q.rejects--
+	case !it.dropped:
 		q.live--
 	}
 	q.cond.Broadcast()
@@ -160,8 +205,12 @@ func (q *frameQueue) depth() int {
 	return len(q.items)
 }
 
-// Trigger asks the source for the freshest frame (on-demand mode).
+// Trigger asks the source for the freshest frame (on-demand mode). A part
+// ID that breaks the part-ID rule (package partid) is refused.
 func (d *Daemon) Trigger(partID string) error {
+	if _, err := partid.Check(partID); err != nil {
+		return fmt.Errorf("trigger refused: %w", err)
+	}
 	src := d.currentSource()
 	if src == nil {
 		return errors.New("the daemon is starting: no source yet")
@@ -173,19 +222,40 @@ func (d *Daemon) Trigger(partID string) error {
 	return t.Trigger(partID)
 }
 
-// trigger handles an MQTT trigger: a trigger that cannot be served still
-// gets a result (verdict error) with its part ID, so a PLC waiting for
-// that part is not left without an answer.
-func (d *Daemon) trigger(partID string) {
-	err := d.Trigger(partID)
-	if err == nil {
+// onTrigger handles an MQTT trigger. Every trigger gets exactly one
+// result: the part's inspection when the source takes it, else a
+// capture_error result with its part ID (so a PLC waiting for that part is
+// not left without an answer). A trigger the MQTT side flagged Overflow
+// (triggers arrived faster than the line takes them) is answered at once
+// without asking the source.
+func (d *Daemon) onTrigger(t mqtt.Trigger) {
+	if t.Overflow {
+		d.rejectTrigger(t.PartID, errors.New("trigger not served: triggers arrived faster than the line takes them; the part was not inspected"))
 		return
 	}
-	d.log.Warn("trigger not served", "part_id", partID, "err", err)
-	s := d.line.Settings()
-	res := mqtt.Result{Station: s.Station, Source: "trigger", PartID: partID, CapturedAt: time.Now(), Threshold: s.Threshold}
-	failClosed(&res, ReasonCapture, fmt.Errorf("trigger not served: %w", err))
-	d.finish(&queued{f: &capture.Frame{Source: "trigger", PartID: partID}}, Inspection{Result: res})
+	if err := d.Trigger(t.PartID); err != nil {
+		d.rejectTrigger(t.PartID, fmt.Errorf("trigger not served: %w", err))
+	}
+}
+
+// rejectTrigger answers a trigger that will get no frame with a
+// capture_error result. The answer goes through the queue, behind the
+// frames already taken, so results stay in the order the line saw its
+// parts and pass the one finish path (published, counted, audited).
+func (d *Daemon) rejectTrigger(partID string, err error) {
+	if _, perr := partid.Check(partID); perr != nil {
+		// The MQTT side checks part IDs already; never let one through
+		// into results, PLC registers or file names anyway.
+		err = fmt.Errorf("%w (its part ID was refused: %v)", err, perr)
+		partID = ""
+	}
+	d.Metrics.TriggersUnserved.Inc()
+	d.floodLog.Warn("trigger not served", "part_id", partID, "err", err)
+	it := &queued{f: &capture.Frame{Source: "trigger", PartID: partID, Captured: time.Now()}, reject: err}
+	if d.queue == nil || !d.queue.pushReject(it) {
+		// The line no longer takes parts (stopping): answer here.
+		d.finish(it, d.line.Score(d.line.Rejected(it.f, ReasonCapture, err), false))
+	}
 }
 
 // Run runs the line until ctx is cancelled or a finite source ends, then
@@ -215,6 +285,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			d.Metrics.QueueDepth.Set(float64(d.queue.depth()))
 			switch {
+			case q.reject != nil:
+				inferred <- pending{q, d.line.Rejected(q.f, ReasonCapture, q.reject)}
 			case q.dropped:
 				inferred <- pending{q, d.line.Rejected(q.f, ReasonDropped,
 					errors.New("inference fell behind the camera; the part was not inspected (pipeline.overflow: drop_oldest)"))}
@@ -238,30 +310,74 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go d.watchHealth(healthCtx)
 
 	var capErr error
+	stopAt := time.Now()
+	deadline := d.shutdownTimeout()
 	select {
 	case capErr = <-capDone: // finite source ended (or failed)
+		stopAt = time.Now()
 	case <-ctx.Done():
+		stopAt = time.Now()
 		d.log.Info("stopping: finishing frames in flight", "queued", d.queue.depth())
-		<-capDone // a stop, not a capture failure
+		select {
+		case <-capDone: // a stop, not a capture failure
+		case <-time.After(deadline):
+			// A source that ignores cancellation (stuck in a driver) must
+			// not wedge the stop: go on without it. A frame it hands out
+			// later finds the queue closed and is answered there.
+			d.log.Error("capture did not stop within the shutdown deadline; stopping without it", "deadline", deadline)
+		}
 	}
 	d.queue.close()
-	deadline := d.shutdownTimeout()
+	grace := stopGrace(deadline)
 	finished := true
 	select {
 	case <-workDone:
-	case <-time.After(deadline):
+	case <-time.After(time.Until(stopAt.Add(deadline))):
 		// Reject what is still queued instead of inspecting it, and give
-		// the frame in inference one more deadline.
+		// the frame in inference a short grace.
 		d.aborting.Store(true)
 		d.log.Error("shutdown deadline passed: rejecting frames not yet inspected", "deadline", deadline, "queued", d.queue.depth())
 		select {
 		case <-workDone:
-		case <-time.After(deadline):
+		case <-time.After(grace):
 			finished = false
-			d.log.Error("a frame is still in inference after twice the shutdown deadline: leaving the detectors to process exit")
+			d.log.Error("the pipeline is still busy after the shutdown deadline (a detector or the outbox hangs): leaving it to process exit", "grace", grace)
 		}
 	}
-	return errors.Join(capErrOrNil(capErr), d.close(finished))
+	return errors.Join(capErrOrNil(capErr), d.closeWithin(finished, grace))
+}
+
+// ShutdownSlack is how much longer than pipeline.shutdown_timeout a stop
+// may take at most: a grace for frames rejected at the deadline plus one
+// for closing the source and the publisher (each at most 5 s). `segad run`
+// exits the process when a stop outlasts shutdown_timeout + ShutdownSlack,
+// so no hung peer (broker, camera, disk) can keep the daemon from stopping.
+const ShutdownSlack = 2*maxStopGrace + 5*time.Second
+
+// maxStopGrace bounds each of the two grace periods of a stop.
+const maxStopGrace = 5 * time.Second
+
+func stopGrace(deadline time.Duration) time.Duration {
+	return min(max(deadline, time.Second), maxStopGrace)
+}
+
+// ShutdownBound is the longest a stop of this daemon may take (see
+// ShutdownSlack).
+func (d *Daemon) ShutdownBound() time.Duration { return d.shutdownTimeout() + ShutdownSlack }
+
+// closeWithin runs close in the background and waits at most grace for it:
+// a source or publisher whose Close hangs (a camera driver, a dead broker
+// during the final flush) is left to process exit. Results not yet sent
+// stay in the durable outbox and are sent after the restart.
+func (d *Daemon) closeWithin(detectorsIdle bool, grace time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- d.closeBounded(detectorsIdle, grace) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(grace + time.Second):
+		return fmt.Errorf("shutdown: closing the source and the publisher did not finish within %s; left to process exit (results not yet sent stay in the outbox)", grace)
+	}
 }
 
 func capErrOrNil(err error) error {
@@ -327,12 +443,8 @@ func (d *Daemon) finish(q *queued, ins Inspection) {
 		d.beat()
 	}()
 	res := &ins.Result
-	// The ID is set here, not by the publisher, so the audit entry, the
-	// log line and the MQTT message all carry the same one.
-	if res.ID == "" {
-		res.ID = mqtt.NewResultID(res.DecidedAt)
-	}
-	res.Schema = mqtt.SchemaVersion
+	// Line.Score stamped the ID and schema (the one place for every path),
+	// so the audit entry, the log line and the MQTT message carry the same.
 	t := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	err := d.pub.Publish(ctx, *res)
@@ -345,10 +457,10 @@ func (d *Daemon) finish(q *queued, ins Inspection) {
 		// the part's file unacknowledged so a restart inspects it again.
 		d.Metrics.PublishErrs.Inc()
 		d.lastPubErr.Store(time.Now().UnixNano())
-		d.log.Error("result not stored in the outbox", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "err", err)
+		d.floodLog.Error("result not stored in the outbox", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "err", err)
 		if direct, ok := d.pub.(interface{ PublishDirect(mqtt.Result) error }); ok {
 			if err := direct.PublishDirect(*res); err != nil {
-				d.log.Error("result not delivered either", "id", res.ID, "err", err)
+				d.floodLog.Error("result not delivered either", "id", res.ID, "err", err)
 			}
 		}
 	}
@@ -368,13 +480,13 @@ func (d *Daemon) finish(q *queued, ins Inspection) {
 	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
 	if d.audit != nil && (res.Rejected() || d.samplePass()) {
 		if err := d.audit.Save(res, f.Original, ins.Maps, ins.MapW, ins.MapH, ins.Mask); err != nil {
-			d.log.Warn("audit entry not saved", "seq", res.Seq, "err", err)
+			d.floodLog.Warn("audit entry not saved", "id", res.ID, "seq", res.Seq, "err", err)
 		}
 	}
 	if q.ref != nil && stored && f.Path != "" {
 		if a, ok := q.ref.src.(capture.Acker); ok {
 			if err := a.Ack(f, !res.Rejected()); err != nil {
-				d.log.Warn("cannot move inspected file", "file", f.Path, "err", err)
+				d.floodLog.Warn("cannot move inspected file", "file", f.Path, "err", err)
 			}
 		}
 	}
@@ -419,6 +531,14 @@ func (d *Daemon) watchHealth(ctx context.Context) {
 			s := p.Stats()
 			d.Metrics.Outbox.Set(float64(s.Backlog))
 			d.Metrics.OutboxDrops.Set(float64(s.Drops))
+			was := d.linkWatch.last()
+			if l := d.linkWatch.observe(s, time.Now()); l.Stalled != was.Stalled {
+				if l.Stalled {
+					d.log.Error("results cannot be published: not ready", "reason", l.Reason)
+				} else {
+					d.log.Info("results are reaching the broker again: ready")
+				}
+			}
 		}
 		if d.inflight.Load() == 0 {
 			d.beat()
@@ -459,18 +579,19 @@ func (d *Daemon) health() mqtt.Health {
 
 // Close releases every stage. Run calls it; call it yourself only when Run
 // was never started.
-func (d *Daemon) Close() error { return d.close(true) }
+func (d *Daemon) Close() error { return d.closeBounded(true, d.shutdownTimeout()) }
 
-// close releases the stages; with detectorsIdle false (a frame is stuck in
-// inference at shutdown) the detectors are left to process exit rather
-// than freed under the running inference.
-func (d *Daemon) close(detectorsIdle bool) error {
+// closeBounded releases the stages, giving the publisher's final flush at
+// most flush; with detectorsIdle false (a frame is stuck in inference at
+// shutdown) the detectors are left to process exit rather than freed under
+// the running inference.
+func (d *Daemon) closeBounded(detectorsIdle bool, flush time.Duration) error {
 	var errs []error
 	if ref := d.currentRef(); ref != nil {
 		ref.cancel()
 		errs = append(errs, ref.src.Close())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.shutdownTimeout())
+	ctx, cancel := context.WithTimeout(context.Background(), flush)
 	defer cancel()
 	if d.pub != nil {
 		errs = append(errs, d.pub.Close(ctx))

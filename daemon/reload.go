@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/goccy/go-yaml"
 
+	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 )
 
@@ -27,7 +28,8 @@ var restartKeys = []string{"mqtt", "http", "pipeline", "station", "log.format", 
 //   - detectors, mask, model or bundle: a new model stage is built and
 //     warmed up while the old one keeps inspecting, then swapped in between
 //     two frames together with the new thresholds;
-//   - capture: the new source is opened, then swapped in; the old one stops
+//   - capture: the new source is opened and, for live kinds, must deliver a
+//     first frame (probeSource) before it is swapped in; the old one stops
 //     being read and is closed once its frames in flight are finished;
 //   - the keys in restartKeys need a restart (logged as such; they keep
 //     their running values); fit.* is for `segad fit` only.
@@ -101,11 +103,16 @@ func (d *Daemon) Reload() error {
 		if m == nil {
 			m = d.line.Model()
 		}
-		if src, err = OpenSource(&applied, m, d.log); err != nil {
+		if src, err = OpenSource(&applied, m, d.floodLog); err == nil {
+			if err = probeSource(src, applied.Capture); err != nil {
+				src.Close()
+			}
+		}
+		if err != nil {
 			if model != nil {
 				model.Close()
 			}
-			return reject("new capture source not opened", err)
+			return reject("new capture source not switched to; the running source stays", err)
 		}
 	}
 
@@ -146,6 +153,54 @@ func (d *Daemon) Reload() error {
 	d.configError.Store(nil)
 	d.Metrics.Reloads.WithLabelValues("applied").Inc()
 	return nil
+}
+
+// Probe bounds for a new live source on reload: it must deliver a first
+// frame within its open_timeout plus watchdog, clamped to this range, or the
+// running source stays.
+const (
+	minProbe = time.Second
+	maxProbe = 60 * time.Second
+)
+
+// probeSource checks that a source opened by a reload works before the
+// running one is closed for it. Live kinds (device, stream, gstreamer) open
+// in the background, so an Open without error proves nothing: wait until
+// their reader has read a frame, and refuse on their first failure or when
+// none comes in time (a pipeline with a missing element, one that ends at
+// once, a camera that is off). The probe watches State and never calls
+// Next, so no frame is taken from the source (nor lost) before the switch:
+// the first frame inspected afterwards is a fresh one, as for any live
+// source. File kinds (video, sequence, folder, watch) fail in Open when
+// their path is unusable, and a file read to probe them would be a part
+// taken out of order, so for them opening is the probe.
+func probeSource(src FrameSource, cc capture.Config) error {
+	switch cc.Kind {
+	case capture.KindDevice, capture.KindStream, capture.KindGStreamer:
+	default:
+		return nil
+	}
+	open, wd := cc.OpenTimeout, cc.Watchdog
+	if open <= 0 {
+		open = 30 * time.Second
+	}
+	if wd <= 0 {
+		wd = 5 * time.Second
+	}
+	limit := min(max(open+wd, minProbe), maxProbe)
+	deadline := time.Now().Add(limit)
+	for {
+		st := src.State()
+		switch {
+		case st.LastFrameAge > 0:
+			return nil
+		case st.LastError != "":
+			return fmt.Errorf("source %s failed before its first frame: %s", src.Name(), st.LastError)
+		case time.Now().After(deadline):
+			return fmt.Errorf("source %s delivered no frame within %s (capture.open_timeout + capture.watchdog)", src.Name(), limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Change is one configuration key whose value changed.

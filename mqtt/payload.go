@@ -236,6 +236,8 @@ type Trigger struct {
 	Topic string
 	// ReceivedAt is when the publisher received it.
 	ReceivedAt time.Time
+	// Overflow is true when this trigger could not be served because triggers arrived faster than the line takes them; the daemon answers it with a capture_error result.
+	Overflow bool
 }
 
 // ParseTrigger reads a trigger payload: empty (no part ID), JSON

@@ -36,6 +36,29 @@ running configuration kept.`,
 	rootCmd.AddCommand(cmd)
 }
 
+// stopWatchdog makes a stop unwedgeable: once ctx ends (SIGTERM, SIGINT) it
+// restores the default signal handling, so a second signal ends the process
+// at once, and exits the process itself if Run has not returned within
+// bound (shutdown_timeout + daemon.ShutdownSlack), whatever peer hangs.
+// Nothing durable is lost by that exit: results not yet sent are in the
+// outbox and files not yet acknowledged stay in the watch folder.
+func stopWatchdog(ctx context.Context, restoreSignals func(), runDone <-chan struct{}, bound time.Duration, log *slog.Logger) {
+	select {
+	case <-runDone:
+		return
+	case <-ctx.Done():
+	}
+	restoreSignals()
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-runDone:
+	case <-t.C:
+		log.Error("stop did not finish in time: exiting now (results not yet sent stay in the outbox, unacknowledged files in the watch folder)", "bound", bound)
+		os.Exit(3)
+	}
+}
+
 func runDaemon(parent context.Context, cfgPath string) error {
 	if parent == nil {
 		parent = context.Background()
@@ -92,7 +115,10 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	notifier.Ready()
 	notifier.Status("inspecting")
 	log.Info("ready: inspecting")
+	runDone := make(chan struct{})
+	go stopWatchdog(ctx, stop, runDone, d.ShutdownBound(), log)
 	err = d.Run(ctx)
+	close(runDone)
 	notifier.Stopping()
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
