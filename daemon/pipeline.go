@@ -586,11 +586,16 @@ func (d *Daemon) Close() error { return d.closeBounded(true, d.shutdownTimeout()
 // shutdown) the detectors are left to process exit rather than freed under
 // the running inference.
 func (d *Daemon) closeBounded(detectorsIdle bool, flush time.Duration) error {
-	var errs []error
+	// The source closes alongside the publisher: a camera stuck in its
+	// driver must not keep the outbox from its final flush and close.
+	srcErr := make(chan error, 1)
 	if ref := d.currentRef(); ref != nil {
 		ref.cancel()
-		errs = append(errs, ref.src.Close())
+		go func() { srcErr <- ref.src.Close() }()
+	} else {
+		srcErr <- nil
 	}
+	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), flush)
 	defer cancel()
 	if d.pub != nil {
@@ -599,5 +604,6 @@ func (d *Daemon) closeBounded(detectorsIdle bool, flush time.Duration) error {
 	if detectorsIdle {
 		errs = append(errs, d.line.Close())
 	}
+	errs = append(errs, <-srcErr)
 	return errors.Join(errs...)
 }
