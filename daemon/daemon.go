@@ -108,7 +108,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	d.Metrics.ModelInfo.WithLabelValues(model.Bundle, strings.Join(model.Names, ","), fmt.Sprint(model.Extractor.NumFeatures())).Set(1)
 
 	if cfg.Audit.Dir != "" {
-		if d.audit, err = NewAudit(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, log); err != nil {
+		if d.audit, err = NewAudit(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, d.floodLog); err != nil {
 			return nil, err
 		}
 	}

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -242,6 +245,16 @@ func (d *Daemon) notReady() string {
 	return ""
 }
 
+// httpErrorLog turns net/http's per-connection error lines into one
+// structured, rate-limited warning message (the text, which names the peer,
+// goes into an attribute, so the limit counts them together).
+type httpErrorLog struct{ log *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	w.log.Warn("http: connection error", "err", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
 // frameFromBytes decodes and preprocesses an uploaded image exactly as the
 // configured source would.
 func (d *Daemon) frameFromBytes(data []byte, partID string) *capture.Frame {
@@ -269,6 +282,9 @@ func (d *Daemon) ServeHTTP(ctx context.Context, addr, token, cert, key string) e
 		WriteTimeout:      lim.WriteTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+		// net/http logs per connection (TLS handshake failures, accept
+		// errors): through the rate limit, or a scanner floods the journal.
+		ErrorLog: log.New(httpErrorLog{d.floodLog}, "", 0),
 	}
 	go func() {
 		<-ctx.Done()

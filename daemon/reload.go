@@ -318,7 +318,7 @@ func (d *Daemon) WatchConfig(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				d.log.Warn("config watch", "err", err)
+				d.floodLog.Warn("config watch", "err", err)
 			case <-pending:
 				pending = nil
 				if _, err := os.Stat(abs); err != nil {
