@@ -151,7 +151,7 @@ func CheckName(s string) error {
 		return errors.New("empty name")
 	}
 	if len(s) > 64 {
-		return fmt.Errorf("name %q longer than 64 bytes", s)
+		return fmt.Errorf("name %q... is %d bytes: at most 64", s[:32], len(s))
 	}
 	for _, r := range s {
 		ok := r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
