@@ -202,7 +202,9 @@ var hostileModels = []hostileModel{
 		writeBundle(tb, dir, filepath.Join(dir, "brf.json"), func(m *bundle.Manifest) {
 			m.Features[4], m.Features[5] = m.Features[5], m.Features[4]
 		}, nil)
-	}, func(s string) string { return strings.Replace(useBundle(s), "bundle: bundle\n", "bundle: bundle\n  threshold: 0.5\n", 1) },
+	}, func(s string) string {
+		return strings.Replace(useBundle(s), "bundle: bundle\n", "bundle: bundle\n  threshold: 0.5\n", 1)
+	},
 		[]string{filepath.Join("bundle", "manifest.json"), `feature 4 is "outer_half_circle.ms.skew" in the manifest but "outer_half_circle.ms.q995" in this configuration`}},
 }
 
