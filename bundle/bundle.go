@@ -134,8 +134,26 @@ type Bundle struct {
 	ModelPath string
 	// Manifest is the parsed manifest.json.
 	Manifest *Manifest
-	// Threshold is the suggested threshold (Manifest.Threshold.Suggested).
+	// ManifestPath is Dir/manifest.json, for messages.
+	ManifestPath string
+	// Threshold is the suggested threshold (Manifest.Threshold.Suggested);
+	// 0 when HasThreshold is false.
 	Threshold float64
+	// HasThreshold tells whether manifest.json has threshold.suggested at
+	// all. Without it Threshold is a zero value, not a calibrated
+	// threshold: use SuggestedThreshold, which refuses.
+	HasThreshold bool
+}
+
+// SuggestedThreshold returns the suggested threshold, or an error naming
+// manifest.json when it has none: a missing threshold must never become
+// threshold 0 (the daemon would then judge parts against a number nobody
+// chose, and fail open for every score below it).
+func (b *Bundle) SuggestedThreshold() (float64, error) {
+	if !b.HasThreshold {
+		return 0, fmt.Errorf("bundle %s: %s has no threshold.suggested, so the bundle gives no threshold (judging against 0 would be a guess): re-run `segad fit` to write a complete bundle, or set segad.threshold explicitly", b.Dir, b.ManifestPath)
+	}
+	return b.Threshold, nil
 }
 
 // Write creates dir (if needed) and writes model.json and manifest.json.
@@ -188,12 +206,22 @@ func Load(dir string) (*Bundle, error) {
 		return nil, fmt.Errorf("load bundle %s: not a folder (a bundle is the folder `segad fit -o` wrote)", dir)
 	}
 	mp := filepath.Join(dir, ManifestFile)
-	data, err := os.ReadFile(mp)
+	data, err := readManifest(mp)
 	if err != nil {
 		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("load bundle: parse %s: %w", mp, err)
+	}
+	// Threshold.Suggested is a float64: absent and 0 look alike after
+	// decoding. Ask the JSON itself.
+	var presence struct {
+		Threshold *struct {
+			Suggested *float64 `json:"suggested"`
+		} `json:"threshold"`
+	}
+	if err := json.Unmarshal(data, &presence); err != nil {
 		return nil, fmt.Errorf("load bundle: parse %s: %w", mp, err)
 	}
 	if m.Format > FormatVersion {
@@ -206,7 +234,8 @@ func Load(dir string) (*Bundle, error) {
 	if _, err := os.Stat(model); err != nil {
 		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
 	}
-	return &Bundle{Dir: dir, ModelPath: model, Manifest: &m, Threshold: m.Threshold.Suggested}, nil
+	has := presence.Threshold != nil && presence.Threshold.Suggested != nil
+	return &Bundle{Dir: dir, ModelPath: model, ManifestPath: mp, Manifest: &m, Threshold: m.Threshold.Suggested, HasThreshold: has}, nil
 }
 
 // check rejects manifests that cannot be verified or used.
@@ -224,7 +253,81 @@ func (m *Manifest) check() error {
 	if t := m.Threshold.Suggested; math.IsNaN(t) || math.IsInf(t, 0) {
 		errs = append(errs, fmt.Errorf("suggested threshold %v is not finite", t))
 	}
+	// The features must be what K detectors and L segments give: 4*L*K
+	// statistics, K maxima and at most one extra (classifier) feature. A
+	// list edited by hand or written by another tool is refused here,
+	// before anything is scored with it.
+	if L, K := len(m.Mask.Segments), len(m.Detectors); L > 0 && K > 0 && len(m.Features) > 0 {
+		if want := 4*L*K + K; len(m.Features) != want && len(m.Features) != want+1 {
+			errs = append(errs, fmt.Errorf("lists %d features, but %d detectors and %d segments give %d (4 per segment and detector, 1 maximum per detector, plus 1 with a classifier)",
+				len(m.Features), K, L, want))
+		}
+	}
+	seen := make(map[string]int, len(m.Features))
+	for i, f := range m.Features {
+		if j, dup := seen[f]; dup {
+			errs = append(errs, fmt.Errorf("feature %d %q is also feature %d: names must be unique", i, f, j))
+			break
+		}
+		seen[f] = i
+	}
 	return errors.Join(errs...)
+}
+
+// maxManifestBytes bounds manifest.json: a real one is a few KB (a few
+// hundred feature names and operating points).
+const maxManifestBytes = 16 << 20
+
+// readManifest reads manifest.json, refusing anything but a regular file
+// of bounded size.
+func readManifest(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > maxManifestBytes {
+		return nil, fmt.Errorf("%s is %d bytes: a manifest is at most %d", path, st.Size(), maxManifestBytes)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxManifestBytes {
+		return nil, fmt.Errorf("%s grew past %d bytes while being read", path, maxManifestBytes)
+	}
+	return data, nil
+}
+
+// VerifyFeatures checks that the running configuration computes the
+// features the forest was trained on, by name and position: the forest
+// reads features by column, so a list that differs (segments renamed or
+// reordered, detectors swapped, a classifier added or removed) would score
+// every part with the wrong inputs. The error names the first difference.
+func VerifyFeatures(m *Manifest, names []string) error {
+	n := min(len(m.Features), len(names))
+	for i := 0; i < n; i++ {
+		if m.Features[i] != names[i] {
+			return fmt.Errorf("feature %d is %q in the manifest but %q in this configuration (the forest reads features by position; %d features in the manifest, %d here)",
+				i, m.Features[i], names[i], len(m.Features), len(names))
+		}
+	}
+	switch {
+	case len(m.Features) > n:
+		return fmt.Errorf("the manifest lists %d features, this configuration computes %d: the first missing one is feature %d %q",
+			len(m.Features), len(names), n, m.Features[n])
+	case len(names) > n:
+		return fmt.Errorf("the manifest lists %d features, this configuration computes %d: the first extra one is feature %d %q",
+			len(m.Features), len(names), n, names[n])
+	}
+	return nil
 }
 
 // Verify checks that a running configuration matches the bundle: the same

@@ -1,12 +1,21 @@
 package bundle
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
+
+// testFeatures are the feature names of detectors patchcore and
+// efficientad on one segment s0 (segad.FeatureNames' layout).
+var testFeatures = []string{
+	"s0.patchcore.q995", "s0.patchcore.skew", "s0.patchcore.kurtosis", "s0.patchcore.mean",
+	"s0.efficientad.q995", "s0.efficientad.skew", "s0.efficientad.kurtosis", "s0.efficientad.mean",
+	"patchcore.max", "efficientad.max",
+}
 
 func testManifest(t *testing.T, dir string) (*Manifest, []string) {
 	t.Helper()
@@ -26,7 +35,7 @@ func testManifest(t *testing.T, dir string) (*Manifest, []string) {
 	}
 	return &Manifest{
 		Tool: "segad", ToolVersion: "test", Created: time.Unix(1700000000, 0).UTC(),
-		Features: []string{"a", "b"}, Detectors: dets,
+		Features: append([]string(nil), testFeatures...), Detectors: dets,
 		Mask:      Mask{Source: "mask.png", Hash: "abcdef0123456789", Width: 8, Height: 8, Segments: []string{"s0"}},
 		Params:    map[string]string{"eta": "0.3"},
 		Rounds:    10,
@@ -80,6 +89,22 @@ func TestLoadErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(empty, ManifestFile), []byte(`{"format": 1}`), 0o644)
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, []byte("x"), 0o644)
+	// Hand-edited manifests: a feature list that cannot come from the
+	// manifest's own detectors and segments, and a duplicated name.
+	edited := func(name string, edit func(*Manifest)) string {
+		mm, _ := testManifest(t, dir)
+		edit(mm)
+		d := filepath.Join(dir, name)
+		os.MkdirAll(d, 0o755)
+		js, _ := json.Marshal(mm)
+		os.WriteFile(filepath.Join(d, ManifestFile), js, 0o644)
+		os.WriteFile(filepath.Join(d, ModelFile), []byte("{}"), 0o644)
+		return d
+	}
+	shortList := edited("short", func(m *Manifest) { m.Features = m.Features[:9] })
+	dupList := edited("dup", func(m *Manifest) { m.Features[9] = m.Features[8] })
+	manifestDir := filepath.Join(dir, "manifestdir")
+	os.MkdirAll(filepath.Join(manifestDir, ManifestFile), 0o755)
 
 	cases := []struct {
 		name, dir, want string
@@ -90,6 +115,9 @@ func TestLoadErrors(t *testing.T) {
 		{"corrupt manifest", badJSON, "parse"},
 		{"newer format", future, "upgrade segad"},
 		{"incomplete manifest", empty, "no detectors"},
+		{"feature count", shortList, "lists 9 features, but 2 detectors and 1 segments give 10"},
+		{"duplicate feature", dupList, `feature 9 "patchcore.max" is also feature 8`},
+		{"manifest is a folder", manifestDir, "is not a regular file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,6 +158,115 @@ func TestVerify(t *testing.T) {
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestThresholdPresence: a manifest without threshold.suggested (absent,
+// an empty threshold object, or null) gives no threshold: Load still reads
+// it (a config may set segad.threshold itself), but SuggestedThreshold
+// refuses, naming manifest.json and what to do, instead of returning 0.
+func TestThresholdPresence(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := testManifest(t, dir)
+	full, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(full, &generic); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		thr  any // the "threshold" value; nil: key removed
+		has  bool
+		want float64
+	}{
+		{"complete", generic["threshold"], true, 1.5},
+		{"suggested 0 is a threshold", map[string]any{"suggested": 0.0}, true, 0},
+		{"no threshold key", nil, false, 0},
+		{"empty threshold object", map[string]any{}, false, 0},
+		{"suggested null", map[string]any{"suggested": nil, "recall": 0.95}, false, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := map[string]any{}
+			for k, v := range generic {
+				g[k] = v
+			}
+			if c.thr == nil {
+				delete(g, "threshold")
+			} else {
+				g["threshold"] = c.thr
+			}
+			js, _ := json.Marshal(g)
+			d := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
+			os.MkdirAll(d, 0o755)
+			os.WriteFile(filepath.Join(d, ManifestFile), js, 0o644)
+			os.WriteFile(filepath.Join(d, ModelFile), []byte("{}"), 0o644)
+			b, err := Load(d)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			got, err := b.SuggestedThreshold()
+			if c.has {
+				if err != nil || got != c.want || !b.HasThreshold {
+					t.Fatalf("SuggestedThreshold = %v, %v; want %v", got, err, c.want)
+				}
+				return
+			}
+			if err == nil || b.HasThreshold {
+				t.Fatalf("SuggestedThreshold = %v, nil: a missing threshold became a number", got)
+			}
+			for _, w := range []string{filepath.Join(d, ManifestFile), "no threshold.suggested", "re-run `segad fit`", "set segad.threshold"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestVerifyFeatures: the running configuration's feature names must equal
+// the manifest's, in order; the error names the first difference.
+func TestVerifyFeatures(t *testing.T) {
+	m, _ := testManifest(t, t.TempDir())
+	with := func(edit func([]string) []string) []string {
+		return edit(append([]string(nil), testFeatures...))
+	}
+	cases := []struct {
+		name  string
+		names []string
+		want  string // "" = match
+	}{
+		{"match", testFeatures, ""},
+		{"segment renamed", with(func(f []string) []string {
+			for i := 0; i < 8; i++ {
+				f[i] = strings.Replace(f[i], "s0.", "body.", 1)
+			}
+			return f
+		}), `feature 0 is "s0.patchcore.q995" in the manifest but "body.patchcore.q995" in this configuration`},
+		{"maxima swapped", with(func(f []string) []string { f[8], f[9] = f[9], f[8]; return f }),
+			`feature 8 is "patchcore.max" in the manifest but "efficientad.max"`},
+		{"classifier added", with(func(f []string) []string { return append(f, "classifier") }),
+			`the manifest lists 10 features, this configuration computes 11: the first extra one is feature 10 "classifier"`},
+		{"one fewer", with(func(f []string) []string { return f[:9] }),
+			`the first missing one is feature 9 "efficientad.max"`},
+		{"none", nil, "computes 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := VerifyFeatures(m, c.names)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
 				}
 				return
 			}

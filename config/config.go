@@ -14,8 +14,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -24,6 +26,7 @@ import (
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/infer"
 	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/segad"
 )
 
 // Config is the whole daemon configuration.
@@ -184,24 +187,38 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads, defaults, resolves and validates a config file.
+// Load reads, defaults, resolves and validates a config file. Only a
+// regular file of at most MaxFileBytes is read (see Parse for the other
+// limits).
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return Parse(path, data)
 }
 
 // Parse is Load on bytes already read; path is used for errors and to
-// resolve relative paths.
+// resolve relative paths. The text is checked against MaxFileBytes,
+// MaxLines, MaxDepth and MaxNodes before it is decoded, so a hostile or
+// mistaken file costs milliseconds and little memory, never gigabytes.
 func Parse(path string, data []byte) (*Config, error) {
+	if err := prescan(path, data); err != nil {
+		return nil, err
+	}
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlError(path, err)
+	}
+	if err := checkNodes(path, f.Docs); err != nil {
+		return nil, err
+	}
 	// Stage defaults first: keys the file leaves out keep them.
 	c := &Config{Path: path, MQTT: mqtt.Defaults()}
 	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
 		return nil, yamlError(path, err)
 	}
-	c.lines = lineIndex(data)
+	c.lines = lineIndex(f)
 	c.Defaults()
 	c.resolvePaths(filepath.Dir(path))
 	if err := c.Validate(); err != nil {
@@ -214,7 +231,7 @@ func Parse(path string, data []byte) (*Config, error) {
 func yamlError(path string, err error) error {
 	var ye yaml.Error
 	if errors.As(err, &ye) {
-		e := &Error{File: path, Msg: ye.GetMessage()}
+		e := &Error{File: path, Msg: clip(ye.GetMessage(), 300)}
 		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
 			e.Line = tk.Position.Line
 		}
@@ -224,16 +241,25 @@ func yamlError(path string, err error) error {
 		}
 		return e
 	}
-	return &Error{File: path, Msg: err.Error()}
+	return &Error{File: path, Msg: clip(err.Error(), 300)}
+}
+
+// clip shortens s to at most n bytes (on a rune boundary), so that an
+// error never echoes a megabyte of hostile input into the log.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
 // lineIndex records the line of every mapping key, by YAML path, so that
 // validation errors found after decoding can still point at the line.
-func lineIndex(data []byte) map[string]int {
-	f, err := parser.ParseBytes(data, 0)
-	if err != nil {
-		return nil
-	}
+func lineIndex(f *ast.File) map[string]int {
 	lines := map[string]int{}
 	for _, doc := range f.Docs {
 		ast.Walk(lineVisitor(lines), doc)
@@ -384,6 +410,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, e)
 		}
 	}
+	add(c.validateStation())
+	if len(c.Detectors) > MaxDetectors {
+		add(c.errorAt("detectors", "%d detectors: at most %d (each adds 4 features per segment and its own inference time; K = 1..3 is usual)", len(c.Detectors), MaxDetectors))
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -429,26 +459,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(c.validateHTTP())
-	if c.Audit.SamplePass < 0 || c.Audit.SamplePass > 1 {
-		add(c.errorAt("audit.sample_pass", "%v is out of range: want a share between 0 and 1", c.Audit.SamplePass))
-	}
-	if c.Audit.MaxBytes < 0 {
-		add(c.errorAt("audit.max_bytes", "must not be negative"))
-	}
-	if c.Pipeline.Queue < 1 || c.Pipeline.Queue > 1024 {
-		add(c.errorAt("pipeline.queue", "%d is out of range: want 1..1024", c.Pipeline.Queue))
-	}
-	switch c.Pipeline.Overflow {
-	case "drop_oldest", "block":
-	default:
-		add(c.errorAt("pipeline.overflow", "%q: want drop_oldest or block", c.Pipeline.Overflow))
-	}
-	if c.Pipeline.ShutdownTimeout < 0 {
-		add(c.errorAt("pipeline.shutdown_timeout", "must not be negative"))
-	}
-	if c.Pipeline.Warmup < 0 {
-		add(c.errorAt("pipeline.warmup", "must not be negative"))
-	}
+	add(c.validateRanges())
 	add(c.validateFit())
 	return errors.Join(errs...)
 }
@@ -469,13 +480,25 @@ func (c *Config) validateSegAD() error {
 	case s.Model != "" && s.Threshold == nil:
 		errs = append(errs, c.errorAt("segad", "threshold is required with model (the score at and above which a part fails)"))
 	}
-	finite := func(key string, f *float64) {
-		if f != nil && (math.IsNaN(*f) || math.IsInf(*f, 0)) {
-			errs = append(errs, c.errorAt(key, "%v is not a finite number", *f))
+	for _, e := range []error{c.thresholdRange("segad.threshold", s.Threshold), c.thresholdRange("segad.warn_threshold", s.WarnThreshold)} {
+		if e != nil {
+			errs = append(errs, e)
 		}
 	}
-	finite("segad.threshold", s.Threshold)
-	finite("segad.warn_threshold", s.WarnThreshold)
+	if len(s.Segments) > segad.MaxSegments {
+		errs = append(errs, c.errorAt("segad.segments", "%d names: a mask has at most %d segments (labels 0..254; 255 = ignore)", len(s.Segments), segad.MaxSegments))
+	} else {
+		seen := map[string]int{}
+		for i, n := range s.Segments {
+			key := fmt.Sprintf("segad.segments[%d]", i)
+			if err := segad.CheckName(n); err != nil {
+				errs = append(errs, c.errorAt(key, "%v", err))
+			} else if j, dup := seen[n]; dup {
+				errs = append(errs, c.errorAt(key, "%q is also segad.segments[%d]: segment names must be unique (they name features)", n, j))
+			}
+			seen[n] = i
+		}
+	}
 	if s.Threshold != nil && s.WarnThreshold != nil && *s.WarnThreshold >= *s.Threshold {
 		errs = append(errs, c.errorAt("segad.warn_threshold", "%v must be below threshold %v (the warn band lies under the fail threshold)", *s.WarnThreshold, *s.Threshold))
 	}
@@ -485,34 +508,52 @@ func (c *Config) validateSegAD() error {
 func (c *Config) validateFit() error {
 	f := c.Fit
 	var errs []error
-	intMin := func(key string, v *int, lo, hi int) {
-		if v != nil && (*v < lo || *v > hi) {
-			errs = append(errs, c.errorAt("fit."+key, "%d is out of range: want %d..%d", *v, lo, hi))
+	add := func(e error) {
+		if e != nil {
+			errs = append(errs, e)
 		}
 	}
-	share := func(key string, v *float64, zeroOK bool) {
-		if v != nil && (math.IsNaN(*v) || *v > 1 || *v < 0 || (*v == 0 && !zeroOK)) {
-			errs = append(errs, c.errorAt("fit."+key, "%v is out of range: want a share in (0, 1]", *v))
+	ints := []struct {
+		key    string
+		v      *int
+		lo, hi int
+		why    string
+	}{
+		{"trees", f.Trees, 1, 10000, "parallel trees per round (the paper's 200)"},
+		{"rounds", f.Rounds, 1, 10000, "boosting rounds (the paper's 10)"},
+		{"max_depth", f.MaxDepth, 1, 16, "each tree has up to 2^max_depth leaves (the paper's 5); deeper trees overfit and slow every frame"},
+		{"threads", f.Threads, 0, 1024, "0 uses all cores"},
+		{"seed", f.Seed, 0, math.MaxInt32, "XGBoost takes a 32-bit seed"},
+	}
+	for _, k := range ints {
+		if k.v != nil {
+			add(c.intRange("fit."+k.key, int64(*k.v), int64(k.lo), int64(k.hi), k.why))
 		}
 	}
-	nonNeg := func(key string, v *float64) {
-		if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0) || *v < 0) {
-			errs = append(errs, c.errorAt("fit."+key, "%v must be a finite number >= 0", *v))
+	if f.Trees != nil && f.Rounds != nil && *f.Trees >= 1 && *f.Rounds >= 1 && *f.Trees**f.Rounds > MaxForestTrees {
+		add(c.errorAt("fit.trees", "trees %d x rounds %d = %d trees: at most %d (the paper's forest has 2000; every tree costs time on every frame)", *f.Trees, *f.Rounds, *f.Trees**f.Rounds, MaxForestTrees))
+	}
+	shares := []struct {
+		key string
+		v   *float64
+	}{{"eta", f.Eta}, {"subsample", f.Subsample}, {"colsample_bytree", f.ColsampleByTree}, {"colsample_bynode", f.ColsampleByNode}}
+	for _, k := range shares {
+		if k.v != nil && !(*k.v > 0 && *k.v <= 1) {
+			add(c.errorAt("fit."+k.key, "%v out of range (0, 1]: a share (learning rate, or part of the rows/features sampled)", *k.v))
 		}
 	}
-	intMin("trees", f.Trees, 1, 10000)
-	intMin("rounds", f.Rounds, 1, 10000)
-	intMin("max_depth", f.MaxDepth, 1, 30)
-	intMin("threads", f.Threads, 0, 1024)
-	share("eta", f.Eta, false)
-	share("subsample", f.Subsample, false)
-	share("colsample_bytree", f.ColsampleByTree, false)
-	share("colsample_bynode", f.ColsampleByNode, false)
-	nonNeg("reg_alpha", f.RegAlpha)
-	nonNeg("scale_pos_weight", f.ScalePosWeight)
+	if f.RegAlpha != nil {
+		add(c.floatRange("fit.reg_alpha", *f.RegAlpha, 0, 1e6, "L1 regularisation of leaf weights (the paper's 1)"))
+	}
+	if f.ScalePosWeight != nil {
+		add(c.floatRange("fit.scale_pos_weight", *f.ScalePosWeight, 0, 1e6, "weight of bad images (0: n_good/n_bad)"))
+	}
+	if len(f.Recalls) > MaxRecalls {
+		add(c.errorAt("fit.recalls", "%d operating points: at most %d", len(f.Recalls), MaxRecalls))
+	}
 	for i, r := range f.Recalls {
 		if !(r > 0 && r < 1) {
-			errs = append(errs, c.errorAt(fmt.Sprintf("fit.recalls[%d]", i), "%v: want a recall between 0 and 1 (e.g. 0.95)", r))
+			add(c.errorAt(fmt.Sprintf("fit.recalls[%d]", i), "%v out of range (0, 1): want a recall between 0 and 1 (e.g. 0.95)", r))
 		}
 	}
 	return errors.Join(errs...)
@@ -523,17 +564,25 @@ func (c *Config) validateHTTP() error {
 	if h.Listen == "off" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(h.Listen)
+	host, port, err := net.SplitHostPort(h.Listen)
 	if err != nil {
-		return c.errorAt("http.listen", "%q: want host:port ([::1]:8080 for IPv6), or off", h.Listen)
+		return c.errorAt("http.listen", "%q: want host:port ([::1]:8080 for IPv6), or off", clip(h.Listen, 80))
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return c.errorAt("http.listen", "port %q out of range [1, 65535]: give the TCP port as a number", clip(port, 20))
 	}
 	if (h.TLSCert == "") != (h.TLSKey == "") {
 		return c.errorAt("http", "set both tls_cert and tls_key, or neither")
 	}
+	if h.Token != "" {
+		if err := checkToken(h.Token); err != nil {
+			return c.errorAt("http.token", "%v", err)
+		}
+	}
 	ip := net.ParseIP(host)
 	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
 	if !loopback && h.Token == "" {
-		return c.errorAt("http.token", "required when http.listen (%s) is not a loopback address: anyone on the network could trigger inspections", h.Listen)
+		return c.errorAt("http.token", "required when http.listen (%s) is not a loopback address: anyone on the network could trigger inspections (generate one with: %s)", h.Listen, tokenAdvice)
 	}
 	return nil
 }

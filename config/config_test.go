@@ -62,11 +62,11 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" }, 13,
 			[]string{"log.level", "debug, info, warn or error"}},
 		{"queue out of range", func(s string) string { return s + "pipeline:\n  queue: 5000\n" }, 13,
-			[]string{"pipeline.queue", "1..1024"}},
+			[]string{"pipeline.queue", "5000 out of range [1, 1024]"}},
 		{"http off loopback needs token", func(s string) string { return s + "http:\n  listen: 0.0.0.0:8080\n" }, 12,
 			[]string{"http.token", "required"}},
 		{"fit out of range", func(s string) string { return s + "fit:\n  eta: 2\n" }, 13,
-			[]string{"fit.eta", "(0, 1]"}},
+			[]string{"fit.eta", "2 out of range (0, 1]"}},
 		{"no detectors", func(s string) string {
 			return strings.Replace(s, "detectors:\n  - name: d1\n    model: d1.onnx\n", "", 1)
 		}, 0, []string{"at least one detector"}},

@@ -15,6 +15,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/mqtt"
 )
 
@@ -63,9 +64,22 @@ func TestVideoToBroker(t *testing.T) {
 
 // TestNaNMapFailsClosed: a detector whose map holds NaN never passes a
 // part: every result is verdict error with reason code invalid_map.
+// BuildModel refuses such a detector up front (TestBuildModelRefuses), so
+// it is swapped in past that check, as a model that starts giving NaN on
+// some parts only would be.
 func TestNaNMapFailsClosed(t *testing.T) {
 	const n = 4
-	d, _, port := newTestDaemon(t, n, "nan_map.onnx", "1000", nil)
+	d, cfgPath, port := newTestDaemon(t, n, "meanstd_blur.onnx", "1000", nil)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Detectors[0].Model = fixtureDetector(t, "nan_map.onnx")
+	nan, _, err := buildModel(cfg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.line.Swap(nan, d.line.Settings()).Close()
 	got := runToEnd(t, d, port, n)
 	for _, r := range got {
 		if r.Verdict != mqtt.VerdictError || r.ReasonCode != ReasonMap || r.Score != nil || !strings.Contains(r.Reason, "ms") {

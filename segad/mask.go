@@ -34,6 +34,16 @@ const Ignore = 255
 // 0..254; 255 is Ignore).
 const MaxSegments = 255
 
+// MinLabelledShare is the share of a mask's pixels that must belong to a
+// segment before Validate stops warning: a mask labelling less than this
+// usually lost its labels (saved with the wrong values, or shifted).
+const MinLabelledShare = 0.05
+
+// MinSegmentPixels is the pixel count under which Validate warns that a
+// segment's statistics are noise: its 0.995 quantile is its maximum and its
+// skew and kurtosis are dominated by single pixels.
+const MinSegmentPixels = 16
+
 // maxMaskPixels bounds a PNG mask's pixel count, checked from its header
 // before decoding, because Go's decoder allocates the whole image up front:
 // a forged 50-byte file could otherwise ask for gigabytes. (The .npy reader
@@ -151,7 +161,7 @@ func CheckName(s string) error {
 		return errors.New("empty name")
 	}
 	if len(s) > 64 {
-		return fmt.Errorf("name %q longer than 64 bytes", s)
+		return fmt.Errorf("name %q... is %d bytes: at most 64", s[:32], len(s))
 	}
 	for _, r := range s {
 		ok := r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
@@ -300,12 +310,16 @@ func (m *Mask) Counts() []int {
 	return c
 }
 
-// Validate checks the mask: sizes agree, names are valid and unique, and no
+// Validate checks the mask: sizes agree, names are valid and unique, no
 // label lies between the segment count and 255 (such pixels would silently
-// belong to no segment, which usually means the names are out of date). A
-// segment without pixels (often the result of resizing a thin segment down)
-// is not an error; it comes back as a warning naming it, for the caller to
-// log, and its features are all 0.0 as in the reference code.
+// belong to no segment, which usually means the names are out of date), and
+// at least one pixel belongs to a segment (a mask that is all 255, or whose
+// named segments are all empty, would inspect nothing and pass every
+// defect). A segment without pixels (often the result of resizing a thin
+// segment down) is not an error; it comes back as a warning naming it, for
+// the caller to log, and its features are all 0.0 as in the reference
+// code. Segments under MinSegmentPixels and masks labelling less than
+// MinLabelledShare of their pixels are warned about too.
 func (m *Mask) Validate() (warnings []string, err error) {
 	if m.Width <= 0 || m.Height <= 0 {
 		return nil, fmt.Errorf("mask size %dx%d: must be positive", m.Width, m.Height)
@@ -336,9 +350,28 @@ func (m *Mask) Validate() (warnings []string, err error) {
 				l, i%m.Width, i/m.Width, L, L-1)
 		}
 	}
-	for j, c := range m.Counts() {
-		if c == 0 {
+	counts := m.Counts()
+	labelled := 0
+	for _, c := range counts {
+		labelled += c
+	}
+	total := m.Width * m.Height
+	if labelled == 0 {
+		// Every feature would be 0 (or a map maximum): the forest would
+		// score every part alike and defects would pass. Fail closed.
+		return nil, fmt.Errorf("no pixel belongs to any of the %d segments at %dx%d (every pixel is 255 = ignore, or no pixel has a label 0..%d): nothing would be inspected and defective parts would pass; label the part's segments 0..%d",
+			L, m.Width, m.Height, L-1, L-1)
+	}
+	if share := float64(labelled) / float64(total); share < MinLabelledShare {
+		warnings = append(warnings, fmt.Sprintf("only %d of %d pixels (%.2f%%) belong to a segment at %dx%d: defects elsewhere are seen only by the map maxima; check the mask covers the part",
+			labelled, total, 100*share, m.Width, m.Height))
+	}
+	for j, c := range counts {
+		switch {
+		case c == 0:
 			warnings = append(warnings, fmt.Sprintf("segment %d %q has no pixels at %dx%d: its features will be 0", j, m.Names[j], m.Width, m.Height))
+		case c < MinSegmentPixels:
+			warnings = append(warnings, fmt.Sprintf("segment %d %q has only %d pixels at %dx%d: its quantile, skew and kurtosis are noise (give it at least %d pixels, or merge it)", j, m.Names[j], c, m.Width, m.Height, MinSegmentPixels))
 		}
 	}
 	return warnings, nil

@@ -125,10 +125,18 @@ func TestResizeNearest(t *testing.T) {
 	if len(warn) == 0 {
 		t.Fatal("8x8 VAD template: want warnings for segments lost in resizing")
 	}
+	lost := 0
 	for _, w := range warn {
-		if !strings.Contains(w, "has no pixels at 8x8") {
+		switch {
+		case strings.Contains(w, "has no pixels at 8x8"):
+			lost++
+		case strings.Contains(w, "pixels at 8x8: its quantile, skew and kurtosis are noise"):
+		default:
 			t.Errorf("warning %q does not say why", w)
 		}
+	}
+	if lost == 0 {
+		t.Errorf("no warning names a segment lost in resizing: %q", warn)
 	}
 	if _, err := m.Resize(0, 3); err == nil {
 		t.Fatal("Resize(0, 3): no error")
@@ -258,4 +266,119 @@ func FuzzLoadMaskNpy(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestValidateRefusesMasksThatInspectNothing: a mask with no labelled pixel
+// (all 255, or labels that only name empty segments) makes every feature
+// 0 and lets every defect pass: refused, whether it comes from a PNG, a
+// .npy or code, with the file named and what to do.
+func TestValidateRefusesMasksThatInspectNothing(t *testing.T) {
+	fill := func(w, h int, v uint8) []uint8 {
+		l := make([]uint8, w*h)
+		for i := range l {
+			l[i] = v
+		}
+		return l
+	}
+	tests := []struct {
+		name string
+		m    *Mask
+	}{
+		{"all ignored, segments named", &Mask{Width: 64, Height: 64, Labels: fill(64, 64, Ignore), Names: VADSegmentNames}},
+		{"all ignored, one segment", &Mask{Width: 3, Height: 1, Labels: fill(3, 1, Ignore), Names: []string{"part"}}},
+		{"1x1 all ignored, two segments named", &Mask{Width: 1, Height: 1, Labels: []uint8{Ignore}, Names: []string{"a", "b"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.m.Validate()
+			if err == nil || !strings.Contains(err.Error(), "no pixel belongs to any of the") || !strings.Contains(err.Error(), "defective parts would pass") {
+				t.Fatalf("Validate = %v, want a refusal saying nothing would be inspected", err)
+			}
+		})
+	}
+	// The same through files: a PNG of 255 with a names sidecar, and a .npy.
+	dir := t.TempDir()
+	pngPath := filepath.Join(dir, "ignored.png")
+	writePNG(t, pngPath, grayImg(32, 32, func(int, int) uint8 { return Ignore }))
+	if err := WriteNames(SidecarPath(pngPath), []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	npyPath := filepath.Join(dir, "ignored.npy")
+	if err := npy.WriteUint8(npyPath, []int{16, 16}, fill(16, 16, Ignore)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{pngPath, npyPath} {
+		_, err := LoadMask(p, []string{"part"})
+		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "no pixel belongs") {
+			t.Errorf("LoadMask(%s) = %v, want a refusal naming the file", p, err)
+		}
+	}
+	// A resize that loses every labelled pixel is refused too (the daemon
+	// validates the mask at the map size).
+	dot := &Mask{Width: 100, Height: 100, Labels: fill(100, 100, Ignore), Names: []string{"dot"}}
+	dot.Labels[50*100+51] = 0
+	if _, err := dot.Validate(); err != nil {
+		t.Fatalf("one labelled pixel at 100x100: %v", err)
+	}
+	small, err := dot.Resize(10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.Validate(); err == nil || !strings.Contains(err.Error(), "at 10x10") {
+		t.Fatalf("resized to 10x10, the dot is gone: Validate = %v, want a refusal naming the size", err)
+	}
+}
+
+// TestValidateWarnsOnOddMasks: merely odd masks pass with a warning that
+// says what is odd: a mask labelling under MinLabelledShare of its pixels,
+// and segments under MinSegmentPixels pixels.
+func TestValidateWarnsOnOddMasks(t *testing.T) {
+	mk := func(w, h int, set func(l []uint8)) *Mask {
+		l := make([]uint8, w*h)
+		for i := range l {
+			l[i] = Ignore
+		}
+		set(l)
+		return &Mask{Width: w, Height: h, Labels: l, Names: []string{"a", "b"}}
+	}
+	tests := []struct {
+		name string
+		m    *Mask
+		want []string // substrings, one warning each; nil: no warning
+	}{
+		{"2% labelled", mk(100, 100, func(l []uint8) {
+			for i := 0; i < 100; i++ {
+				l[i], l[100+i] = 0, 1
+			}
+		}), []string{"only 200 of 10000 pixels (2.00%) belong to a segment at 100x100"}},
+		{"tiny segment", mk(10, 10, func(l []uint8) {
+			for i := range l {
+				l[i] = 0
+			}
+			for i := 0; i < 5; i++ {
+				l[i] = 1
+			}
+		}), []string{`segment 1 "b" has only 5 pixels at 10x10`}},
+		{"half labelled, both large", mk(10, 10, func(l []uint8) {
+			for i := 0; i < 50; i++ {
+				l[i] = uint8(i % 2)
+			}
+		}), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			warn, err := tc.m.Validate()
+			if err != nil {
+				t.Fatalf("refused an odd but usable mask: %v", err)
+			}
+			if len(warn) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", warn, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(warn[i], w) {
+					t.Errorf("warning %q does not say %q", warn[i], w)
+				}
+			}
+		})
+	}
 }

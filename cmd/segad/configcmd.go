@@ -26,7 +26,7 @@ func init() {
 	var shallow bool
 	check := &cobra.Command{
 		Use:   "check FILE",
-		Short: "Validate a configuration without running: keys, values, and that models, mask and forest load and agree",
+		Short: "Validate a configuration without running: keys, values, and that models, mask and forest load, agree and give finite scores",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := config.Load(args[0])
@@ -36,6 +36,12 @@ func init() {
 			if !shallow {
 				log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 				if err := infer.Init(cfg.ONNXRuntime.Library); err != nil {
+					return err
+				}
+				// The same steps as the daemon's start (daemon.New) and
+				// hot reload: the threshold from the bundle, then the
+				// whole model built and run on probe frames.
+				if err := daemon.ResolveThreshold(cfg); err != nil {
 					return err
 				}
 				cfg.Pipeline.Warmup = 1
