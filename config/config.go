@@ -109,6 +109,14 @@ type HTTPConfig struct {
 	// TLSCert and TLSKey enable HTTPS.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// MaxBody is the largest POST /inspect upload in bytes (default 32 MiB);
+	// larger ones get 413 before they are read.
+	MaxBody int64 `yaml:"max_body"`
+	// MaxInspect is how many /inspect requests run at once (default 2); each
+	// holds its upload and decoded image, more get 503 with Retry-After.
+	MaxInspect int `yaml:"max_inspect"`
+	// MaxConnections caps concurrent HTTP connections (default 64).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // AuditConfig is the audit image store.
@@ -353,6 +361,15 @@ func (c *Config) Defaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
 	}
+	if c.HTTP.MaxBody == 0 {
+		c.HTTP.MaxBody = 32 << 20
+	}
+	if c.HTTP.MaxInspect == 0 {
+		c.HTTP.MaxInspect = 2
+	}
+	if c.HTTP.MaxConnections == 0 {
+		c.HTTP.MaxConnections = 64
+	}
 	if c.Audit.MaxBytes == 0 {
 		c.Audit.MaxBytes = 1 << 30
 	}
@@ -573,6 +590,16 @@ func (c *Config) validateHTTP() error {
 	}
 	if (h.TLSCert == "") != (h.TLSKey == "") {
 		return c.errorAt("http", "set both tls_cert and tls_key, or neither")
+	}
+	if err := errors.Join(
+		c.intRange("http.max_body", h.MaxBody, 1<<20, 1<<30,
+			"the largest /inspect upload in bytes (33554432 = 32 MiB holds a 20-megapixel PNG)"),
+		c.intRange("http.max_inspect", int64(h.MaxInspect), 1, 64,
+			"/inspect requests decoded and inspected at once; each holds an image in memory and competes with the line for the detectors"),
+		c.intRange("http.max_connections", int64(h.MaxConnections), 4, 10000,
+			"concurrent HTTP connections (health checks, metrics scrapes and consoles each hold one)"),
+	); err != nil {
+		return err
 	}
 	if h.Token != "" {
 		if err := checkToken(h.Token); err != nil {

@@ -334,7 +334,7 @@ func TestHostileDaemonHTTP(t *testing.T) {
 	os.MkdirAll(watch, 0o755)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := hostileConfig(t, dir, fmt.Sprintf("  kind: watch\n  path: %q", watch), broker.URL(),
-		fmt.Sprintf("http: {listen: %q}\n", addr))
+		fmt.Sprintf("http: {listen: %q, max_body: 16777216}\n", addr))
 	p := startSegad(t, cfg)
 	base := "http://" + addr
 	waitFor(t, "the HTTP API", 30*time.Second, func() bool {
@@ -345,6 +345,7 @@ func TestHostileDaemonHTTP(t *testing.T) {
 		return err == nil && resp.StatusCode == 200
 	})
 	lim := daemon.DefaultHTTPLimits()
+	lim.MaxBody = 16 << 20 // from the config: http.max_body is wired through
 
 	// A slowloris client trickles its headers, in the background.
 	slow := make(chan time.Duration, 1)

@@ -78,7 +78,8 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	notifier.Status("loading models")
 	log.Info("starting", "version", version, "config", cfgPath, "station", cfg.Station)
 
-	d, err := daemon.New(cfg, daemon.Options{Logger: log})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, HTTPLimits: daemon.HTTPLimits{
+		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}})
 	if err != nil {
 		return err
 	}
