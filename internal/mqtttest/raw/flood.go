@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,17 +50,15 @@ func Flood(addr, clientID, user, password, topic string, qos byte, n int, payloa
 		return res, fmt.Errorf("flood: connection refused (packet type %d, body %v)", typ, body)
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	acks := make(chan int, 1)
+	var acked atomic.Int64
 	go func() {
-		got := 0
 		for {
 			typ, _, err := readPacket(r)
 			if err != nil {
-				acks <- got
 				return
 			}
 			if typ == 4 {
-				got++
+				acked.Add(1)
 			}
 		}
 	}()
@@ -78,18 +77,12 @@ func Flood(addr, clientID, user, password, topic string, qos byte, n int, payloa
 	if qos == 0 {
 		return res, nil
 	}
-	_ = c.SetReadDeadline(time.Now().Add(ackWait))
-	// The reader ends at the deadline (or when all acks came and the
-	// connection is closed below).
-	done := time.After(ackWait + time.Second)
-	for {
-		select {
-		case res.Acked = <-acks:
-			return res, nil
-		case <-done:
-			return res, nil
-		}
+	end := time.Now().Add(ackWait)
+	for acked.Load() < int64(res.Sent) && time.Now().Before(end) {
+		time.Sleep(5 * time.Millisecond)
 	}
+	res.Acked = int(acked.Load())
+	return res, nil
 }
 
 func remainingLength(n int) []byte {
@@ -163,3 +156,100 @@ func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	}
 	return h >> 4, body, nil
 }
+
+// Conn is a raw MQTT connection (see Connect).
+type Conn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// Connect opens a raw MQTT 3.1.1 connection to addr from local address
+// laddr ("" for any; e.g. "127.0.0.2" to come from another loopback
+// address) and returns the CONNACK return code: 0 accepted, 2 identifier
+// rejected, 4 bad user name or password, 5 not authorised. The connection
+// is returned open only when accepted.
+func Connect(addr, laddr, clientID, user, password string) (*Conn, byte, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if laddr != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(laddr)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, 0, fmt.Errorf("raw connect: dial %s: %w", addr, err)
+	}
+	if err := writeConnect(c, clientID, user, password); err != nil {
+		c.Close()
+		return nil, 0, fmt.Errorf("raw connect: %w", err)
+	}
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, body, err := readPacket(r)
+	if err != nil {
+		c.Close()
+		return nil, 0, fmt.Errorf("raw connect: read CONNACK: %w", err)
+	}
+	if typ != 2 || len(body) < 2 {
+		c.Close()
+		return nil, 0, fmt.Errorf("raw connect: got packet type %d, want CONNACK", typ)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if body[1] != 0 {
+		c.Close()
+		return nil, body[1], nil
+	}
+	return &Conn{Conn: c, r: r}, 0, nil
+}
+
+// Publish writes one PUBLISH packet (packet ID 1 for QoS 1) without waiting.
+func (c *Conn) Publish(topic string, qos byte, payload []byte) error {
+	return writePublish(c, topic, qos, 1, payload)
+}
+
+// SilentBroker accepts MQTT connections, answers CONNECT and SUBSCRIBE, and
+// never acknowledges a PUBLISH: a broker that wedged. Close stops it.
+type SilentBroker struct {
+	ln net.Listener
+}
+
+// StartSilentBroker listens on 127.0.0.1 on a free port.
+func StartSilentBroker() (*SilentBroker, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("silent broker: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					typ, body, err := readPacket(r)
+					if err != nil {
+						return
+					}
+					switch typ {
+					case 1: // CONNECT
+						_, _ = c.Write([]byte{0x20, 2, 0, 0})
+					case 8: // SUBSCRIBE: grant QoS 1
+						if len(body) >= 2 {
+							_, _ = c.Write([]byte{0x90, 3, body[0], body[1], 1})
+						}
+					case 12: // PINGREQ
+						_, _ = c.Write([]byte{0xd0, 0})
+					}
+				}
+			}(c)
+		}
+	}()
+	return &SilentBroker{ln: ln}, nil
+}
+
+// URL is the broker's tcp:// URL.
+func (b *SilentBroker) URL() string { return "tcp://" + b.ln.Addr().String() }
+
+// Close stops accepting (open connections end with the test process).
+func (b *SilentBroker) Close() error { return b.ln.Close() }
