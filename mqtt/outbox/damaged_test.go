@@ -137,6 +137,7 @@ func TestOpenDamagedFile(t *testing.T) {
 						o.Close()
 						t.Fatal("opened a damaged outbox without complaint")
 					}
+					t.Logf("Open: %v", err)
 					for _, want := range []string{path, "damaged", "mv " + path, "quarantine_corrupt", "can still be read", "lost"} {
 						if !strings.Contains(err.Error(), want) && !(want == "can still be read" && strings.Contains(err.Error(), "nothing can be read")) {
 							t.Errorf("error does not say %q: %v", want, err)
