@@ -600,7 +600,7 @@ func (p *Publisher) handleTrigger(topic string, payload []byte, retained bool) {
 	if err != nil {
 		p.trigBad.Add(1)
 		p.lim.Log(p.log, slog.LevelWarn, "ignored malformed trigger", "topic", ratelog.Excerpt(topic), "err", err,
-			"payload", ratelog.Excerpt(string(payload[:min(len(payload), ratelog.MaxValue+1)])), "bytes", len(payload))
+			"payload", ratelog.ExcerptBytes(payload), "bytes", len(payload))
 		return
 	}
 	t := Trigger{PartID: id, Topic: topic, ReceivedAt: time.Now()}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -114,6 +115,16 @@ func (l *Limiter) Run(stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// ExcerptBytes is Excerpt for a byte slice; it copies at most MaxValue
+// bytes, however large b is.
+func ExcerptBytes(b []byte) string {
+	if len(b) <= MaxValue {
+		return string(b)
+	}
+	s := Excerpt(string(b[:MaxValue+4]))
+	return s[:strings.LastIndex(s, "...(")] + fmt.Sprintf("...(%d bytes)", len(b))
 }
 
 // Excerpt returns at most MaxValue bytes of s (on a rune boundary) and

@@ -74,6 +74,9 @@ func TestExcerpt(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got := Excerpt(tc.in)
+		if gb := ExcerptBytes([]byte(tc.in)); gb != got {
+			t.Errorf("ExcerptBytes %q differs from Excerpt %q", gb[:min(len(gb), 40)], got[:min(len(got), 40)])
+		}
 		if len(got) > tc.maxBytes {
 			t.Errorf("Excerpt of %d bytes gave %d bytes", len(tc.in), len(got))
 		}
