@@ -30,13 +30,17 @@ type LinkReporter interface {
 const linkStallAfter = 30 * time.Second
 
 // mqttStalled is the publisher's own stall report, read from its Stats: why
-// it says it cannot publish, "" when it does not say so. This is the one
-// place where mqtt.Stats' stall field is read; the lead wires it here, e.g.
-//
-//	if s.Stalled { return "the MQTT link cannot publish (" + s.LastError + ")" }
+// it says it cannot publish (disconnected, or results waiting with no PUBACK
+// for longer than mqtt.ack_timeout), "" when it does not say so. This is the
+// one place where mqtt.Stats' stall fields are read.
 func mqttStalled(s mqtt.Stats) string {
-	_ = s
-	return ""
+	if !s.Stalled {
+		return ""
+	}
+	if s.StalledReason != "" {
+		return s.StalledReason
+	}
+	return "the MQTT link cannot publish"
 }
 
 // linkWatch turns the publisher's counters, sampled once a second, into a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -102,6 +103,11 @@ type OutboxConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MaxAge drops results older than this (0: never).
 	MaxAge time.Duration `yaml:"max_age"`
+	// QuarantineCorrupt: when the outbox file (or the embedded broker's
+	// state file) is damaged, move it aside as <path>.corrupt-<time>, start
+	// a new one and re-queue what is still readable. Off by default: the
+	// daemon then refuses to start and says what to do.
+	QuarantineCorrupt bool `yaml:"quarantine_corrupt"`
 }
 
 // EmbeddedConfig configures the in-process broker.
@@ -115,6 +121,64 @@ type EmbeddedConfig struct {
 	// TLS, when Cert and Key are set, serves the listener over TLS; a CA
 	// there requires client certificates signed by it.
 	TLS TLSConfig `yaml:"tls"`
+	// StorePath is the bbolt file holding the broker's persistent sessions,
+	// subscriptions, queued messages and retained messages, so a PLC's
+	// session survives a daemon restart or crash. Empty: embedded-broker.db
+	// next to outbox.path (in memory when outbox.memory is true).
+	StorePath string `yaml:"store_path"`
+	// MaxQueued caps the QoS 1/2 messages held for one client session
+	// (queued while it is offline plus awaiting its PUBACK); more are
+	// dropped, counted and logged. 0 means 10000; at most 65535.
+	MaxQueued int `yaml:"max_queued"`
+	// MaxPacketSize caps one MQTT packet a client may send, in bytes;
+	// larger packets close the connection. 0 means 1 MiB.
+	MaxPacketSize int `yaml:"max_packet_size"`
+	// MaxClients caps concurrent network connections (including ones not
+	// yet logged in). 0 means 100.
+	MaxClients int `yaml:"max_clients"`
+	// MaxAuthFailures is how many failed logins from one address (or for
+	// one user) within AuthBlock start a block of AuthBlock. 0 means 5.
+	MaxAuthFailures int `yaml:"max_auth_failures"`
+	// AuthBlock is how long an address that failed MaxAuthFailures logins
+	// is refused without checking its password. 0 means 1m.
+	AuthBlock time.Duration `yaml:"auth_block"`
+}
+
+// Embedded broker limits: defaults and ranges (see EmbeddedConfig).
+const (
+	defaultMaxQueued       = 10000
+	defaultMaxPacketSize   = 1 << 20
+	defaultMaxClients      = 100
+	defaultMaxAuthFailures = 5
+	defaultAuthBlock       = time.Minute
+)
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (e EmbeddedConfig) maxQueued() int     { return orDefault(e.MaxQueued, defaultMaxQueued) }
+func (e EmbeddedConfig) maxPacketSize() int { return orDefault(e.MaxPacketSize, defaultMaxPacketSize) }
+func (e EmbeddedConfig) maxClients() int    { return orDefault(e.MaxClients, defaultMaxClients) }
+func (e EmbeddedConfig) maxAuthFailures() int {
+	return orDefault(e.MaxAuthFailures, defaultMaxAuthFailures)
+}
+func (e EmbeddedConfig) authBlock() time.Duration {
+	return orDefault(e.AuthBlock, defaultAuthBlock)
+}
+
+// storePath is where the embedded broker keeps its state; "" means memory.
+func (c *Config) storePath() string {
+	if c.Embedded.StorePath != "" {
+		return c.Embedded.StorePath
+	}
+	if c.Outbox.Memory || c.Outbox.Path == "" {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(c.Outbox.Path), "embedded-broker.db")
 }
 
 // User is one embedded-broker account with its topic ACL.
@@ -156,7 +220,14 @@ func Defaults() Config {
 			MaxBytes:   256 << 20,
 			MaxAge:     7 * 24 * time.Hour,
 		},
-		Embedded: EmbeddedConfig{Listen: "127.0.0.1:1883"},
+		Embedded: EmbeddedConfig{
+			Listen:          "127.0.0.1:1883",
+			MaxQueued:       defaultMaxQueued,
+			MaxPacketSize:   defaultMaxPacketSize,
+			MaxClients:      defaultMaxClients,
+			MaxAuthFailures: defaultMaxAuthFailures,
+			AuthBlock:       defaultAuthBlock,
+		},
 	}
 }
 
@@ -278,6 +349,22 @@ func (c *Config) Validate() error {
 					bad(rk+".access", "%q is not read, write or readwrite", r.Access)
 				}
 			}
+		}
+		e := c.Embedded
+		if e.MaxQueued != 0 && (e.MaxQueued < 100 || e.MaxQueued > 65535) {
+			bad("embedded.max_queued", "%d is outside 100..65535 (MQTT packet IDs allow at most 65535 messages in flight per client)", e.MaxQueued)
+		}
+		if e.MaxPacketSize != 0 && (e.MaxPacketSize < 1024 || e.MaxPacketSize > 256<<20) {
+			bad("embedded.max_packet_size", "%d is outside 1024..268435456 bytes", e.MaxPacketSize)
+		}
+		if e.MaxClients != 0 && (e.MaxClients < 1 || e.MaxClients > 10000) {
+			bad("embedded.max_clients", "%d is outside 1..10000", e.MaxClients)
+		}
+		if e.MaxAuthFailures != 0 && (e.MaxAuthFailures < 1 || e.MaxAuthFailures > 1000) {
+			bad("embedded.max_auth_failures", "%d is outside 1..1000", e.MaxAuthFailures)
+		}
+		if e.AuthBlock != 0 && (e.AuthBlock < time.Second || e.AuthBlock > 24*time.Hour) {
+			bad("embedded.auth_block", "%v is outside 1s..24h", e.AuthBlock)
 		}
 		if len(c.Embedded.Users) == 0 && !c.Embedded.AllowAnonymous {
 			bad("embedded.users", "no users and allow_anonymous is false: only this daemon could connect; add a user for the PLC")

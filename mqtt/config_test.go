@@ -38,6 +38,21 @@ func TestValidate(t *testing.T) {
 			c.Broker = Embedded
 			c.Embedded.Users = []User{{Username: "plc", Password: "x", ACL: []ACLRule{{Topic: "a/#/b", Access: "all"}}}}
 		}, []string{"mqtt.embedded.users[0].acl[0].topic", "mqtt.embedded.users[0].acl[0].access"}},
+		{"embedded limits at their bounds", func(c *Config) {
+			c.Broker, c.Embedded.AllowAnonymous = Embedded, true
+			c.Embedded.MaxQueued, c.Embedded.MaxPacketSize, c.Embedded.MaxClients = 65535, 1024, 10000
+			c.Embedded.MaxAuthFailures, c.Embedded.AuthBlock = 1, 24*time.Hour
+		}, nil},
+		{"embedded limits zero mean defaults", func(c *Config) {
+			c.Broker, c.Embedded.AllowAnonymous = Embedded, true
+			c.Embedded.MaxQueued, c.Embedded.MaxPacketSize, c.Embedded.MaxClients, c.Embedded.MaxAuthFailures, c.Embedded.AuthBlock = 0, 0, 0, 0, 0
+		}, nil},
+		{"embedded limits out of range", func(c *Config) {
+			c.Broker, c.Embedded.AllowAnonymous = Embedded, true
+			c.Embedded.MaxQueued, c.Embedded.MaxPacketSize, c.Embedded.MaxClients = 70000, 100, -1
+			c.Embedded.MaxAuthFailures, c.Embedded.AuthBlock = 5000, time.Millisecond
+		}, []string{"mqtt.embedded.max_queued", "mqtt.embedded.max_packet_size", "mqtt.embedded.max_clients",
+			"mqtt.embedded.max_auth_failures", "mqtt.embedded.auth_block"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

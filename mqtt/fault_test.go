@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,21 +23,27 @@ import (
 // faultProc is one run of the faultpub helper binary.
 type faultProc struct {
 	cmd     *exec.Cmd
-	lastOK  chan int // every "ok <seq>" line
+	ready   chan struct{}  // closed at "ready" (-await)
+	stdin   io.WriteCloser // a line here starts publishing (-await)
+	lastOK  chan int       // every "ok <seq>" line
 	drained chan struct{}
 	exited  chan error
 	stderr  *testenv.SyncBuffer
 }
 
-func startFaultpub(t *testing.T, bin, broker, outboxPath string, from, to int) *faultProc {
+func startFaultpub(t *testing.T, bin, broker, outboxPath string, from, to int, extra ...string) *faultProc {
 	t.Helper()
-	cmd := exec.Command(bin, "-broker", broker, "-outbox", outboxPath, "-station", "fault",
-		"-from", strconv.Itoa(from), "-to", strconv.Itoa(to))
+	cmd := exec.Command(bin, append([]string{"-broker", broker, "-outbox", outboxPath, "-station", "fault",
+		"-from", strconv.Itoa(from), "-to", strconv.Itoa(to)}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp := &faultProc{cmd: cmd, lastOK: make(chan int, 20000), drained: make(chan struct{}), exited: make(chan error, 1), stderr: &testenv.SyncBuffer{}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := &faultProc{stdin: stdin, cmd: cmd, ready: make(chan struct{}), lastOK: make(chan int, 20000), drained: make(chan struct{}), exited: make(chan error, 1), stderr: &testenv.SyncBuffer{}}
 	cmd.Stderr = fp.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start faultpub: %v", err)
@@ -47,6 +54,10 @@ func startFaultpub(t *testing.T, bin, broker, outboxPath string, from, to int) *
 			line := sc.Text()
 			if line == "drained" {
 				close(fp.drained)
+				continue
+			}
+			if line == "ready" {
+				close(fp.ready)
 				continue
 			}
 			if n, err := strconv.Atoi(strings.TrimPrefix(line, "ok ")); err == nil {

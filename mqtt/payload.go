@@ -224,6 +224,12 @@ type Health struct {
 	Published uint64 `json:"published"`
 	// TriggersIgnored counts malformed trigger payloads.
 	TriggersIgnored uint64 `json:"triggers_ignored"`
+	// TriggersOverflowed counts triggers answered with an error result
+	// because they arrived faster than the line takes them.
+	TriggersOverflowed uint64 `json:"triggers_overflowed,omitempty"`
+	// TriggersLost counts triggers beyond even the overflow bound: counted
+	// and logged, but not answered.
+	TriggersLost uint64 `json:"triggers_lost,omitempty"`
 	// LastError is the last broker error (connect, publish), empty when none.
 	LastError string `json:"last_error,omitempty"`
 }
@@ -236,7 +242,9 @@ type Trigger struct {
 	Topic string
 	// ReceivedAt is when the publisher received it.
 	ReceivedAt time.Time
-	// Overflow is true when this trigger could not be served because triggers arrived faster than the line takes them; the daemon answers it with a capture_error result.
+	// Overflow is true when this trigger could not be served because
+	// triggers arrived faster than the line takes them; the daemon answers
+	// it with a capture_error result for its part ID (it must not capture).
 	Overflow bool
 }
 

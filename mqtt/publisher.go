@@ -14,6 +14,10 @@
 // completes the original tokens without a PUBACK, which would make us delete
 // results the broker may never have received. The outbox is the only source
 // of truth.
+//
+// With the embedded broker there is no network link: results are published
+// in-process (see Broker), so when a publish returns the result is queued
+// in every subscribed session, and on disk for persistent ones.
 package mqtt
 
 import (
@@ -22,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -31,8 +34,23 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	mochi "github.com/mochi-mqtt/server/v2"
+	mpackets "github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/segad-edge/segad-edge/mqtt/internal/ratelog"
 	"github.com/segad-edge/segad-edge/mqtt/outbox"
+)
+
+// Trigger handling bounds. A trigger is queued for the OnTrigger handlers
+// (triggerQueue); when they lag it is kept as an overflowed trigger
+// (maxOverflow) that the handlers get with Overflow=true and answer at once
+// with an error result; beyond that it is counted and logged as lost.
+const (
+	triggerQueue = 256
+	maxOverflow  = 1024
+	// maxTriggerPayload bounds what is parsed at all: a part ID is at most
+	// 128 characters, so a larger payload is ignored before decoding.
+	maxTriggerPayload = 16 << 10
 )
 
 // Stats is a snapshot of the publisher for health reports and tests.
@@ -53,11 +71,33 @@ type Stats struct {
 	Connected bool
 	// ConnectionLosses counts connection losses since start.
 	ConnectionLosses uint64
-	// TriggersReceived counts valid trigger messages; TriggersIgnored malformed
-	// ones; TriggersDropped valid ones lost because the handler lagged.
-	TriggersReceived, TriggersIgnored, TriggersDropped uint64
+	// TriggersReceived counts valid trigger messages queued for the
+	// handlers; TriggersIgnored malformed (or retained) ones;
+	// TriggersOverflowed valid ones handed to the handlers with
+	// Overflow=true because triggers arrived faster than the line took
+	// them; TriggersDropped valid ones lost because even the overflow list
+	// (1024) was full (counted and logged, never silent).
+	TriggersReceived, TriggersIgnored, TriggersOverflowed, TriggersDropped uint64
 	// LastError is the last connect or publish error ("" when none yet).
 	LastError string
+	// Stalled is true when the link cannot publish: not connected to the
+	// broker, or results are waiting and none was acknowledged (PUBACK, or
+	// taken by the embedded broker) for longer than mqtt.ack_timeout. The
+	// daemon's /readyz answers 503 while it is true.
+	Stalled bool
+	// StalledReason says why Stalled is true, in words; "" otherwise.
+	StalledReason string
+	// Broker holds the embedded broker's refusal and drop counters (zero
+	// with an external broker).
+	Broker BrokerStats
+}
+
+// link is what the sender needs from the connection: paho's client for an
+// external broker, the in-process broker for the embedded one.
+type link interface {
+	Publish(topic string, qos byte, retained bool, payload interface{}) paho.Token
+	IsConnectionOpen() bool
+	Disconnect(quiesce uint)
 }
 
 // Publisher publishes results through the durable outbox, subscribes to
@@ -68,12 +108,20 @@ type Publisher struct {
 	log     *slog.Logger
 	ob      *outbox.Outbox
 	broker  *Broker
-	client  paho.Client
+	client  link
 	brokers string
 	started time.Time
 
-	published, resent, losses         atomic.Uint64
-	trigOK, trigBad, trigDropped      atomic.Uint64
+	published, resent, losses    atomic.Uint64
+	trigOK, trigBad, trigDropped atomic.Uint64
+	trigOverflowed               atomic.Uint64
+	ovMu                         sync.Mutex
+	overflow                     []Trigger
+	ovWake                       chan struct{}
+	lim                          *ratelog.Limiter
+	// progress is when the sender last made progress (an acknowledgement,
+	// or nothing left to send), in Unix nanoseconds: Stats().Stalled.
+	progress                          atomic.Int64
 	connected                         atomic.Bool
 	lost                              atomic.Pointer[chan struct{}]
 	wake                              chan struct{}
@@ -113,7 +161,9 @@ func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 		log:            logger.With("component", "mqtt", "station", cfg.Station),
 		started:        time.Now(),
 		wake:           make(chan struct{}, 1),
-		trigCh:         make(chan Trigger, 256),
+		trigCh:         make(chan Trigger, triggerQueue),
+		ovWake:         make(chan struct{}, 1),
+		lim:            ratelog.New(),
 		closing:        make(chan struct{}),
 		hardStop:       make(chan struct{}),
 		stopBackground: make(chan struct{}),
@@ -121,10 +171,12 @@ func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 	}
 	lost := make(chan struct{})
 	p.lost.Store(&lost)
+	p.progress.Store(time.Now().UnixNano())
 
 	obOpt := outbox.Options{
-		Limits: outbox.Limits{MaxEntries: cfg.Outbox.MaxResults, MaxBytes: cfg.Outbox.MaxBytes, MaxAge: cfg.Outbox.MaxAge},
-		Logger: p.log,
+		Limits:            outbox.Limits{MaxEntries: cfg.Outbox.MaxResults, MaxBytes: cfg.Outbox.MaxBytes, MaxAge: cfg.Outbox.MaxAge},
+		Logger:            p.log,
+		QuarantineCorrupt: cfg.Outbox.QuarantineCorrupt,
 	}
 	if cfg.Outbox.Memory {
 		p.log.Warn("mqtt outbox kept in memory only (mqtt.outbox.memory): results pending at a crash will be lost")
@@ -137,47 +189,94 @@ func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 		p.ob = ob
 	}
 
-	opts, err := p.clientOptions()
-	if err != nil {
-		_ = p.ob.Close()
-		if p.broker != nil {
-			_ = p.broker.Close()
+	if cfg.Broker == Embedded {
+		b, err := StartBroker(cfg, p.log)
+		if err != nil {
+			_ = p.ob.Close()
+			return nil, err
 		}
-		return nil, err
+		p.broker = b
+		p.brokers = "embedded broker on " + b.Addr()
+		p.client = &inlineLink{b: b}
+	} else {
+		opts, err := p.clientOptions()
+		if err != nil {
+			_ = p.ob.Close()
+			return nil, err
+		}
+		c := paho.NewClient(opts)
+		p.client = c
+		// With ConnectRetry the token completes only once connected; failures
+		// are reported through the connection notification handler.
+		c.Connect()
 	}
-	p.client = paho.NewClient(opts)
-	// With ConnectRetry the token completes only once connected; failures
-	// are reported through the connection notification handler.
-	p.client.Connect()
 
 	go p.sender()
-	p.bg.Add(2)
+	p.bg.Add(3)
 	go p.dispatchTriggers()
 	go p.statusLoop()
+	go func() {
+		defer p.bg.Done()
+		p.lim.Run(p.stopBackground)
+	}()
+	if p.broker != nil {
+		p.inlineConnected()
+	}
 	return p, nil
+}
+
+// inlineLink publishes through the embedded broker in-process. Its tokens
+// are complete when returned: the broker has queued the message for every
+// subscribed session (and stored it for persistent ones).
+type inlineLink struct{ b *Broker }
+
+func (l *inlineLink) Publish(topic string, qos byte, retained bool, payload interface{}) paho.Token {
+	var body []byte
+	switch v := payload.(type) {
+	case []byte:
+		body = v
+	case string:
+		body = []byte(v)
+	default:
+		return doneToken{fmt.Errorf("publish to %s: unsupported payload type %T", topic, payload)}
+	}
+	return doneToken{l.b.publish(topic, body, retained, qos)}
+}
+
+func (l *inlineLink) IsConnectionOpen() bool { return !l.b.closed.Load() }
+func (l *inlineLink) Disconnect(uint)        {}
+
+// doneToken is a paho.Token that is already complete.
+type doneToken struct{ err error }
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (t doneToken) Wait() bool                     { return true }
+func (t doneToken) WaitTimeout(time.Duration) bool { return true }
+func (t doneToken) Done() <-chan struct{}          { return closedCh }
+func (t doneToken) Error() error                   { return t.err }
+
+// inlineConnected is onConnect for the embedded broker: the link is up for
+// the life of the broker.
+func (p *Publisher) inlineConnected() {
+	p.connected.Store(true)
+	p.log.Info("publishing through the embedded broker in-process", "broker", p.brokers)
+	if t := p.client.Publish(p.topics.Status, p.cfg.Topics.Status.QoS, p.cfg.Topics.Status.Retain, "online"); t.Error() != nil {
+		p.log.Warn("publish online status failed", "topic", p.topics.Status, "err", t.Error())
+	}
+	// The handler runs on the publishing client's own goroutine (after its
+	// PUBACK): it only parses and enqueues, so a flood slows the flooder.
+	p.broker.subscribe(p.topics.Trigger, 1, func(_ *mochi.Client, _ mpackets.Subscription, pk mpackets.Packet) {
+		p.handleTrigger(pk.TopicName, pk.Payload, false)
+	})
+	p.publishHealth()
 }
 
 func (p *Publisher) clientOptions() (*paho.ClientOptions, error) {
 	cfg := p.cfg
 	opts := paho.NewClientOptions()
 	user, pass := cfg.Username, cfg.Password
-	if cfg.Broker == Embedded {
-		b, err := StartBroker(cfg, p.log)
-		if err != nil {
-			return nil, err
-		}
-		p.broker = b
-		user, pass = b.internalCredentials()
-		// The daemon's own client talks to the broker through an in-memory
-		// pipe: no TLS or firewall between a process and itself.
-		opts.AddBroker("tcp://embedded")
-		opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) {
-			c1, c2 := net.Pipe()
-			go func() { _ = b.srv.EstablishConnection("segad", c2) }()
-			return c1, nil
-		})
-		p.brokers = "embedded broker on " + b.Addr()
-	} else {
+	{
 		all := append([]string{cfg.Broker}, cfg.FallbackBrokers...)
 		tlsNeeded := cfg.TLS.enabled()
 		for _, b := range all {
@@ -200,7 +299,9 @@ func (p *Publisher) clientOptions() (*paho.ClientOptions, error) {
 	opts.SetPassword(pass)
 	opts.SetCleanSession(false)
 	opts.SetResumeSubs(true)
-	opts.SetOrderMatters(true) // trigger handler only enqueues, so in-order delivery costs nothing
+	// In order: the trigger handler only parses and enqueues (never blocks),
+	// so ordered delivery cannot hold up paho's network loop.
+	opts.SetOrderMatters(true)
 	opts.SetAutoReconnect(true)
 	opts.SetConnectRetry(true)
 	opts.SetConnectRetryInterval(cfg.ConnectRetryInterval)
@@ -239,6 +340,7 @@ func (p *Publisher) poke() {
 
 func (p *Publisher) onConnect(c paho.Client) {
 	p.connected.Store(true)
+	p.progress.Store(time.Now().UnixNano())
 	p.setErr(nil)
 	p.log.Info("connected to MQTT broker", "broker", p.brokers, "client_id", p.cfg.clientID())
 	p.poke()
@@ -408,8 +510,10 @@ func (p *Publisher) PublishDirect(r Result) error {
 
 // OnTrigger registers fn for trigger messages. Callbacks run one at a time
 // on a dedicated goroutine, so a slow callback delays later triggers but
-// never the MQTT client; beyond 256 waiting triggers new ones are dropped
-// and counted.
+// never the MQTT client. Beyond 256 waiting triggers, new ones are handed
+// to fn with Overflow=true (fn must answer them at once, with an error
+// result for their part ID); beyond 1024 such overflowed triggers waiting,
+// new ones are counted (Stats.TriggersDropped) and logged.
 func (p *Publisher) OnTrigger(fn func(Trigger)) {
 	p.trigMu.Lock()
 	defer p.trigMu.Unlock()
@@ -435,61 +539,130 @@ func (p *Publisher) Broker() *Broker { return p.broker }
 func (p *Publisher) Stats() Stats {
 	os := p.ob.Stats()
 	s := Stats{
-		Backlog:          os.Entries,
-		BacklogBytes:     os.Bytes,
-		Published:        p.published.Load(),
-		Resent:           p.resent.Load(),
-		DroppedPass:      os.DroppedPass,
-		DroppedFail:      os.DroppedFail,
-		Expired:          os.Expired,
-		Drops:            os.Drops(),
-		Connected:        p.connected.Load(),
-		ConnectionLosses: p.losses.Load(),
-		TriggersReceived: p.trigOK.Load(),
-		TriggersIgnored:  p.trigBad.Load(),
-		TriggersDropped:  p.trigDropped.Load(),
+		Backlog:            os.Entries,
+		BacklogBytes:       os.Bytes,
+		Published:          p.published.Load(),
+		Resent:             p.resent.Load(),
+		DroppedPass:        os.DroppedPass,
+		DroppedFail:        os.DroppedFail,
+		Expired:            os.Expired,
+		Drops:              os.Drops(),
+		Connected:          p.connected.Load(),
+		ConnectionLosses:   p.losses.Load(),
+		TriggersReceived:   p.trigOK.Load(),
+		TriggersIgnored:    p.trigBad.Load(),
+		TriggersDropped:    p.trigDropped.Load(),
+		TriggersOverflowed: p.trigOverflowed.Load(),
 	}
 	if err := p.lastError(); err != nil {
 		s.LastError = err.Error()
+	}
+	if p.broker != nil {
+		s.Broker = p.broker.Stats()
+	}
+	switch idle := time.Since(time.Unix(0, p.progress.Load())); {
+	case !s.Connected:
+		s.Stalled = true
+		s.StalledReason = fmt.Sprintf("not connected to MQTT broker %s", p.brokers)
+		if s.LastError != "" {
+			s.StalledReason += ": " + s.LastError
+		}
+	case s.Backlog > 0 && idle > p.cfg.AckTimeout:
+		s.Stalled = true
+		s.StalledReason = fmt.Sprintf("%d results waiting and none acknowledged by %s for %s (mqtt.ack_timeout %s)",
+			s.Backlog, p.brokers, idle.Round(time.Second), p.cfg.AckTimeout)
 	}
 	return s
 }
 
 func (p *Publisher) handleMessage(_ paho.Client, m paho.Message) {
-	if m.Topic() != p.topics.Trigger {
+	p.handleTrigger(m.Topic(), m.Payload(), m.Retained())
+}
+
+// handleTrigger parses a trigger and hands it to the dispatcher without
+// ever blocking: it runs on paho's router or on a publishing client's
+// goroutine in the embedded broker.
+func (p *Publisher) handleTrigger(topic string, payload []byte, retained bool) {
+	if topic != p.topics.Trigger {
 		return
 	}
-	id, err := ParseTrigger(m.Payload())
+	if retained {
+		// A retained trigger would fire at every (re)connect.
+		p.trigBad.Add(1)
+		p.lim.Log(p.log, slog.LevelWarn, "ignored retained trigger (clear it: mosquitto_pub -r -n -t <topic>)", "topic", ratelog.Excerpt(topic))
+		return
+	}
+	var id string
+	err := fmt.Errorf("payload of %d bytes is larger than %d", len(payload), maxTriggerPayload)
+	if len(payload) <= maxTriggerPayload {
+		id, err = ParseTrigger(payload)
+	}
 	if err != nil {
 		p.trigBad.Add(1)
-		excerpt := string(m.Payload())
-		if len(excerpt) > 64 {
-			excerpt = excerpt[:64] + "..."
-		}
-		p.log.Warn("ignored malformed trigger", "topic", m.Topic(), "err", err, "payload", excerpt)
+		p.lim.Log(p.log, slog.LevelWarn, "ignored malformed trigger", "topic", ratelog.Excerpt(topic), "err", err,
+			"payload", ratelog.ExcerptBytes(payload), "bytes", len(payload))
 		return
 	}
-	t := Trigger{PartID: id, Topic: m.Topic(), ReceivedAt: time.Now()}
+	t := Trigger{PartID: id, Topic: topic, ReceivedAt: time.Now()}
 	select {
 	case p.trigCh <- t:
 		p.trigOK.Add(1)
+		return
 	default:
-		p.trigDropped.Add(1)
-		p.log.Warn("trigger dropped: handler is not keeping up", "part_id", id)
 	}
+	t.Overflow = true
+	p.ovMu.Lock()
+	kept := len(p.overflow) < maxOverflow
+	if kept {
+		p.overflow = append(p.overflow, t)
+	}
+	p.ovMu.Unlock()
+	if !kept {
+		p.trigDropped.Add(1)
+		p.lim.Log(p.log, slog.LevelError, "trigger lost: more triggers waiting than the line can answer (1024 overflowed already)",
+			"part_id", id, "lost_total", p.trigDropped.Load())
+		return
+	}
+	p.trigOverflowed.Add(1)
+	select {
+	case p.ovWake <- struct{}{}:
+	default:
+	}
+	p.lim.Log(p.log, slog.LevelWarn, "trigger overflow: triggers arrive faster than the line takes them; answered with an error result",
+		"part_id", id, "overflowed_total", p.trigOverflowed.Load())
+}
+
+func (p *Publisher) takeOverflow() []Trigger {
+	p.ovMu.Lock()
+	defer p.ovMu.Unlock()
+	ov := p.overflow
+	p.overflow = nil
+	return ov
 }
 
 func (p *Publisher) dispatchTriggers() {
 	defer p.bg.Done()
+	call := func(t Trigger) {
+		p.trigMu.Lock()
+		fns := append([]func(Trigger){}, p.trigFns...)
+		p.trigMu.Unlock()
+		for _, fn := range fns {
+			fn(t)
+		}
+	}
 	for {
+		// Overflowed triggers first: the handlers answer them at once
+		// (no capture), so the PLC hears about them early.
+		for _, t := range p.takeOverflow() {
+			if isClosed(p.stopBackground) {
+				return
+			}
+			call(t)
+		}
 		select {
 		case t := <-p.trigCh:
-			p.trigMu.Lock()
-			fns := append([]func(Trigger){}, p.trigFns...)
-			p.trigMu.Unlock()
-			for _, fn := range fns {
-				fn(t)
-			}
+			call(t)
+		case <-p.ovWake:
 		case <-p.stopBackground:
 			return
 		}
@@ -530,6 +703,8 @@ func (p *Publisher) Health() Health {
 	h.OutboxDrops = s.Drops
 	h.Published = s.Published
 	h.TriggersIgnored = s.TriggersIgnored
+	h.TriggersOverflowed = s.TriggersOverflowed
+	h.TriggersLost = s.TriggersDropped
 	h.LastError = s.LastError
 	return h
 }
@@ -626,6 +801,8 @@ func (p *Publisher) sender() {
 			}
 		}
 		if len(inflight) == 0 {
+			// Nothing left to send: the link is not behind.
+			p.progress.Store(time.Now().UnixNano())
 			if isClosed(p.closing) {
 				return
 			}
@@ -661,6 +838,7 @@ func (p *Publisher) sender() {
 			p.ob.Ack(h.seq)
 			lastAcked = h.seq
 			p.published.Add(1)
+			p.progress.Store(time.Now().UnixNano())
 			if hook := p.ackHook.Load(); hook != nil {
 				(*hook)(h.id)
 			}
@@ -718,12 +896,28 @@ func (p *Publisher) Close(ctx context.Context) error {
 		close(p.hardStop)
 		<-p.senderDone
 		close(p.stopBackground)
-		p.bg.Wait()
+		// A trigger handler that does not return must not hold up the
+		// shutdown (SIGTERM): wait for it only until ctx ends.
+		bgDone := make(chan struct{})
+		go func() { p.bg.Wait(); close(bgDone) }()
+		select {
+		case <-bgDone:
+		case <-ctx.Done():
+			p.log.Warn("closing while a trigger handler is still running")
+		}
 		if p.client.IsConnectionOpen() {
 			t := p.client.Publish(p.topics.Status, p.cfg.Topics.Status.QoS, p.cfg.Topics.Status.Retain, "offline")
 			t.WaitTimeout(time.Second)
 		}
-		p.client.Disconnect(250)
+		// paho's Disconnect waits for its network goroutines; bounded here
+		// in case the connection is wedged.
+		discDone := make(chan struct{})
+		go func() { p.client.Disconnect(250); close(discDone) }()
+		select {
+		case <-discDone:
+		case <-time.After(2 * time.Second):
+			p.log.Warn("MQTT disconnect did not finish within 2 s; closing anyway", "broker", p.brokers)
+		}
 		var errs []error
 		if err := p.ob.Close(); err != nil {
 			errs = append(errs, err)

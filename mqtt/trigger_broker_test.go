@@ -63,6 +63,7 @@ func TestMalformedTriggers(t *testing.T) {
 		{"\x01\x02binary", false},
 		{strings.Repeat("x", 300), false},
 		{`{"other": 1}`, true},
+		{strings.Repeat("y", 20000), false}, // over 16 KiB: not even parsed
 	}
 	for _, pl := range payloads {
 		args := []string{"-h", host, "-p", port, "-t", p.Topics().Trigger, "-q", "1"}
@@ -75,18 +76,23 @@ func TestMalformedTriggers(t *testing.T) {
 			t.Fatalf("mosquitto_pub: %v: %s", err, out)
 		}
 	}
-	waitFor(t, "4 triggers handled and 4 ignored", 5*time.Second, func() bool {
+	waitFor(t, "4 triggers handled and 5 ignored", 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) == 4 && p.Stats().TriggersIgnored-base == 4
+		return len(got) == 4 && p.Stats().TriggersIgnored-base == 5
 	})
 	mu.Lock()
 	if strings.Join(got, "|") != "A-1|B-2||" {
 		t.Errorf("part IDs %q, want A-1, B-2 and two empty", got)
 	}
 	mu.Unlock()
-	if n := strings.Count(logs.String(), "ignored malformed trigger"); n != 4 {
-		t.Errorf("%d log lines for malformed triggers, want 4", n)
+	if n := strings.Count(logs.String(), "ignored malformed trigger"); n != 5 {
+		t.Errorf("%d log lines for malformed triggers, want 5", n)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if len(line) > 1024 {
+			t.Errorf("log line of %d bytes: %.200s...", len(line), line)
+		}
 	}
 	// Still alive: a result goes through.
 	if err := p.Publish(context.Background(), Result{Verdict: VerdictPass}); err != nil {

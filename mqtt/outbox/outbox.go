@@ -28,6 +28,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/segad-edge/segad-edge/mqtt/internal/boltcheck"
+	"github.com/segad-edge/segad-edge/mqtt/internal/ratelog"
 )
 
 // bucketName holds one key per pending entry: the 8-byte big-endian sequence
@@ -75,6 +78,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// QuarantineCorrupt makes Open move a damaged file aside (renamed to
+	// <path>.corrupt-<time>) and start a new one, re-queueing every entry
+	// that is still readable. Without it Open refuses a damaged file with an
+	// error that says what to do: the operator decides.
+	QuarantineCorrupt bool
 }
 
 // Stats is a snapshot of the outbox.
@@ -135,6 +143,8 @@ type Outbox struct {
 	closed   atomic.Bool
 	closeMu  sync.RWMutex
 
+	lim *ratelog.Limiter // bounds drop logs when the outbox overflows
+
 	mu      sync.Mutex // guards the index below
 	live    map[uint64]meta
 	passQ   []uint64 // append order, lazily purged of acked seqs
@@ -145,14 +155,43 @@ type Outbox struct {
 }
 
 // Open opens (or creates) the bbolt outbox at path and recovers its pending
-// entries. It fails with a clear error when another process holds the file.
+// entries. It fails with a clear error when another process holds the file,
+// and when the file is damaged (see Options.QuarantineCorrupt).
 func Open(path string, opt Options) (*Outbox, error) {
 	// The state folder may not exist on a first start outside systemd
 	// (whose StateDirectory= creates it).
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	// bbolt panics on a damaged page (for this file, without a synced
+	// freelist, in a goroutine of its own where no recover reaches), so
+	// the file is checked before bbolt sees it.
+	if _, err := boltcheck.Check(path); err != nil {
+		if !errors.Is(err, boltcheck.ErrCorrupt) {
+			return nil, fmt.Errorf("open outbox %s: %w", path, err)
+		}
+		return openDamaged(path, err, opt)
+	}
+	db, err := openBolt(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	o, err := start(path, &boltBackend{db: db, path: path}, opt)
+	if errors.Is(err, errUndecodable) {
+		return openDamaged(path, err, opt)
+	}
+	return o, err
+}
+
+func openBolt(path string, opt Options) (db *bolt.DB, err error) {
+	// A last guard: a panic bbolt raises in this goroutine becomes an
+	// error. (The check above is what keeps it from panicking elsewhere.)
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("open outbox %s: %w: bbolt: %v", path, boltcheck.ErrCorrupt, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second,
 		NoSync:         opt.NoSync,
 		NoFreelistSync: true,
@@ -171,7 +210,70 @@ func Open(path string, opt Options) (*Outbox, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open outbox %s: create bucket: %w", path, err)
 	}
-	return start(path, &boltBackend{db: db, path: path}, opt)
+	return db, nil
+}
+
+// openDamaged handles a damaged outbox file: it counts what is still
+// readable and either refuses with instructions, or (QuarantineCorrupt)
+// moves the file aside, starts a new one and re-queues what was readable.
+func openDamaged(path string, damage error, opt Options) (*Outbox, error) {
+	var salvaged []Entry
+	bad := 0
+	_, serr := boltcheck.Salvage(path, bucketName, func(k, v []byte) {
+		if len(k) != 8 {
+			bad++
+			return
+		}
+		e, err := decode(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			bad++
+			return
+		}
+		salvaged = append(salvaged, e)
+	})
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	lossNote := fmt.Sprintf("%d pending results can still be read from it", len(salvaged))
+	if bad > 0 {
+		lossNote += fmt.Sprintf(" (%d more entries are unreadable)", bad)
+	}
+	lossNote += fmt.Sprintf("; results on damaged pages of this %d-byte file are lost", size)
+	if serr != nil {
+		lossNote = fmt.Sprintf("nothing can be read from it (%v); every result still pending in this %d-byte file is lost", serr, size)
+	}
+	if !opt.QuarantineCorrupt {
+		return nil, fmt.Errorf("open outbox %s: %w. %s. To start anyway: stop segad, move the file aside "+
+			"(mv %s %s.corrupt), and start again: a new outbox is created and the results pending in the damaged file are not sent. "+
+			"Or set mqtt.outbox.quarantine_corrupt: true to do this automatically and re-send the readable results",
+			path, damage, lossNote, path, path)
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(path, aside); err != nil {
+		return nil, fmt.Errorf("open outbox %s: %w; moving it aside to %s failed: %v", path, damage, aside, err)
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Error("outbox file was damaged: moved it aside and started a new one (mqtt.outbox.quarantine_corrupt)",
+		"outbox", path, "moved_to", aside, "damage", damage.Error(), "requeued", len(salvaged), "unreadable", bad, "file_bytes", size)
+	db, err := openBolt(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	// Re-queue in the original order, keeping each entry's creation time
+	// (MaxAge still counts from the decision), in one transaction.
+	for i := range salvaged {
+		salvaged[i].Seq = uint64(i + 1)
+	}
+	be := &boltBackend{db: db, path: path}
+	if err := be.commit(salvaged, nil); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open outbox %s: re-queue %d readable results from %s: %w", path, len(salvaged), aside, err)
+	}
+	return start(path, be, opt)
 }
 
 // OpenMemory returns an outbox that keeps entries in RAM only. It is the
@@ -202,6 +304,7 @@ func start(name string, be backend, opt Options) (*Outbox, error) {
 		live:     map[uint64]meta{},
 		nextSeq:  1,
 	}
+	o.lim = ratelog.New()
 	err := be.load(func(e Entry, size int64) {
 		o.index(e, size)
 		if e.Seq >= o.nextSeq {
@@ -212,6 +315,7 @@ func start(name string, be backend, opt Options) (*Outbox, error) {
 		_ = be.close()
 		return nil, fmt.Errorf("open outbox %s: read pending entries: %w", name, err)
 	}
+	go o.lim.Run(o.done)
 	if n := len(o.live); n > 0 {
 		o.log.Info("outbox recovered pending results", "pending", n, "bytes", o.bytes)
 	}
@@ -447,16 +551,17 @@ func (o *Outbox) commit(ops []appendOp, acks []uint64) bool {
 	o.mu.Unlock()
 
 	if err == nil {
+		// A full outbox drops on every append: rate-limited, with counts.
 		for _, v := range victims {
-			o.log.Warn("outbox dropped a result", "seq", v.seq, "reason", v.reason)
+			o.lim.Log(o.log, slog.LevelWarn, "outbox dropped a result", "seq", v.seq, "reason", v.reason, "fail", v.fail)
 		}
 		for _, e := range puts {
 			if newDropped[e.Seq] {
-				o.log.Warn("outbox full of fail results: dropped new pass result", "result_id", e.ID)
+				o.lim.Log(o.log, slog.LevelWarn, "outbox full of fail results: dropped new pass result", "result_id", e.ID)
 			}
 		}
 	} else {
-		o.log.Error("outbox commit failed", "err", err, "appends", len(ops), "acks", len(acks))
+		o.lim.Log(o.log, slog.LevelError, "outbox commit failed", "err", err, "appends", len(ops), "acks", len(acks))
 	}
 	for i := range ops {
 		r := appendResult{seq: puts[i].Seq, err: err}
@@ -629,10 +734,13 @@ func encode(e Entry) []byte {
 	return b
 }
 
+// errUndecodable marks an entry whose bytes are damaged.
+var errUndecodable = errors.New("damaged entry")
+
 func decode(seq uint64, b []byte) (Entry, error) {
 	e := Entry{Seq: seq}
 	if len(b) < 10 || b[0] != encVersion {
-		return e, fmt.Errorf("entry %d: unknown encoding (version byte %v)", seq, b[:min(len(b), 1)])
+		return e, fmt.Errorf("%w %d: unknown encoding (version byte %v)", errUndecodable, seq, b[:min(len(b), 1)])
 	}
 	e.Fail = b[1]&1 != 0
 	e.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10])))
@@ -641,7 +749,7 @@ func decode(seq uint64, b []byte) (Entry, error) {
 	for i := range fields {
 		n, err := binary.ReadUvarint(r)
 		if err != nil || n > uint64(r.Len()) {
-			return e, fmt.Errorf("entry %d: truncated", seq)
+			return e, fmt.Errorf("%w %d: truncated", errUndecodable, seq)
 		}
 		fields[i] = make([]byte, n)
 		_, _ = r.Read(fields[i])
@@ -700,7 +808,7 @@ func (b *boltBackend) load(fn func(Entry, int64)) error {
 	return b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketName).ForEach(func(k, v []byte) error {
 			if len(k) != 8 {
-				return fmt.Errorf("bad key length %d", len(k))
+				return fmt.Errorf("%w: key of %d bytes", errUndecodable, len(k))
 			}
 			e, err := decode(binary.BigEndian.Uint64(k), v)
 			if err != nil {

@@ -1,16 +1,19 @@
-// Command faultpub is the publishing process of the MQTT fault test: it
+// Command faultpub is the publishing process of the MQTT fault tests: it
 // publishes results with deterministic IDs through a real Publisher and
 // durable outbox, and prints "ok <seq>" once each Publish returned (the
 // result is durable), so the test can SIGKILL it and restart it where it
-// stopped.
+// stopped. With -broker embedded it also hosts the embedded broker, so a
+// SIGKILL takes the broker down with the publisher.
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/segad-edge/segad-edge/mqtt"
@@ -23,6 +26,9 @@ func main() {
 	from := flag.Int("from", 0, "first sequence number")
 	to := flag.Int("to", 10000, "sequence number after the last")
 	every := flag.Duration("every", 0, "pause between results")
+	listen := flag.String("listen", "127.0.0.1:0", "embedded broker listen address (with -broker embedded)")
+	user := flag.String("user", "", "embedded broker user as name:password (with -broker embedded)")
+	await := flag.Bool("await", false, `print "ready" once started and wait for a line on stdin before publishing`)
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -34,12 +40,22 @@ func main() {
 	cfg.MaxReconnectInterval = 200 * time.Millisecond
 	cfg.AckTimeout = 3 * time.Second
 	cfg.KeepAlive = 2 * time.Second
+	if *broker == mqtt.Embedded {
+		cfg.Embedded.Listen = *listen
+		if name, pw, ok := strings.Cut(*user, ":"); ok {
+			cfg.Embedded.Users = []mqtt.User{{Username: name, Password: pw}}
+		}
+	}
 	p, err := mqtt.New(cfg, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultpub:", err)
 		os.Exit(2)
 	}
 	ctx := context.Background()
+	if *await {
+		fmt.Println("ready")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	}
 	for seq := *from; seq < *to; seq++ {
 		now := time.Now()
 		score := float64(seq%7) - 3
