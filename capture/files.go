@@ -16,6 +16,8 @@ import (
 	"log/slog"
 
 	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/partid"
 )
 
 // Per-file errors, carried (wrapped with the file name) in Frame.Err so the
@@ -62,11 +64,28 @@ func (b *base) errorFrame(captured time.Time, partID, path string, err error) *F
 		Color: b.pre.color, Err: err}
 }
 
-// partIDFromPath is the file name without folder and extension: cameras
-// and FTP drops name files after the part (serial, barcode).
-func partIDFromPath(p string) string {
+// PartIDFromFile is the part ID a file's name gives: the name without
+// folder and extension (cameras and FTP drops name files after the part:
+// serial, barcode). A name that is not a valid part ID (partid.Check:
+// control characters, newlines, invalid UTF-8, over partid.MaxLen bytes)
+// gives "" and an error saying why: the file still gets its result, but
+// without a part ID, so the raw name never reaches a PLC.
+func PartIDFromFile(p string) (string, error) {
 	name := filepath.Base(p)
-	return strings.TrimSuffix(name, filepath.Ext(name))
+	id := strings.TrimSuffix(name, filepath.Ext(name))
+	if _, err := partid.Check(id); err != nil {
+		return "", fmt.Errorf("file name %s is not a valid part ID (%v); its result carries no part ID", safePath(name), err)
+	}
+	return id, nil
+}
+
+// partID is PartIDFromFile with the refusal logged.
+func (b *base) partID(p string) string {
+	id, err := PartIDFromFile(p)
+	if err != nil {
+		b.log.Warn("file name is not a valid part ID; the result carries an empty part_id", "file", p, "err", err)
+	}
+	return id
 }
 
 // decodeFile reads and decodes one image file into 8-bit BGR through the
@@ -200,10 +219,10 @@ func (s *fileSource) Next(ctx context.Context) (*Frame, error) {
 
 // readFile turns one file into a frame or an error frame.
 func (b *base) readFile(p string) *Frame {
-	part := partIDFromPath(p)
+	part := b.partID(p)
 	st, err := os.Stat(p)
 	if err != nil {
-		return b.errorFrame(time.Now(), part, p, fmt.Errorf("stat image %s: %w", p, err))
+		return b.errorFrame(time.Now(), part, p, fmt.Errorf("stat image %s: %w", safePath(p), bareErr(err)))
 	}
 	m, err := decodeFile(p)
 	if err != nil {

@@ -4,9 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gocv.io/x/gocv"
 )
@@ -227,34 +232,35 @@ func ReadImageFile(path string) ([]byte, error) {
 }
 
 func readImageFile(path string, maxBytes int64) ([]byte, error) {
+	name := safePath(path)
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("read image %s: %w", path, err)
+		return nil, fmt.Errorf("read image %s: %w", name, bareErr(err))
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("read image %s: not a regular file (%s): %w", path, st.Mode().Type(), ErrUnsupported)
+		return nil, fmt.Errorf("read image %s: not a regular file (%s): %w", name, st.Mode().Type(), ErrUnsupported)
 	}
 	if st.Size() > maxBytes {
-		return nil, fmt.Errorf("image %s is %d bytes, over capture.limits.max_bytes %d: refused without reading: %w", path, st.Size(), maxBytes, ErrTooLarge)
+		return nil, fmt.Errorf("image %s is %d bytes, over capture.limits.max_bytes %d: refused without reading: %w", name, st.Size(), maxBytes, ErrTooLarge)
 	}
 	if st.Size() == 0 {
-		return nil, fmt.Errorf("image %s: %w", path, ErrEmptyFile)
+		return nil, fmt.Errorf("image %s: %w", name, ErrEmptyFile)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read image %s: %w", path, err)
+		return nil, fmt.Errorf("read image %s: %w", name, bareErr(err))
 	}
 	defer f.Close()
 	data := make([]byte, 0, st.Size())
 	data, err = readAllInto(data, io.LimitReader(f, maxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read image %s: %w", path, err)
+		return nil, fmt.Errorf("read image %s: %w", name, bareErr(err))
 	}
 	if int64(len(data)) > maxBytes {
-		return nil, fmt.Errorf("image %s grew past capture.limits.max_bytes %d while being read: %w", path, maxBytes, ErrTooLarge)
+		return nil, fmt.Errorf("image %s grew past capture.limits.max_bytes %d while being read: %w", name, maxBytes, ErrTooLarge)
 	}
 	if len(data) == 0 {
-		return nil, fmt.Errorf("image %s: %w", path, ErrEmptyFile)
+		return nil, fmt.Errorf("image %s: %w", name, ErrEmptyFile)
 	}
 	return data, nil
 }
@@ -286,7 +292,7 @@ func ReadImage(path string) (gocv.Mat, error) {
 	}
 	m, err := DecodeImage(data)
 	if err != nil {
-		return gocv.Mat{}, fmt.Errorf("image %s: %w", path, err)
+		return gocv.Mat{}, fmt.Errorf("image %s: %w", safePath(path), err)
 	}
 	return m, nil
 }
@@ -305,7 +311,28 @@ func ReadFrame(path string, pc PreprocessConfig) *Frame {
 	f := DecodeFrame(data, pc)
 	f.Path = path
 	if f.Err != nil {
-		f.Err = fmt.Errorf("%s: %w", path, f.Err)
+		f.Err = fmt.Errorf("%s: %w", safePath(path), f.Err)
 	}
 	return f
+}
+
+// safePath is path for error texts, which end up in published results and
+// on PLC screens: a name with control characters, invalid UTF-8 or terminal
+// escapes (legal in Linux file names, and what a careless FTP client
+// writes) is quoted with Go escapes instead of passed through.
+func safePath(path string) string {
+	if utf8.ValidString(path) && strings.IndexFunc(path, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return path
+	}
+	return strconv.QuoteToASCII(path)
+}
+
+// bareErr drops the path an *fs.PathError repeats (unquoted), keeping the
+// operation and cause; errors.Is still sees the cause (fs.ErrNotExist).
+func bareErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

@@ -61,6 +61,10 @@ type SourceState struct {
 	LastFrameAge time.Duration
 	// LastError is the most recent failure, "" when none.
 	LastError string
+	// AckFailures counts files the watch folder could not move to done/ or
+	// failed/ after their result (each stays in place and is inspected
+	// again after a restart).
+	AckFailures int
 }
 
 // Open validates cfg and starts the source. Live sources return at once and
