@@ -1,8 +1,8 @@
-// A C entry point into OpenCV's image decoder that cannot throw: OpenCV
+// C entry points into OpenCV's image codecs that cannot throw: OpenCV
 // reports oversized or malformed images with cv::Exception, and a C++
 // exception crossing cgo aborts the whole Go process.
-#ifndef SEGAD_IMDECODE_GUARD_H
-#define SEGAD_IMDECODE_GUARD_H
+#ifndef SEGAD_CVGUARD_H
+#define SEGAD_CVGUARD_H
 
 #include <stddef.h>
 
@@ -16,6 +16,12 @@ extern "C" {
 // and 1 when OpenCV threw; the exception text is copied into err
 // (NUL-terminated, at most errlen bytes).
 int segad_imdecode(const unsigned char *buf, size_t len, int flags, void *dst, char *err, size_t errlen);
+
+// segad_imwrite writes src (a cv::Mat*) to path with cv::imwrite and the
+// given (flag, value) params. It returns 0 when written, 1 when OpenCV
+// returned false, 2 when it threw (unknown extension, bad params, I/O);
+// the exception text goes to err as for segad_imdecode.
+int segad_imwrite(const char *path, const void *src, const int *params, int nparams, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }
