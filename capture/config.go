@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -70,6 +71,9 @@ type Config struct {
 	// Pattern filters file names in folder and watch (path.Match syntax);
 	// empty means every regular, non-hidden file.
 	Pattern string `yaml:"pattern"`
+
+	// Limits bound image files and decodes (process-wide; see Limits).
+	Limits Limits `yaml:"limits"`
 
 	Watch      WatchConfig      `yaml:"watch"`
 	Preprocess PreprocessConfig `yaml:"preprocess"`
@@ -251,13 +255,30 @@ func (c Config) Validate() error {
 	default:
 		bad("kind", "unknown kind %q: want device, stream, gstreamer, video, sequence, folder or watch", c.Kind)
 	}
-	if c.Width < 0 || c.Height < 0 || c.FPS < 0 {
-		bad("width/height/fps", "must not be negative")
+	// Every number gets a range: an unbounded one is a way to spin a core
+	// (poll 1ns), allocate gigabytes (preprocess 100000x100000) or never
+	// recover (a reconnect delay of a year).
+	intIn := func(key string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad(key, "%d is outside %d..%d", v, lo, hi)
+		}
+	}
+	durIn := func(key string, v, lo, hi time.Duration) {
+		if v < lo || v > hi {
+			bad(key, "%s is outside %s..%s", v, lo, hi)
+		}
+	}
+	intIn("width", c.Width, 0, maxCameraSide)
+	intIn("height", c.Height, 0, maxCameraSide)
+	if math.IsNaN(c.FPS) || c.FPS < 0 || c.FPS > maxFPS {
+		bad("fps", "%v is outside 0..%d", c.FPS, maxFPS)
+	}
+	if c.Exposure != nil && (math.IsNaN(*c.Exposure) || math.IsInf(*c.Exposure, 0)) {
+		bad("exposure", "must be a finite number, got %v", *c.Exposure)
 	}
 	p := c.Preprocess
-	if p.Width < 0 || p.Height < 0 {
-		bad("preprocess.width/height", "must be positive, got %dx%d", p.Width, p.Height)
-	}
+	intIn("preprocess.width", p.Width, 1, maxPreprocessSide)
+	intIn("preprocess.height", p.Height, 1, maxPreprocessSide)
 	if _, err := interpolation(p.Interpolation); err != nil {
 		bad("preprocess.interpolation", "%v", err)
 	}
@@ -266,8 +287,9 @@ func (c Config) Validate() error {
 	default:
 		bad("preprocess.color", "unknown colour %q: want bgr, rgb or gray", p.Color)
 	}
-	if r := p.ROI; r != nil && (r.X < 0 || r.Y < 0 || r.Width <= 0 || r.Height <= 0) {
-		bad("preprocess.roi", "needs x,y >= 0 and width,height > 0, got %+v", *r)
+	if r := p.ROI; r != nil && (r.X < 0 || r.Y < 0 || r.Width <= 0 || r.Height <= 0 ||
+		r.X > maxSide || r.Y > maxSide || r.Width > maxSide || r.Height > maxSide) {
+		bad("preprocess.roi", "needs 0 <= x,y <= %d and 0 < width,height <= %d, got %+v", maxSide, maxSide, *r)
 	}
 	switch c.Trigger.Mode {
 	case TriggerFreeRun:
@@ -278,20 +300,32 @@ func (c Config) Validate() error {
 	default:
 		bad("trigger.mode", "unknown mode %q: want free-run or on-demand", c.Trigger.Mode)
 	}
-	if c.Trigger.MaxRate < 0 {
-		bad("trigger.max_rate", "must not be negative")
+	if math.IsNaN(c.Trigger.MaxRate) || c.Trigger.MaxRate < 0 || c.Trigger.MaxRate > maxFPS {
+		bad("trigger.max_rate", "%v is outside 0..%d frames per second", c.Trigger.MaxRate, maxFPS)
 	}
-	if c.Reconnect.Initial < 0 || c.Reconnect.Max < c.Reconnect.Initial {
-		bad("reconnect", "need 0 < initial <= max, got initial %s max %s", c.Reconnect.Initial, c.Reconnect.Max)
+	durIn("trigger.timeout", c.Trigger.Timeout, 10*time.Millisecond, time.Hour)
+	durIn("reconnect.initial", c.Reconnect.Initial, 10*time.Millisecond, 10*time.Minute)
+	durIn("reconnect.max", c.Reconnect.Max, 10*time.Millisecond, time.Hour)
+	if c.Reconnect.Max < c.Reconnect.Initial {
+		bad("reconnect", "need initial <= max, got initial %s max %s", c.Reconnect.Initial, c.Reconnect.Max)
 	}
-	if c.Watchdog < 0 || c.OpenTimeout < 0 || c.Trigger.Timeout < 0 {
-		bad("watchdog/open_timeout/trigger.timeout", "must not be negative")
-	}
-	if c.Watch.StablePolls < 1 {
-		bad("watch.stable_polls", "must be at least 1")
+	durIn("watchdog", c.Watchdog, 50*time.Millisecond, time.Hour)
+	durIn("open_timeout", c.OpenTimeout, 100*time.Millisecond, time.Hour)
+	durIn("watch.poll", c.Watch.Poll, 10*time.Millisecond, time.Minute)
+	intIn("watch.stable_polls", c.Watch.StablePolls, 1, 100)
+	durIn("watch.grace", c.Watch.Grace, time.Millisecond, 24*time.Hour)
+	for _, err := range c.Limits.validate() {
+		bad("limits", "%v", err)
 	}
 	return errors.Join(errs...)
 }
+
+// Ranges of the numeric keys that have no better home.
+const (
+	maxCameraSide     = 65535 // width/height requested from a camera
+	maxFPS            = 10000 // fps and trigger.max_rate
+	maxPreprocessSide = 4096  // preprocess.width/height: detector inputs
+)
 
 // parseDevice accepts "0" or "/dev/video0" and returns the V4L2 index.
 func parseDevice(s string) (int, error) {

@@ -10,25 +10,22 @@ import (
 // DecodeFrame decodes an encoded image (PNG, JPEG, BMP, TIFF, ...) from
 // memory and preprocesses it exactly as a source configured with pc would,
 // for images that arrive outside a source: the HTTP /inspect endpoint and
-// `segad inspect`. A corrupt, truncated, empty or unsupported image gives a
-// frame with Err set (and no Mats), never a panic. The caller fills Source,
+// `segad inspect`. It decodes through DecodeImage, so the header check, the
+// process-wide limits and the exception guard apply. A corrupt, truncated,
+// empty, unsupported or oversized image gives a frame with Err set (and no
+// Mats), never a panic. The caller fills Source,
 // Seq, PartID and Path, and must Close the frame.
 func DecodeFrame(data []byte, pc PreprocessConfig) *Frame {
 	pc = Config{Preprocess: pc}.withDefaults().Preprocess
 	f := &Frame{Captured: time.Now(), Color: pc.Color}
-	if err := checkImageBytes(data); err != nil {
-		f.Err = fmt.Errorf("image: %w", err)
-		return f
-	}
 	pre, err := newPreprocessor(pc)
 	if err != nil {
 		f.Err = fmt.Errorf("preprocess settings: %w", err)
 		return f
 	}
-	m, err := gocv.IMDecode(data, gocv.IMReadColor)
-	if err != nil || m.Empty() {
-		closeMat(&m)
-		f.Err = fmt.Errorf("decode image: %w", ErrCorrupt)
+	m, err := DecodeImage(data)
+	if err != nil {
+		f.Err = fmt.Errorf("image: %w", err)
 		return f
 	}
 	return preprocessInto(f, m, pre)

@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,15 +16,17 @@ import (
 	"log/slog"
 
 	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/partid"
 )
 
 // Per-file errors, carried (wrapped with the file name) in Frame.Err so the
 // daemon can tell an operator what is wrong with the file.
 var (
 	ErrEmptyFile   = errors.New("zero-byte file")
-	ErrUnsupported = errors.New("unsupported image format (want JPEG, PNG, BMP, TIFF, WebP or PNM)")
-	ErrTruncated   = errors.New("truncated image (end marker missing)")
-	ErrCorrupt     = errors.New("corrupt image (OpenCV could not decode it)")
+	ErrUnsupported = errors.New("unsupported image format (want " + AcceptedFormats + ")")
+	ErrTruncated   = errors.New("truncated image (the file ends before the image does)")
+	ErrCorrupt     = errors.New("corrupt image")
 )
 
 // base holds what every source kind shares: identity, preprocessing and the
@@ -63,61 +64,35 @@ func (b *base) errorFrame(captured time.Time, partID, path string, err error) *F
 		Color: b.pre.color, Err: err}
 }
 
-// partIDFromPath is the file name without folder and extension: cameras
-// and FTP drops name files after the part (serial, barcode).
-func partIDFromPath(p string) string {
+// PartIDFromFile is the part ID a file's name gives: the name without
+// folder and extension (cameras and FTP drops name files after the part:
+// serial, barcode). A name that is not a valid part ID (partid.Check:
+// control characters, newlines, invalid UTF-8, over partid.MaxLen bytes)
+// gives "" and an error saying why: the file still gets its result, but
+// without a part ID, so the raw name never reaches a PLC.
+func PartIDFromFile(p string) (string, error) {
 	name := filepath.Base(p)
-	return strings.TrimSuffix(name, filepath.Ext(name))
+	id := strings.TrimSuffix(name, filepath.Ext(name))
+	if _, err := partid.Check(id); err != nil {
+		return "", fmt.Errorf("file name %s is not a valid part ID (%v); its result carries no part ID", safePath(name), err)
+	}
+	return id, nil
 }
 
-// decodeFile reads and decodes one image file into 8-bit BGR. It checks what
-// OpenCV does not: OpenCV decodes a truncated JPEG into a grey-filled image
-// without an error, which would be inspected as if it were the part.
+// partID is PartIDFromFile with the refusal logged.
+func (b *base) partID(p string) string {
+	id, err := PartIDFromFile(p)
+	if err != nil {
+		b.log.Warn("file name is not a valid part ID; the result carries an empty part_id", "file", p, "err", err)
+	}
+	return id
+}
+
+// decodeFile reads and decodes one image file into 8-bit BGR through the
+// guarded reader (size, header, pixel and concurrency limits; OpenCV's
+// exceptions caught).
 func decodeFile(path string) (gocv.Mat, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return gocv.Mat{}, fmt.Errorf("read image %s: %w", path, err)
-	}
-	if err := checkImageBytes(data); err != nil {
-		return gocv.Mat{}, fmt.Errorf("image %s: %w", path, err)
-	}
-	m, err := gocv.IMDecode(data, gocv.IMReadColor)
-	if err != nil {
-		closeMat(&m)
-		return gocv.Mat{}, fmt.Errorf("decode image %s: %w", path, err)
-	}
-	if m.Empty() {
-		m.Close()
-		return gocv.Mat{}, fmt.Errorf("image %s: %w", path, ErrCorrupt)
-	}
-	return m, nil
-}
-
-// checkImageBytes recognises the container by its magic bytes and, for the
-// two formats cameras write, checks that the end marker is there.
-func checkImageBytes(b []byte) error {
-	switch {
-	case len(b) == 0:
-		return ErrEmptyFile
-	case bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}): // JPEG
-		// Some encoders pad after EOI; padding is zeros.
-		t := bytes.TrimRight(b, "\x00")
-		if !bytes.HasSuffix(t, []byte{0xFF, 0xD9}) {
-			return ErrTruncated
-		}
-	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
-		if !bytes.HasSuffix(b, []byte("IEND\xaeB`\x82")) {
-			return ErrTruncated
-		}
-	case bytes.HasPrefix(b, []byte("BM")),
-		bytes.HasPrefix(b, []byte("II*\x00")), bytes.HasPrefix(b, []byte("MM\x00*")),
-		len(b) >= 12 && bytes.HasPrefix(b, []byte("RIFF")) && string(b[8:12]) == "WEBP",
-		len(b) >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6':
-		// OpenCV reports truncation of these as a decode failure.
-	default:
-		return ErrUnsupported
-	}
-	return nil
+	return ReadImage(path)
 }
 
 // listImages returns the regular, non-hidden files of dir matching pattern,
@@ -244,10 +219,10 @@ func (s *fileSource) Next(ctx context.Context) (*Frame, error) {
 
 // readFile turns one file into a frame or an error frame.
 func (b *base) readFile(p string) *Frame {
-	part := partIDFromPath(p)
+	part := b.partID(p)
 	st, err := os.Stat(p)
 	if err != nil {
-		return b.errorFrame(time.Now(), part, p, fmt.Errorf("stat image %s: %w", p, err))
+		return b.errorFrame(time.Now(), part, p, fmt.Errorf("stat image %s: %w", safePath(p), bareErr(err)))
 	}
 	m, err := decodeFile(p)
 	if err != nil {

@@ -39,7 +39,8 @@ type reader struct {
 	opStart   atomic.Int64 // unix nanoseconds
 	delivered atomic.Bool
 	abandoned chan struct{}
-	done      chan error // the reader's failure, buffered
+	done      chan error    // the reader's failure, buffered
+	exited    chan struct{} // closed when the reader goroutine has returned
 }
 
 func (r *reader) begin(op int32) { r.opStart.Store(time.Now().UnixNano()); r.op.Store(op) }
@@ -168,13 +169,22 @@ func nextBackoff(cur, max time.Duration) time.Duration {
 func (s *liveSource) supervise() {
 	defer close(s.supDone)
 	backoff := s.cfg.Reconnect.Initial
+	var prev *reader
 	for attempt := 0; ; attempt++ {
+		// Never stack a new open on a reader still blocked inside OpenCV:
+		// each hung open or read holds OpenCV's and GStreamer's threads and
+		// descriptors until it returns, so starting another per timeout
+		// leaked them without bound. One blocked call per source at most.
+		if prev != nil && !s.waitExited(prev) {
+			return
+		}
 		if attempt > 0 {
 			s.mu.Lock()
 			s.state.Reconnects++
 			s.mu.Unlock()
 		}
-		r := &reader{abandoned: make(chan struct{}), done: make(chan error, 1)}
+		r := &reader{abandoned: make(chan struct{}), done: make(chan error, 1), exited: make(chan struct{})}
+		prev = r
 		s.readers.Add(1)
 		go s.read(r)
 		err := s.watch(r)
@@ -199,6 +209,34 @@ func (s *liveSource) supervise() {
 			return
 		}
 		backoff = nextBackoff(backoff, s.cfg.Reconnect.Max)
+	}
+}
+
+// waitExited waits until r's goroutine has returned from OpenCV, reporting
+// the wait in the state and the log (once). False when the source closes.
+func (s *liveSource) waitExited(r *reader) bool {
+	select {
+	case <-r.exited:
+		return true
+	default:
+	}
+	since := time.Unix(0, r.opStart.Load())
+	what := "open"
+	if r.op.Load() == opRead {
+		what = "read"
+	}
+	msg := fmt.Sprintf("%s of %s still blocked in OpenCV since %s; not starting another until it returns (check the camera, network or pipeline)",
+		what, s.target, since.Format(time.RFC3339))
+	s.mu.Lock()
+	s.state.LastError = msg
+	s.mu.Unlock()
+	s.log.Error("capture source call hung in OpenCV; waiting for it before reopening", "op", what, "since", since)
+	select {
+	case <-r.exited:
+		s.log.Info("hung capture call returned; reopening", "op", what, "after", time.Since(since).Round(time.Millisecond))
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 
@@ -236,6 +274,7 @@ func (s *liveSource) watch(r *reader) error {
 // (on-demand). It owns its VideoCapture and closes it on the way out.
 func (s *liveSource) read(r *reader) {
 	defer s.readers.Done()
+	defer close(r.exited)
 	r.begin(opOpen)
 	vc, err := s.open()
 	r.end()

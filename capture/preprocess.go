@@ -17,6 +17,11 @@ type preprocessor struct {
 }
 
 func newPreprocessor(c PreprocessConfig) (*preprocessor, error) {
+	// Also checked here, not only in Validate: DecodeFrame and FrameFromMat
+	// take settings that never went through a config file.
+	if c.Width < 1 || c.Height < 1 || c.Width > maxPreprocessSide || c.Height > maxPreprocessSide {
+		return nil, fmt.Errorf("preprocess size %dx%d is outside 1..%d a side", c.Width, c.Height, maxPreprocessSide)
+	}
 	interp, err := interpolation(c.Interpolation)
 	if err != nil {
 		return nil, err

@@ -61,11 +61,16 @@ type SourceState struct {
 	LastFrameAge time.Duration
 	// LastError is the most recent failure, "" when none.
 	LastError string
+	// AckFailures counts files the watch folder could not move to done/ or
+	// failed/ after their result (each stays in place and is inspected
+	// again after a restart).
+	AckFailures int
 }
 
 // Open validates cfg and starts the source. Live sources return at once and
 // connect in the background (a camera that is off at start-up is retried
-// with backoff); file sources fail here when their path is unusable.
+// with backoff); file sources fail here when their path is unusable. Open
+// also applies cfg.Limits process-wide (SetLimits).
 func Open(cfg Config) (Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -75,15 +80,27 @@ func Open(cfg Config) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture source %q: %w", cfg.Name, err)
 	}
+	var src Source
 	switch cfg.Kind {
 	case KindDevice, KindStream, KindGStreamer:
-		return openLive(cfg, pre)
+		src, err = openLive(cfg, pre)
 	case KindVideo, KindSequence:
-		return openVideoFile(cfg, pre)
+		src, err = openVideoFile(cfg, pre)
 	case KindFolder:
-		return openFolder(cfg, pre)
+		src, err = openFolder(cfg, pre)
 	case KindWatch:
-		return openWatch(cfg, pre)
+		src, err = openWatch(cfg, pre)
+	default:
+		return nil, fmt.Errorf("capture source %q: unknown kind %q", cfg.Name, cfg.Kind)
 	}
-	return nil, fmt.Errorf("capture source %q: unknown kind %q", cfg.Name, cfg.Kind)
+	if err != nil {
+		return nil, err
+	}
+	// The limits are process-wide (they also guard the HTTP API's
+	// DecodeFrame): the source that opens last sets them.
+	if err := SetLimits(cfg.Limits); err != nil {
+		src.Close()
+		return nil, fmt.Errorf("capture source %q: %w", cfg.Name, err)
+	}
+	return src, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,6 +40,13 @@ type watchSource struct {
 	pending  map[string]*pendingFile
 	order    []string        // pending paths in first-seen order
 	inflight map[string]bool // handed out, waiting for Ack
+	// moving: Ack is moving the file (outside mu). stuck: the move failed;
+	// the file stays where it is and is not handed out again in this run
+	// (a restart inspects it again: at-least-once, never lost).
+	moving      map[string]bool
+	stuck       map[string]bool
+	ackFailures int
+	lastAckErr  string
 	// firstBad is when a file first failed to decode: the grace period runs
 	// from there, not from its mtime, which a camera with a clock running
 	// ahead would set in the future (the file would then wait forever).
@@ -68,6 +76,7 @@ func openWatch(cfg Config, pre *preprocessor) (Source, error) {
 		doneDir: sub(cfg.Watch.DoneDir), failedDir: sub(cfg.Watch.FailedDir),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}),
 		pending: map[string]*pendingFile{}, inflight: map[string]bool{}, firstBad: map[string]time.Time{},
+		moving: map[string]bool{}, stuck: map[string]bool{},
 	}
 	for _, d := range []string{s.doneDir, s.failedDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -125,7 +134,7 @@ func (s *watchSource) scan(now time.Time) (string, bool) {
 	present := make(map[string]bool, len(files))
 	for _, p := range files {
 		present[p] = true
-		if s.inflight[p] {
+		if s.busy(p) {
 			continue
 		}
 		st, err := os.Stat(p)
@@ -145,8 +154,13 @@ func (s *watchSource) scan(now time.Time) (string, bool) {
 		}
 	}
 	keep := s.order[:0]
+	for p := range s.stuck {
+		if !present[p] {
+			delete(s.stuck, p) // an operator moved it: forget it
+		}
+	}
 	for _, p := range s.order {
-		if present[p] && !s.inflight[p] {
+		if present[p] && !s.busy(p) {
 			keep = append(keep, p)
 		} else {
 			delete(s.pending, p)
@@ -162,6 +176,11 @@ func (s *watchSource) scan(now time.Time) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// busy: p is handed out, being moved, or could not be moved. Needs mu.
+func (s *watchSource) busy(p string) bool {
+	return s.inflight[p] || s.moving[p] || s.stuck[p]
 }
 
 // Next implements Source: it blocks until a complete file is there.
@@ -189,7 +208,9 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 			}
 			badSince := s.firstBad[p]
 			s.mu.Unlock()
-			if f.Err != nil && now.Sub(badSince) < s.cfg.Watch.Grace && !errors.Is(f.Err, os.ErrNotExist) {
+			// Over the limits is final (a header does not shrink, a file
+			// being written only grows): no grace for it.
+			if f.Err != nil && now.Sub(badSince) < s.cfg.Watch.Grace && !errors.Is(f.Err, os.ErrNotExist) && !errors.Is(f.Err, ErrTooLarge) {
 				// Probably still being written by a writer that paused
 				// longer than the stability window: look again later.
 				s.log.Debug("file not decodable yet; waiting for the writer", "path", p, "err", f.Err)
@@ -233,39 +254,100 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 
 // Ack implements Acker: it moves the frame's file to done/ (ok) or failed/.
 // A name already taken there gets a numeric suffix, so an operator's
-// re-drop of a part is kept rather than overwritten.
+// re-drop of a part is kept rather than overwritten. The move runs without
+// the source lock, so a slow or failing file system cannot stop scans,
+// Next, State or Close. A failed move is logged, counted (State's
+// AckFailures) and returned; the file then stays in the watch folder, is
+// not handed out again in this run, and is inspected again after a
+// restart.
 func (s *watchSource) Ack(f *Frame, ok bool) error {
 	if f == nil || f.Path == "" {
 		return fmt.Errorf("ack on %s: frame has no file path", s.name)
 	}
+	p := f.Path
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.inflight[f.Path] {
-		return fmt.Errorf("ack %s on %s: not handed out by this source, or already acknowledged", f.Path, s.name)
+	if !s.inflight[p] {
+		s.mu.Unlock()
+		return fmt.Errorf("ack %s on %s: not handed out by this source, or already acknowledged", safePath(p), s.name)
 	}
+	delete(s.inflight, p)
+	s.moving[p] = true
+	s.mu.Unlock()
+
 	dir := s.doneDir
 	if !ok {
 		dir = s.failedDir
 	}
-	dst := freeName(dir, filepath.Base(f.Path))
-	if err := os.Rename(f.Path, dst); err != nil {
-		return fmt.Errorf("ack %s on %s: move to %s: %w", f.Path, s.name, dir, err)
+	err := moveInto(p, dir)
+
+	s.mu.Lock()
+	delete(s.moving, p)
+	if err == nil {
+		s.mu.Unlock()
+		return nil
 	}
-	delete(s.inflight, f.Path)
+	err = fmt.Errorf("ack %s on %s: %w", safePath(p), s.name, err)
+	s.stuck[p] = true
+	s.ackFailures++
+	s.lastAckErr = err.Error()
+	n := s.ackFailures
+	s.mu.Unlock()
+	s.log.Error("cannot move an inspected file out of the watch folder; it stays there and is inspected again after a restart (check the done/failed folders)",
+		"file", p, "to", dir, "ack_failures", n, "err", err)
+	return err
+}
+
+// maxNameTries bounds the search for a free name in done/ or failed/.
+const maxNameTries = 1000
+
+// moveInto renames path into dir under a free name. A dir that has been
+// removed is created again (an operator's clean-up); any other failure is
+// returned, never retried in a loop.
+func moveInto(path, dir string) error {
+	name := filepath.Base(path)
+	dst, err := freeName(dir, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if mkErr := os.MkdirAll(dir, 0o755); mkErr != nil {
+			return fmt.Errorf("recreate %s: %w", dir, bareErr(mkErr))
+		}
+		dst, err = freeName(dir, name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return fmt.Errorf("move to %s: %w", dir, bareErr(err))
+	}
 	return nil
 }
 
-// freeName returns dir/name, or dir/name-N.ext when that is taken.
-func freeName(dir, name string) string {
+// freeName returns dir/name, or dir/name-N.ext when that is taken, trying
+// at most maxNameTries names. Any answer from the file system other than
+// "taken" or "free" (dir is a file, gone, unreadable) is an error: looping
+// on it would spin a core forever. A missing dir gives an error wrapping
+// fs.ErrNotExist.
+func freeName(dir, name string) (string, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("folder %s: %w", dir, bareErr(err))
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("%s is not a folder (%s); move it aside so acknowledged files can go there", dir, st.Mode().Type())
+	}
 	dst := filepath.Join(dir, name)
 	ext := filepath.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
-			return dst
+	for i := 1; i <= maxNameTries; i++ {
+		_, err := os.Lstat(dst)
+		if errors.Is(err, fs.ErrNotExist) {
+			return dst, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("check %s: %w", safePath(dst), bareErr(err))
 		}
 		dst = filepath.Join(dir, stem+"-"+strconv.Itoa(i)+ext)
 	}
+	return "", fmt.Errorf("%s: %s and %d numbered variants are all taken; empty the folder", dir, safePath(name), maxNameTries)
 }
 
 // Pending lists files handed out and not yet acknowledged (sorted), for
@@ -285,7 +367,10 @@ func (s *watchSource) Pending() []string {
 func (s *watchSource) State() SourceState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SourceState{Connected: !s.closed && s.lastErr == "", LastError: s.lastErr}
+	st := SourceState{Connected: !s.closed && s.lastErr == "", LastError: s.lastErr, AckFailures: s.ackFailures}
+	if st.LastError == "" {
+		st.LastError = s.lastAckErr
+	}
 	if !s.lastFrame.IsZero() {
 		st.LastFrameAge = time.Since(s.lastFrame)
 	}

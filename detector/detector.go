@@ -76,14 +76,12 @@ func framePreprocess(size int) capture.PreprocessConfig {
 // loadFrame reads an image file through capture's preprocessing and copies
 // its pixels out of the C-owned Mat.
 func loadFrame(path string, size int) (frame, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return frame{}, fmt.Errorf("read image %s: %w", path, err)
-	}
-	cf := capture.DecodeFrame(data, framePreprocess(size))
+	// capture's guarded reader: size and pixel limits, header check,
+	// OpenCV exceptions caught, so one bad training image is an error.
+	cf := capture.ReadFrame(path, framePreprocess(size))
 	defer cf.Close()
 	if cf.Err != nil {
-		return frame{}, fmt.Errorf("read image %s: not a readable image file: %w", path, cf.Err)
+		return frame{}, fmt.Errorf("read image: not a readable image file: %w", cf.Err)
 	}
 	pix, w, h, stride, err := cf.Pixels()
 	if err != nil {

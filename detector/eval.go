@@ -80,7 +80,7 @@ func EvalFolder(modelPath string, size int, testDir string) (EvalResult, error) 
 			return EvalResult{}, fmt.Errorf("evaluate: %w", err)
 		}
 		for _, p := range paths {
-			data, err := os.ReadFile(p)
+			data, err := capture.ReadImageFile(p) // bounded by capture.limits.max_bytes
 			if err != nil {
 				return EvalResult{}, fmt.Errorf("evaluate: %w", err)
 			}

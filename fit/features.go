@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 
 	"github.com/schollz/progressbar/v3"
@@ -136,6 +135,9 @@ func NewFeaturizer(cfg *config.Config, log *slog.Logger) (*Featurizer, error) {
 	f.line = daemon.NewLine(f.model, daemon.Settings{Threshold: math.MaxFloat64, Warn: math.NaN(), PublishFeatures: true})
 	// The same frame geometry as the line's source.
 	f.pre = m.Preprocess(cfg.Capture.Preprocess)
+	if err := capture.SetLimits(cfg.Capture.Limits); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -145,17 +147,14 @@ func (f *Featurizer) Close() error { return f.model.Close() }
 // Decode reads and preprocesses an image file as the line's capture stage
 // would. The caller closes the frame.
 func (f *Featurizer) Decode(path string) (*capture.Frame, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read image: %w", err)
-	}
-	fr := capture.DecodeFrame(data, f.pre)
+	// The guarded reader: size, header and pixel limits, decode semaphore,
+	// OpenCV exceptions caught (a bad training image must not abort fit).
+	fr := capture.ReadFrame(path, f.pre)
 	if fr.Err != nil {
-		err := fmt.Errorf("image %s: %w", path, fr.Err)
+		err := fr.Err
 		fr.Close()
 		return nil, err
 	}
-	fr.Path = path
 	return fr, nil
 }
 

@@ -83,6 +83,9 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	}
 	cfg.Audit.Dir = ""
 	cfg.Pipeline.Overflow = "block"
+	if err := capture.SetLimits(cfg.Capture.Limits); err != nil {
+		return fmt.Errorf("%s: %w", o.cfgPath, err)
+	}
 	img, err := benchImage(o.image)
 	if err != nil {
 		return err
@@ -209,7 +212,7 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 // benchImage reads the image file, or encodes a generated test part.
 func benchImage(path string) ([]byte, error) {
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := capture.ReadImageFile(path) // bounded by capture.limits.max_bytes
 		if err != nil {
 			return nil, fmt.Errorf("bench image: %w", err)
 		}
@@ -229,10 +232,11 @@ type repeatSource struct {
 }
 
 func newRepeatSource(data []byte, n int) (*repeatSource, error) {
-	m, err := gocv.IMDecode(data, gocv.IMReadColor)
-	if err != nil || m.Empty() {
-		m.Close()
-		return nil, fmt.Errorf("bench image: cannot decode it")
+	// capture's guarded decoder: header and limits checked, OpenCV's
+	// exceptions caught (gocv.IMDecode aborts the process on them).
+	m, err := capture.DecodeImage(data)
+	if err != nil {
+		return nil, fmt.Errorf("bench image: %w", err)
 	}
 	return &repeatSource{original: m, n: n}, nil
 }

@@ -5,9 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,9 +46,14 @@ func runInspect(ctx context.Context, w io.Writer, cfgPath string, files []string
 		return err
 	}
 	log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	// The line's image limits: inspect reads the files itself, without
+	// opening the configured source (which would apply them).
+	if err := capture.SetLimits(cfg.Capture.Limits); err != nil {
+		return fmt.Errorf("%s: %w", cfgPath, err)
+	}
 	cfg.Audit.Dir = "" // inspect is a dry run: no audit entries
 	cfg.Pipeline.Overflow = "block"
-	src := &fileListSource{files: files}
+	src := &fileListSource{files: files, log: log}
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src, Publisher: &linePrinter{w: w}})
 	if err != nil {
 		return err
@@ -88,6 +92,7 @@ func (p *linePrinter) Close(context.Context) error { return nil }
 type fileListSource struct {
 	files []string
 	pre   capture.PreprocessConfig
+	log   *slog.Logger
 	next  int
 	seq   uint64
 }
@@ -104,18 +109,17 @@ func (s *fileListSource) Next(ctx context.Context) (*capture.Frame, error) {
 	path := s.files[s.next]
 	s.next++
 	s.seq++
-	var f *capture.Frame
-	data, err := os.ReadFile(path)
-	if err != nil {
-		f = &capture.Frame{Err: fmt.Errorf("read %s: %w", path, err)}
-	} else {
-		f = capture.DecodeFrame(data, s.pre)
-		if f.Err != nil {
-			f.Err = fmt.Errorf("%s: %w", path, f.Err)
-		}
-	}
+	// The guarded reader (limits, header check, OpenCV exceptions caught):
+	// a hostile file becomes an error result, never a crash.
+	f := capture.ReadFrame(path, s.pre)
 	f.Source, f.Seq, f.Path = "files", s.seq, path
-	f.PartID = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	// The same part-ID rule as the watch folder: a name that is not a valid
+	// part ID gives none (and a warning), never the raw name.
+	id, err := capture.PartIDFromFile(path)
+	if err != nil && s.log != nil {
+		s.log.Warn("file name is not a valid part ID; the result carries an empty part_id", "file", path, "err", err)
+	}
+	f.PartID = id
 	if f.Captured.IsZero() {
 		f.Captured = time.Now()
 	}

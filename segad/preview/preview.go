@@ -13,6 +13,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -208,18 +209,20 @@ func drawLegend(out *gocv.Mat, m *segad.Mask) {
 // RenderFile reads the image at imagePath, renders the mask over it and
 // writes the overlay to outPath (format from its extension, e.g. .png).
 func RenderFile(mask *segad.Mask, imagePath, outPath string, opt Options) error {
-	img := gocv.IMRead(imagePath, gocv.IMReadColor)
-	defer img.Close()
-	if img.Empty() {
-		return fmt.Errorf("mask preview: cannot read image %s (missing, unreadable or not an image)", imagePath)
+	// capture's guarded reader: gocv.IMRead aborts the process on an
+	// image OpenCV refuses (a gigapixel header) instead of returning.
+	img, err := capture.ReadImage(imagePath)
+	if err != nil {
+		return fmt.Errorf("mask preview: cannot read image %s: %w", imagePath, err)
 	}
+	defer img.Close()
 	out, err := Render(mask, img, opt)
 	if err != nil {
 		return fmt.Errorf("mask preview of %s: %w", imagePath, err)
 	}
 	defer out.Close()
-	if !gocv.IMWrite(outPath, out) {
-		return fmt.Errorf("mask preview: cannot write %s (check the folder exists and the extension is an image format)", outPath)
+	if err := capture.WriteImage(outPath, out); err != nil {
+		return fmt.Errorf("mask preview: cannot write %s: %w", outPath, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/segad-edge/segad-edge/internal/hostile"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -145,6 +146,32 @@ func TestRenderFileErrors(t *testing.T) {
 			err := RenderFile(mask, tc.image, tc.out, tc.opt)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRenderFileHostile: files and output names that made OpenCV throw
+// (and gocv abort the process) are errors naming the problem.
+func TestRenderFileHostile(t *testing.T) {
+	dir := t.TempDir()
+	partImage(t, filepath.Join(dir, "part.png"), 64, 48)
+	huge := filepath.Join(dir, "huge.png")
+	os.WriteFile(huge, hostile.HugePNG(100000, 100000, false), 0o644)
+	mask := segad.VADTemplate(64, 64, segad.DefaultVADGeometry())
+	cases := []struct {
+		name, in, out, want string
+	}{
+		{"gigapixel header", huge, filepath.Join(dir, "o.png"), "max_pixels"},
+		{"missing image", filepath.Join(dir, "nope.png"), filepath.Join(dir, "o.png"), "no such file"},
+		{"unknown output extension", filepath.Join(dir, "part.png"), filepath.Join(dir, "o.xyz"), "OpenCV refused"},
+		{"output folder missing", filepath.Join(dir, "part.png"), filepath.Join(dir, "no", "o.png"), "could not write"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := RenderFile(mask, c.in, c.out, DefaultOptions())
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
 			}
 		})
 	}
