@@ -400,6 +400,7 @@ func evalSynthetic(f *Featurizer, d *Dataset, m *bundle.Manifest, o SyntheticOpt
 	if err != nil {
 		return nil, err
 	}
+	rep.Bank = bankSize(len(paths), o.BankSize)
 	ds.Synthetic = rep
 	return ds, nil
 }

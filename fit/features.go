@@ -303,6 +303,7 @@ func (f *Featurizer) ImageDataset(samples []Sample, o ImageOptions) (*Dataset, e
 		if err != nil {
 			return nil, err
 		}
+		rep.Bank = bankSize(len(goods), o.Synthetic.BankSize)
 		d.Synthetic = rep
 	}
 	return d, nil
@@ -321,10 +322,7 @@ func (f *Featurizer) Candidates(goods []string, o SyntheticOptions) (Candidate, 
 		kinds = DefaultKinds
 	}
 	// The texture bank: up to BankSize good images (seeded choice).
-	n := o.BankSize
-	if n <= 0 {
-		n = 64
-	}
+	n := bankSize(len(goods), o.BankSize)
 	pick := append([]string(nil), goods...)
 	if len(pick) > n {
 		rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xba4c))
@@ -446,4 +444,13 @@ func mapMax(m []float32) float32 {
 		}
 	}
 	return mx
+}
+
+// bankSize is the texture bank's size for n good images (BankSize, default
+// 64, at most n).
+func bankSize(n, want int) int {
+	if want <= 0 {
+		want = 64
+	}
+	return min(n, want)
 }
