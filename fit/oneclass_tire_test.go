@@ -344,7 +344,7 @@ func fmtMS(xs []float64) string {
 
 // TestOneClassExplore prints held-out results per kind and severity setting
 // (SEGAD_EXPLORE=1). It is how the defaults were looked at; the defaults
-// themselves were chosen by TestOneClassSelection on validation data only.
+// themselves were chosen in TestOneClassTireLong on validation data only.
 func TestOneClassExplore(t *testing.T) {
 	if os.Getenv("SEGAD_EXPLORE") == "" {
 		t.Skip("set SEGAD_EXPLORE=1")
@@ -566,9 +566,9 @@ func selectionCandidates() []namedOptions {
 	}
 }
 
-// TestOneClassTireLong is the acceptance measurement (SEGAD_LONG=1, about
-// 10-20 minutes on a quiet 2-core machine the first time, minutes with the
-// row cache): the synthetic setting is chosen on validation data only
+// TestOneClassTireLong is the acceptance measurement (SEGAD_LONG=1, 5.4
+// minutes on the shared 2-core machine with a warm row cache, longer cold;
+// the synthetic setting is chosen on validation data only
 // (lokoScore), then every setting is measured on the held-out test set over
 // 5 seeds next to the best detector alone, and low-shot (10 real defects)
 // with and without synthetic defects.
