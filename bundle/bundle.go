@@ -64,6 +64,11 @@ type Manifest struct {
 	// maximum) at the same recalls, so `segad eval` can report the baseline's
 	// per-type recall the same way.
 	Baseline map[string][]OperatingPoint `json:"baseline,omitempty"`
+	// Synthetic records how synthetic defects were made (kinds, shares,
+	// severity bounds, kept and rejected per kind); its schema is the fit
+	// package's SyntheticReport, kept opaque here so bundle does not depend
+	// on fit. Absent when no synthetic defects were used.
+	Synthetic json.RawMessage `json:"synthetic,omitempty"`
 }
 
 // Detector is one detector as the forest saw it.

@@ -35,6 +35,8 @@ type Sample struct {
 	Bad bool
 	// Type is the defect type ("" for good parts).
 	Type string
+	// Kind is the synthetic defect kind ("" for real images).
+	Kind string
 }
 
 var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp": true, ".tif": true, ".tiff": true}

@@ -1,6 +1,7 @@
 package fit
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"log/slog"
@@ -29,7 +30,11 @@ type EvalOptions struct {
 	Good, Bad, MapsCSV string
 	// Report, when set, is a folder for histograms (PNG) and summary.md.
 	Report string
-	// Images: skipping unreadable images and progress (no synthetic defects).
+	// Images: skipping unreadable images and progress. Images.Synthetic.N
+	// > 0 also makes that many synthetic defects (of Images.Synthetic.Kinds)
+	// from the held-out good images and reports each kind against them
+	// (PerKind), kept only within the bundle's severity bounds when it has
+	// them; they never enter the real-data metrics.
 	Images ImageOptions
 	// Log receives logs (default slog.Default()).
 	Log *slog.Logger
@@ -61,6 +66,16 @@ type EvalResult struct {
 	UnseenTypes []string `json:"unseen_types"`
 	// Report is the report folder, when written.
 	Report string `json:"report,omitempty"`
+	// OneClass is true when the bundle's forest saw no real bad image.
+	OneClass bool `json:"one_class"`
+	// SyntheticTraining is the bundle's synthetic-defect record (kinds,
+	// shares, severity bounds), when it used synthetic defects.
+	SyntheticTraining *SyntheticReport `json:"synthetic_training,omitempty"`
+	// PerKind scores synthetic defects of each kind made from the held-out
+	// good images, SegAD next to each detector alone (EvalOptions.Images).
+	PerKind map[string]KindMetrics `json:"per_synthetic_kind,omitempty"`
+	// SyntheticEval records the held-out synthetic defects' making.
+	SyntheticEval *SyntheticReport `json:"synthetic_eval,omitempty"`
 }
 
 // EvalCounts are the held-out data counts.
@@ -85,8 +100,11 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var d *Dataset
+	var d, dsyn *Dataset
 	if o.MapsCSV != "" {
+		if o.Images.Synthetic.N > 0 {
+			return nil, fmt.Errorf("eval: synthetic defects work on images, not on --maps")
+		}
 		names := b.Manifest.DetectorNames()
 		samples, err := ReadMapsCSV(o.MapsCSV, names)
 		if err != nil {
@@ -114,9 +132,15 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 		if err := bundle.Verify(b.Manifest, f.Detectors, f.ModelPaths, f.Mask.Hash()); err != nil {
 			return nil, fmt.Errorf("eval: %w", err)
 		}
-		o.Images.Synthetic = 0
+		syn := o.Images.Synthetic
+		o.Images.Synthetic = SyntheticOptions{}
 		if d, err = f.ImageDataset(samples, o.Images); err != nil {
 			return nil, fmt.Errorf("eval: %w", err)
+		}
+		if syn.N > 0 {
+			if dsyn, err = evalSynthetic(f, d, b.Manifest, syn, log); err != nil {
+				return nil, fmt.Errorf("eval: %w", err)
+			}
 		}
 	}
 	if err := checkClasses(d.Samples, "the evaluation data"); err != nil {
@@ -158,6 +182,23 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 		if res.Baseline[n], err = scoreReport(bs, d, thr); err != nil {
 			return nil, fmt.Errorf("eval: baseline %s: %w", n, err)
 		}
+	}
+	res.OneClass = b.Manifest.Data.Bad > 0 && b.Manifest.Data.Bad == b.Manifest.Data.Synthetic
+	if len(b.Manifest.Synthetic) > 0 {
+		res.SyntheticTraining = &SyntheticReport{}
+		if err := json.Unmarshal(b.Manifest.Synthetic, res.SyntheticTraining); err != nil {
+			return nil, fmt.Errorf("eval: bundle's synthetic record: %w", err)
+		}
+	}
+	if dsyn != nil {
+		res.SyntheticEval = dsyn.Synthetic
+		bt := map[string]float64{}
+		bs := map[string][]float64{}
+		for k, n := range dsyn.Detectors {
+			bs[n] = BaselineScores(dsyn, k)
+			bt[n] = res.Baseline[n].Threshold
+		}
+		res.PerKind = perKind(dsyn, Score(forest, dsyn), bs, res.Threshold, bt)
 	}
 	if o.Report != "" {
 		if err := writeReport(o.Report, b, d, scores, baselines, res, unseen); err != nil {
@@ -324,4 +365,42 @@ func histogram(path, title string, scores []float64, d *Dataset, unseen map[stri
 		return fmt.Errorf("report %s: %w", path, err)
 	}
 	return nil
+}
+
+// evalSynthetic makes synthetic defects from d's good images with the
+// bundle's severity bounds (when it recorded them) and returns them with
+// those good rows.
+func evalSynthetic(f *Featurizer, d *Dataset, m *bundle.Manifest, o SyntheticOptions, log *slog.Logger) (*Dataset, error) {
+	var good []int
+	var paths []string
+	for i, s := range d.Samples {
+		if !s.Bad {
+			good = append(good, i)
+			paths = append(paths, s.Path)
+		}
+	}
+	ds := d.Subset(good)
+	if len(m.Synthetic) > 0 && !o.Severity.Off {
+		var tr SyntheticReport
+		if err := json.Unmarshal(m.Synthetic, &tr); err != nil {
+			return nil, fmt.Errorf("bundle's synthetic record: %w", err)
+		}
+		if tr.Severity != nil {
+			if err := tr.Severity.ForDetectors(d.Detectors); err != nil {
+				return nil, err
+			}
+			o.Bounds = tr.Severity
+		}
+	}
+	cand, err := f.Candidates(paths, o)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := AddSynthetic(ds, o, cand, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	rep.Bank = bankSize(len(paths), o.BankSize)
+	ds.Synthetic = rep
+	return ds, nil
 }

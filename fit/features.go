@@ -39,6 +39,10 @@ type Dataset struct {
 	Samples []Sample
 	// Skipped are the unreadable images skipped (--skip-bad-images).
 	Skipped []string
+	// Weights are the rows' training weights (nil: all 1).
+	Weights []float32
+	// Synthetic records the synthetic defects added (nil: none).
+	Synthetic *SyntheticReport
 }
 
 // Len returns the number of rows.
@@ -69,12 +73,15 @@ func (d *Dataset) Bad() []bool {
 
 // Subset returns the rows idx (copied).
 func (d *Dataset) Subset(idx []int) *Dataset {
-	o := &Dataset{Features: d.Features, Detectors: d.Detectors, NCols: d.NCols}
+	o := &Dataset{Features: d.Features, Detectors: d.Detectors, NCols: d.NCols, Synthetic: d.Synthetic}
 	k := len(d.Detectors)
 	for _, i := range idx {
 		o.Rows = append(o.Rows, d.Row(i)...)
 		o.Max = append(o.Max, d.Max[i*k:(i+1)*k]...)
 		o.Samples = append(o.Samples, d.Samples[i])
+		if d.Weights != nil {
+			o.Weights = append(o.Weights, d.Weights[i])
+		}
 	}
 	return o
 }
@@ -83,6 +90,28 @@ func (d *Dataset) add(s Sample, row, max []float32) {
 	d.Rows = append(d.Rows, row...)
 	d.Max = append(d.Max, max...)
 	d.Samples = append(d.Samples, s)
+	if d.Weights != nil {
+		d.Weights = append(d.Weights, 1)
+	}
+}
+
+// Append adds rows of o (same features) to d.
+func (d *Dataset) Append(o *Dataset) {
+	if d.Weights != nil || o.Weights != nil {
+		if d.Weights == nil {
+			d.SetWeights(func(Sample) float32 { return 1 })
+		}
+		if o.Weights == nil {
+			for range o.Samples {
+				d.Weights = append(d.Weights, 1)
+			}
+		} else {
+			d.Weights = append(d.Weights, o.Weights...)
+		}
+	}
+	d.Rows = append(d.Rows, o.Rows...)
+	d.Max = append(d.Max, o.Max...)
+	d.Samples = append(d.Samples, o.Samples...)
 }
 
 // Featurizer computes feature rows from images with the line's own code:
@@ -213,10 +242,11 @@ func (f *Featurizer) ManifestDetectors() ([]bundle.Detector, error) {
 type ImageOptions struct {
 	// SkipBadImages skips (and counts) unreadable images instead of failing.
 	SkipBadImages bool
-	// Synthetic makes this many defect images from good ones (one-class mode).
-	Synthetic int
-	// Seed seeds the synthetic defects.
-	Seed int
+	// Synthetic makes defect images from good ones (one-class mode, or
+	// mixed with real bad images).
+	Synthetic SyntheticOptions
+	// Log receives warnings (default slog.Default()).
+	Log *slog.Logger
 	// Progress receives a progress bar with ETA; nil for none.
 	Progress io.Writer
 }
@@ -231,13 +261,17 @@ func newBar(w io.Writer, n int, what string) *progressbar.ProgressBar {
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
 }
 
-// ImageDataset computes the feature rows of samples (plus o.Synthetic
-// defect images made from the good ones).
+// ImageDataset computes the feature rows of samples (plus o.Synthetic.N
+// synthetic defect images made from the good ones).
 func (f *Featurizer) ImageDataset(samples []Sample, o ImageOptions) (*Dataset, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	d := &Dataset{Features: f.Features, Detectors: f.Detectors, NCols: len(f.Features)}
 	row := make([]float32, d.NCols)
 	max := make([]float32, len(f.Detectors))
-	bar := newBar(o.Progress, len(samples)+o.Synthetic, "features")
+	bar := newBar(o.Progress, len(samples)+o.Synthetic.N, "features")
 	defer bar.Close()
 	var goods []string
 	for _, s := range samples {
@@ -246,7 +280,7 @@ func (f *Featurizer) ImageDataset(samples []Sample, o ImageOptions) (*Dataset, e
 		if err != nil {
 			if o.SkipBadImages {
 				d.Skipped = append(d.Skipped, s.Path)
-				slog.Warn("skipping unreadable image", "file", s.Path, "err", err)
+				log.Warn("skipping unreadable image", "file", s.Path, "err", err)
 				continue
 			}
 			return nil, fmt.Errorf("%w (give --skip-bad-images to skip unreadable images)", err)
@@ -256,25 +290,90 @@ func (f *Featurizer) ImageDataset(samples []Sample, o ImageOptions) (*Dataset, e
 			goods = append(goods, s.Path)
 		}
 	}
-	if o.Synthetic > 0 {
-		if len(goods) == 0 {
-			return nil, errors.New("synthetic defects need good images")
-		}
-		rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x5e9ad))
-		for i := 0; i < o.Synthetic; i++ {
-			src := goods[rng.IntN(len(goods))]
-			def, err := f.syntheticRow(src, rng, row, max)
-			bar.Add(1)
-			if err != nil {
-				return nil, fmt.Errorf("synthetic defect %d from %s: %w", i, src, err)
-			}
-			d.add(Sample{Path: fmt.Sprintf("%s#synthetic-%d-%s-seg%d", src, i, def.Kind, def.Segment), Bad: true, Type: SyntheticType}, row, max)
-		}
-	}
 	if d.Len() == 0 {
 		return nil, fmt.Errorf("no readable images (%d skipped)", len(d.Skipped))
 	}
+	if o.Synthetic.N > 0 {
+		cand, err := f.Candidates(goods, o.Synthetic)
+		if err != nil {
+			return nil, err
+		}
+		rep, err := AddSynthetic(d, o.Synthetic, cand, func() { bar.Add(1) }, log)
+		if err != nil {
+			return nil, err
+		}
+		rep.Bank = bankSize(len(goods), o.Synthetic.BankSize)
+		d.Synthetic = rep
+	}
 	return d, nil
+}
+
+// Candidates returns the synthetic-defect source over the good images:
+// candidate i of kind k is drawn from its own stream (seed, k, i), so it
+// does not depend on how many candidates of other kinds were drawn or
+// rejected.
+func (f *Featurizer) Candidates(goods []string, o SyntheticOptions) (Candidate, error) {
+	if len(goods) == 0 {
+		return nil, errors.New("synthetic defects need good images")
+	}
+	kinds := o.Kinds
+	if len(kinds) == 0 {
+		kinds = DefaultKinds
+	}
+	// The texture bank: up to BankSize good images (seeded choice).
+	n := bankSize(len(goods), o.BankSize)
+	pick := append([]string(nil), goods...)
+	if len(pick) > n {
+		rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xba4c))
+		rng.Shuffle(len(pick), func(a, b int) { pick[a], pick[b] = pick[b], pick[a] })
+		pick = pick[:n]
+	}
+	var bank [][]byte
+	var gen *Generator
+	for _, p := range pick {
+		fr, err := f.Decode(p)
+		if err != nil {
+			return nil, fmt.Errorf("texture bank: %w", err)
+		}
+		if gen == nil {
+			m, err := f.imageMask(fr.Image.Cols(), fr.Image.Rows())
+			if err != nil {
+				fr.Close()
+				return nil, err
+			}
+			gen = &Generator{mask: m}
+		}
+		bank = append(bank, fr.Image.ToBytes())
+		fr.Close()
+	}
+	gen, err := NewGenerator(gen.mask, bank)
+	if err != nil {
+		return nil, err
+	}
+	// Fail before any work when a kind fits no segment.
+	for _, k := range kinds {
+		if err := gen.CanPlace(k); err != nil {
+			return nil, err
+		}
+	}
+	return func(kind string, i int, row, max []float32) (Defect, string, error) {
+		ki := kindIndex(kind)
+		if ki < 0 {
+			return Defect{}, "", fmt.Errorf("unknown synthetic defect kind %q", kind)
+		}
+		rng := rand.New(rand.NewPCG(uint64(o.Seed), uint64(ki)<<32|uint64(i)))
+		src := goods[rng.IntN(len(goods))]
+		fr, err := f.Decode(src)
+		if err != nil {
+			return Defect{}, src, err
+		}
+		defer fr.Close()
+		def, err := gen.Synthesize(&fr.Image, kind, rng)
+		if err != nil {
+			return Defect{}, src, err
+		}
+		return def, src, f.FrameRow(fr, row, max)
+	}, nil
 }
 
 func (f *Featurizer) sampleRow(path string, row, max []float32) error {
@@ -284,23 +383,6 @@ func (f *Featurizer) sampleRow(path string, row, max []float32) error {
 	}
 	defer fr.Close()
 	return f.FrameRow(fr, row, max)
-}
-
-func (f *Featurizer) syntheticRow(path string, rng *rand.Rand, row, max []float32) (Defect, error) {
-	fr, err := f.Decode(path)
-	if err != nil {
-		return Defect{}, err
-	}
-	defer fr.Close()
-	m, err := f.imageMask(fr.Image.Cols(), fr.Image.Rows())
-	if err != nil {
-		return Defect{}, err
-	}
-	def, err := Synthesize(&fr.Image, m, rng)
-	if err != nil {
-		return Defect{}, err
-	}
-	return def, f.FrameRow(fr, row, max)
 }
 
 // MapsDataset computes feature rows from precomputed float32 .npy maps (the
@@ -361,4 +443,13 @@ func mapMax(m []float32) float32 {
 		}
 	}
 	return mx
+}
+
+// bankSize is the texture bank's size for n good images (BankSize, default
+// 64, at most n).
+func bankSize(n, want int) int {
+	if want <= 0 {
+		want = 64
+	}
+	return min(n, want)
 }

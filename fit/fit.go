@@ -1,6 +1,7 @@
 package fit
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -51,6 +52,8 @@ type Summary struct {
 	Counts    bundle.Counts      `json:"counts"`
 	Threshold bundle.Threshold   `json:"threshold"`
 	Training  map[string]Metrics `json:"training_metrics"`
+	// Synthetic reports the synthetic defects (kinds, shares, severity).
+	Synthetic *SyntheticReport   `json:"synthetic,omitempty"`
 	CV        *CVReport          `json:"cv,omitempty"`
 	Seconds   map[string]float64 `json:"seconds"`
 }
@@ -148,6 +151,12 @@ func Run(o Options) (*Summary, error) {
 	man.Data.Skipped = len(d.Skipped)
 	man.Tool, man.ToolVersion, man.Created = "segad fit", o.ToolVersion, time.Now().UTC().Truncate(time.Second)
 	man.XGBoostVersion, _ = xgboost.Version()
+	if d.Synthetic != nil {
+		if man.Synthetic, err = json.Marshal(d.Synthetic); err != nil {
+			return nil, fmt.Errorf("fit: manifest: %w", err)
+		}
+		sum.Synthetic = d.Synthetic
+	}
 	if err := bundle.Write(o.Out, model, man); err != nil {
 		return nil, err
 	}
@@ -180,7 +189,7 @@ func buildDataset(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, erro
 	}
 	man := &bundle.Manifest{}
 	if o.MapsCSV != "" {
-		if o.Images.Synthetic > 0 {
+		if o.Images.Synthetic.N > 0 {
 			return nil, nil, fmt.Errorf("fit: --synthetic-defects works on images, not on --maps")
 		}
 		names := make([]string, len(o.Config.Detectors))
@@ -203,7 +212,7 @@ func buildDataset(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("fit: %w", err)
 	}
-	if o.Images.Synthetic == 0 {
+	if o.Images.Synthetic.N == 0 {
 		if err := checkClasses(samples, fmt.Sprintf("--good %s / --bad %s", o.Good, o.Bad)); err != nil {
 			return nil, nil, fmt.Errorf("fit: %w", err)
 		}

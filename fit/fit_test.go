@@ -2,11 +2,13 @@ package fit
 
 import (
 	"encoding/json"
+	"errors"
 	"image"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,62 +109,197 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 }
 
-// TestSynthesizeStaysInSegment checks that every changed pixel lies in the
-// chosen segment and inside the reported rectangle, and that draws are
-// reproducible from the seed.
+// noiseImage is a seeded textured w x h BGR image: noise smoothed a little,
+// so blurs, shifts and stretches change pixels as on a real part.
+func noiseImage(w, h int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 2))
+	raw := make([]byte, w*h*3)
+	for i := range raw {
+		raw[i] = byte(r.IntN(256))
+	}
+	return blurred(raw, w, h, 1.2)
+}
+
+// TestSynthesizeStaysInSegment checks, for every kind, that every changed
+// pixel lies in the chosen segment and inside the reported rectangle, that
+// the reported count is right, and that the same seed gives the same defect
+// while another seed gives another.
 func TestSynthesizeStaysInSegment(t *testing.T) {
 	const w, h = 128, 96
 	mask := segad.VADTemplate(w, h, segad.DefaultVADGeometry())
-	noise := rand.New(rand.NewPCG(1, 2))
-	base := make([]byte, w*h*3)
-	for i := range base {
-		base[i] = byte(noise.IntN(256))
+	base := noiseImage(w, h, 1)
+	gen, err := NewGenerator(mask, [][]byte{noiseImage(w, h, 2), noiseImage(w, h, 3)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	kinds := map[string]int{}
-	for seed := uint64(0); seed < 40; seed++ {
+	draw := func(kind string, seed uint64) (Defect, []byte) {
 		img, err := gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC3, append([]byte(nil), base...))
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := Synthesize(&img, mask, rand.New(rand.NewPCG(seed, 9)))
+		defer img.Close()
+		d, err := gen.Synthesize(&img, kind, rand.New(rand.NewPCG(seed, 9)))
 		if err != nil {
-			img.Close()
-			t.Fatal(err)
+			t.Fatalf("%s seed %d: %v", kind, seed, err)
 		}
-		kinds[d.Kind]++
-		pix, _ := img.DataPtrUint8()
-		changed := 0
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				o := (y*w + x) * 3
-				if pix[o] == base[o] && pix[o+1] == base[o+1] && pix[o+2] == base[o+2] {
-					continue
+		return d, img.ToBytes()
+	}
+	for _, kind := range AllKinds {
+		t.Run(kind, func(t *testing.T) {
+			segs := map[int]bool{}
+			for seed := uint64(0); seed < 12; seed++ {
+				d, pix := draw(kind, seed)
+				if d.Kind != kind {
+					t.Fatalf("seed %d: kind %q, asked %q", seed, d.Kind, kind)
 				}
-				changed++
-				if int(mask.Labels[y*w+x]) != d.Segment {
-					t.Fatalf("seed %d: %s defect changed pixel (%d,%d) of segment %d, chose segment %d", seed, d.Kind, x, y, mask.Labels[y*w+x], d.Segment)
+				segs[d.Segment] = true
+				changed := 0
+				for y := 0; y < h; y++ {
+					for x := 0; x < w; x++ {
+						o := (y*w + x) * 3
+						if pix[o] == base[o] && pix[o+1] == base[o+1] && pix[o+2] == base[o+2] {
+							continue
+						}
+						changed++
+						if int(mask.Labels[y*w+x]) != d.Segment {
+							t.Fatalf("seed %d: changed pixel (%d,%d) of segment %d, chose segment %d", seed, x, y, mask.Labels[y*w+x], d.Segment)
+						}
+						if !image.Pt(x, y).In(d.Rect) {
+							t.Fatalf("seed %d: changed pixel (%d,%d) outside %v", seed, x, y, d.Rect)
+						}
+					}
 				}
-				if !image.Pt(x, y).In(d.Rect) {
-					t.Fatalf("seed %d: changed pixel (%d,%d) outside %v", seed, x, y, d.Rect)
+				if changed == 0 || changed != d.Changed {
+					t.Fatalf("seed %d: %d pixels changed, defect reports %d", seed, changed, d.Changed)
+				}
+				d2, pix2 := draw(kind, seed)
+				if d2 != d || string(pix2) != string(pix) {
+					t.Fatalf("seed %d: not reproducible: %+v vs %+v", seed, d, d2)
+				}
+				if seed > 0 {
+					if _, prev := draw(kind, seed-1); string(prev) == string(pix) {
+						t.Fatalf("seeds %d and %d drew the same defect", seed-1, seed)
+					}
 				}
 			}
-		}
-		if changed == 0 || changed != d.Changed {
-			t.Fatalf("seed %d: %d pixels changed, defect reports %d", seed, changed, d.Changed)
-		}
-		// Same seed, same defect.
-		img2, _ := gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC3, append([]byte(nil), base...))
-		d2, _ := Synthesize(&img2, mask, rand.New(rand.NewPCG(seed, 9)))
-		p2, _ := img2.DataPtrUint8()
-		if d2 != d || string(p2) != string(pix) {
-			t.Fatalf("seed %d: not reproducible: %+v vs %+v", seed, d, d2)
-		}
-		img.Close()
-		img2.Close()
+			if len(segs) < 2 {
+				t.Errorf("12 draws all chose segment(s) %v", segs)
+			}
+		})
 	}
-	for _, k := range []string{"blur", "rect", "thin"} {
+}
+
+// TestSynthesizePaperMix checks the paper recipe's mix (Synthesize without
+// a generator): all three kinds appear, only in the chosen segment.
+func TestSynthesizePaperMix(t *testing.T) {
+	const w, h = 128, 96
+	mask := segad.VADTemplate(w, h, segad.DefaultVADGeometry())
+	base := noiseImage(w, h, 1)
+	kinds := map[string]int{}
+	for seed := uint64(0); seed < 40; seed++ {
+		img, _ := gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC3, append([]byte(nil), base...))
+		d, err := Synthesize(&img, mask, rand.New(rand.NewPCG(seed, 9)))
+		img.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasKind(PaperKinds, d.Kind) {
+			t.Fatalf("paper recipe drew %q", d.Kind)
+		}
+		kinds[d.Kind]++
+	}
+	for _, k := range PaperKinds {
 		if kinds[k] == 0 {
 			t.Errorf("40 draws made no %s defect: %v", k, kinds)
+		}
+	}
+}
+
+// TestSynthesizeTooSmall checks that a kind that cannot place a defect
+// says so, naming the kind and the sizes, and that small kinds still fit.
+func TestSynthesizeTooSmall(t *testing.T) {
+	const w, h = 32, 32
+	// Segment 0: everything but a 10x10 square (segment 1, 100 pixels).
+	mask := &segad.Mask{Width: w, Height: h, Labels: make([]uint8, w*h), Names: []string{"big", "small"}}
+	for y := 0; y < 10; y++ {
+		for x := 0; x < 10; x++ {
+			mask.Labels[y*w+x] = 1
+		}
+	}
+	tiny := &segad.Mask{Width: w, Height: h, Labels: make([]uint8, w*h), Names: []string{"a", "b"}}
+	for i := range tiny.Labels {
+		tiny.Labels[i] = 255 // no segment at all
+	}
+	tiny.Labels[0], tiny.Labels[1] = 0, 1
+	cases := []struct {
+		name string
+		mask *segad.Mask
+		kind string
+		seg  int
+		want string // "" = placed
+	}{
+		{"logical kind in 100 px segment", mask, KindDisplace, 1, "segment 1: 100 pixels at 32x32, the kind needs 256"},
+		{"texture kind in 100 px segment", mask, KindPerlin, 1, ""},
+		{"paper kind in 100 px segment", mask, KindRect, 1, ""},
+		{"no segment fits", tiny, KindScratch, -1, "no segment has 64 pixels or more at 32x32 (largest 1)"},
+		{"no segment fits paper", tiny, KindBlur, -1, "no segment has 16 pixels"},
+		{"unknown segment", mask, KindBlur, 7, "segment 7 does not exist"},
+		{"unknown kind", mask, "smudge", 0, "unknown synthetic defect kind"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := NewGenerator(c.mask, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, _ := gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC3, noiseImage(w, h, 4))
+			defer img.Close()
+			rng := rand.New(rand.NewPCG(1, 1))
+			if c.seg < 0 {
+				_, err = g.Synthesize(&img, c.kind, rng)
+			} else {
+				_, err = g.SynthesizeIn(&img, c.kind, c.seg, rng)
+			}
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("err = %v, want a defect", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+			if strings.Contains(c.want, "pixels") && !errors.Is(err, ErrSegmentTooSmall) {
+				t.Errorf("err = %v does not wrap ErrSegmentTooSmall", err)
+			}
+		})
+	}
+}
+
+func TestParseKinds(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{"paper", []string{KindBlur, KindRect, KindThin}, ""},
+		{"scratch, blur", []string{KindBlur, KindScratch}, ""},
+		{"logical,displace", LogicalKinds, ""},
+		{"all", AllKinds, ""},
+		{"default", DefaultKinds, ""},
+		{"blur,smudge", nil, `unknown synthetic defect kind "smudge"`},
+		{" , ", nil, "no synthetic defect kind"},
+	}
+	for _, c := range cases {
+		got, err := ParseKinds(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: err = %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%q: %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
 }
@@ -358,7 +495,7 @@ func TestFitBadInput(t *testing.T) {
 		o := base
 		o.Bad = ""
 		o.Images.SkipBadImages = true
-		o.Images.Synthetic = 3
+		o.Images.Synthetic = SyntheticOptions{N: 3, Kinds: PaperKinds, Severity: Severity{Off: true}}
 		sum, err := Run(o)
 		if err != nil {
 			t.Fatal(err)

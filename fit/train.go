@@ -45,6 +45,22 @@ func Train(d *Dataset, o TrainOptions) ([]byte, xgboost.Params, error) {
 	if err != nil {
 		return nil, o.Params, fmt.Errorf("train: %w", err)
 	}
+	if d.Weights != nil {
+		// The paper balances the classes by count; with weighted rows
+		// (synthetic defects next to real ones) balance by weight.
+		var wg, wb float64
+		for i, l := range labels {
+			if l == 1 {
+				wb += float64(d.Weights[i])
+			} else {
+				wg += float64(d.Weights[i])
+			}
+		}
+		if !(wb > 0) {
+			return nil, o.Params, fmt.Errorf("train: the bad rows weigh %g", wb)
+		}
+		spw = wg / wb
+	}
 	p := o.Params
 	if p.ScalePosWeight == 0 {
 		p.ScalePosWeight = spw
@@ -54,7 +70,7 @@ func Train(d *Dataset, o TrainOptions) ([]byte, xgboost.Params, error) {
 	if rounds == 0 {
 		rounds = xgboost.DefaultRounds
 	}
-	model, err := xgboost.Train(d.Rows, d.Len(), d.NCols, labels, p, rounds)
+	model, err := xgboost.TrainWeighted(d.Rows, d.Len(), d.NCols, labels, d.Weights, p, rounds)
 	if err != nil {
 		return nil, p, fmt.Errorf("train: %w", err)
 	}
@@ -113,15 +129,16 @@ func ParamsMap(p xgboost.Params) map[string]string {
 	return m
 }
 
-// LimitBad returns the indices of d keeping every good row and at most
-// limit bad rows drawn at random (limit <= 0 keeps all), in index order.
+// LimitBad returns the indices of d keeping every good row, every
+// synthetic defect and at most limit real bad rows drawn at random (limit <=
+// 0 keeps all), in index order.
 func LimitBad(d *Dataset, idx []int, limit int, rng *rand.Rand) []int {
 	if limit <= 0 {
 		return idx
 	}
 	var good, bad []int
 	for _, i := range idx {
-		if d.Samples[i].Bad {
+		if d.Samples[i].Bad && d.Samples[i].Kind == "" {
 			bad = append(bad, i)
 		} else {
 			good = append(good, i)

@@ -257,7 +257,16 @@ func setParam(h C.BoosterHandle, k, v string) error {
 // as SegAD's NaN skew/kurtosis) and 0/1 labels, and returns the model as
 // XGBoost JSON, which brf.LoadBytes reads.
 func Train(features []float32, nRows, nCols int, labels []float32, params Params, rounds int) ([]byte, error) {
+	return TrainWeighted(features, nRows, nCols, labels, nil, params, rounds)
+}
+
+// TrainWeighted is Train with a weight per row (XGBoost's "weight" field;
+// nil weighs every row 1), e.g. to let a few real defects count more than
+// many synthetic ones.
+func TrainWeighted(features []float32, nRows, nCols int, labels, weights []float32, params Params, rounds int) ([]byte, error) {
 	switch {
+	case weights != nil && len(weights) != nRows:
+		return nil, fmt.Errorf("xgboost train: %d weights for %d rows", len(weights), nRows)
 	case nRows <= 0 || nCols <= 0:
 		return nil, fmt.Errorf("xgboost train: %d rows x %d columns: need at least one of each", nRows, nCols)
 	case len(features) != nRows*nCols:
@@ -285,6 +294,13 @@ func Train(features []float32, nRows, nCols int, labels []float32, params Params
 	defer C.free(unsafe.Pointer(field))
 	if C.xgb_dmatrix_set_float(dm, field, (*C.float)(&labels[0]), C.bst_ulong(nRows)) != 0 {
 		return nil, lastError("set labels")
+	}
+	if weights != nil {
+		wf := C.CString("weight")
+		defer C.free(unsafe.Pointer(wf))
+		if C.xgb_dmatrix_set_float(dm, wf, (*C.float)(&weights[0]), C.bst_ulong(nRows)) != 0 {
+			return nil, lastError("set weights")
+		}
 	}
 	var bh C.BoosterHandle
 	if C.xgb_booster_create(dm, 1, &bh) != 0 {

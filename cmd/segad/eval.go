@@ -14,9 +14,9 @@ import (
 
 func init() {
 	var (
-		cfgPath     string
-		quiet, skip bool
-		o           fit.EvalOptions
+		cfgPath, kinds string
+		quiet, skip    bool
+		o              fit.EvalOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --bundle DIR --config FILE (--good DIR --bad DIR | --maps CSV) [--report OUT]",
@@ -26,6 +26,10 @@ every image with the line's own code and prints one JSON object: auroc, fpr_at_9
 recall and FPR at the bundle's suggested threshold, recall per defect type, counts,
 and the same for the "detector alone" baseline (each detector's map maximum, at its
 own threshold for the same recall on the training data), so SegAD's gain is visible.
+One-class bundles (trained on synthetic defects only) say so ("one_class") with
+their synthetic record; --synthetic-defects N adds, per synthetic kind made from
+the held-out good images (within the bundle's severity bounds), AUROC and recall
+of SegAD next to each detector alone ("per_synthetic_kind").
 --report OUT also writes histograms (good, bad of types seen in training, bad of
 unseen types) as PNG and a Markdown summary.`,
 		Args: cobra.NoArgs,
@@ -43,6 +47,9 @@ unseen types) as PNG and a Markdown summary.`,
 			o.Config = cfg
 			o.Log = daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 			o.Images.SkipBadImages = skip
+			if o.Images.Synthetic.Kinds, err = fit.ParseKinds(kinds); err != nil {
+				return fmt.Errorf("eval: --kinds: %w", err)
+			}
 			o.Images.Progress = progressWriter(quiet)
 			res, err := fit.Eval(o)
 			if err != nil {
@@ -62,5 +69,8 @@ unseen types) as PNG and a Markdown summary.`,
 	f.StringVar(&o.Report, "report", "", "folder for histograms (PNG) and summary.md")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	f.BoolVar(&skip, "skip-bad-images", false, "skip (and count) unreadable images instead of failing")
+	f.IntVar(&o.Images.Synthetic.N, "synthetic-defects", 0, "also make N synthetic defects from the held-out good images and report each kind (SegAD and each detector alone)")
+	f.StringVar(&kinds, "kinds", "all", "synthetic defect kinds for --synthetic-defects (as segad fit --kinds)")
+	f.IntVar(&o.Images.Synthetic.Seed, "seed", 0, "seed of the held-out synthetic defects")
 	rootCmd.AddCommand(cmd)
 }

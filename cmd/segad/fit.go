@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -26,7 +27,8 @@ func progressWriter(quiet bool) io.Writer {
 func init() {
 	var (
 		cfgPath, good, bad, maps, out string
-		quiet, skip                   bool
+		kinds                         string
+		quiet, skip, noSeverity       bool
 		o                             = fit.DefaultTrainOptions()
 		opt                           fit.Options
 	)
@@ -43,12 +45,19 @@ threshold with its operating points). Point segad.bundle at the folder.
 Data: --good DIR (images) and --bad DIR (images, or sub-folders named by defect
 type), or --maps CSV in the SegAD reference layout (filepath, an_map_path, label;
 an_map_path_<detector> per detector when there are several; optional defect_type).
---synthetic-defects N makes N defects from good images (one-class mode).
+--synthetic-defects N makes N defects from good images (one-class mode) of
+--kinds (structural: perlin, cutpaste, scratch, color, blur, rect, thin; logical:
+displace, missing, duplicate, stretch), each confined to one segment, kept only
+when their map maxima land between --severity-low and --severity-high (levels on
+the good images' scale: 0 median, 1 q99.5). With --bad as well (mixed low-shot
+mode) each synthetic defect weighs --synthetic-weight.
 --cv K measures the forest on K held-out folds; with --bad-limit N --seeds S the
 training folds keep N random bad images and the run is repeated S times (low-shot),
 reporting mean and standard deviation. Prints one JSON summary.`,
 		Example: `  segad fit -c segad.yaml --good data/good --bad data/bad -o bundles/line1
   segad fit -c segad.yaml --good data/good --synthetic-defects 200 -o bundles/oneclass
+  segad fit -c segad.yaml --good data/good --synthetic-defects 200 --kinds paper --no-severity -o b
+  segad fit -c segad.yaml --good data/good --bad data/bad --synthetic-defects 200 -o bundles/mixed
   segad fit -c segad.yaml --good data/good --bad data/bad --bad-limit 10 --seeds 5 --cv 5 -o b`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,7 +76,12 @@ reporting mean and standard deviation. Prints one JSON summary.`,
 			opt.Config, opt.Good, opt.Bad, opt.MapsCSV, opt.Out = cfg, good, bad, maps, out
 			opt.Train, opt.Log, opt.ToolVersion = o, log, version
 			opt.Images.SkipBadImages = skip
-			opt.Images.Seed = o.Seed
+			opt.Images.Synthetic.Seed = o.Seed
+			opt.Images.Synthetic.Severity.Off = noSeverity
+			opt.Images.Synthetic.Severity.LowSet = cmd.Flags().Changed("severity-low")
+			if opt.Images.Synthetic.Kinds, err = fit.ParseKinds(kinds); err != nil {
+				return fmt.Errorf("fit: --kinds: %w", err)
+			}
 			opt.Images.Progress = progressWriter(quiet)
 			sum, err := fit.Run(opt)
 			if err != nil {
@@ -86,7 +100,12 @@ reporting mean and standard deviation. Prints one JSON summary.`,
 	f.StringVarP(&out, "output", "o", "", "bundle folder to write")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	f.BoolVar(&skip, "skip-bad-images", false, "skip (and count) unreadable images instead of failing")
-	f.IntVar(&opt.Images.Synthetic, "synthetic-defects", 0, "make N synthetic defect images from good ones (one-class mode)")
+	f.IntVar(&opt.Images.Synthetic.N, "synthetic-defects", 0, "make N synthetic defect images from good ones (one-class mode; with --bad: mixed)")
+	f.StringVar(&kinds, "kinds", "default", "synthetic defect kinds, comma-separated: "+strings.Join(fit.AllKinds, ", ")+"; or groups default, paper, structural, logical, all")
+	f.BoolVar(&noSeverity, "no-severity", false, "keep every synthetic defect (no severity filter on its map maxima)")
+	f.Float64Var(&opt.Images.Synthetic.Severity.Low, "severity-low", 0.5, "keep synthetic defects whose map maximum reaches this level for some detector (0 = good median, 1 = good q99.5)")
+	f.Float64Var(&opt.Images.Synthetic.Severity.High, "severity-high", 2, "reject synthetic defects whose map maximum exceeds this level for any detector")
+	f.Float64Var(&opt.Images.Synthetic.Weight, "synthetic-weight", 0, "training weight of each synthetic defect next to real bad images (0: together as much as the real ones)")
 	f.IntVar(&opt.BadLimit, "bad-limit", 0, "train on at most N random bad images (low-shot)")
 	f.IntVar(&opt.Seeds, "seeds", 1, "repeat cross-validation with S seeds and report mean and std (needs --cv)")
 	f.IntVar(&opt.CV, "cv", 0, "evaluate on K held-out stratified folds")
