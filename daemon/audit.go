@@ -17,6 +17,8 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/segad-edge/segad-edge/capture"
+
 	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/segad"
 )
@@ -88,9 +90,11 @@ func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW
 		switch {
 		case !matUsable(img):
 			imgErr = fmt.Errorf("audit: image of %s not written: unsupported frame type %v", res.ID, original.Type())
-		case !gocv.IMWrite(base+".jpg", img):
-			imgErr = fmt.Errorf("audit: write %s.jpg failed", base)
 		default:
+			if err := capture.WriteImage(base+".jpg", img); err != nil {
+				imgErr = fmt.Errorf("audit: %w", err)
+				break
+			}
 			written = append(written, base+".jpg")
 		}
 		if img.Ptr() != nil {

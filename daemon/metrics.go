@@ -16,11 +16,14 @@ type Metrics struct {
 	StageSeconds *prometheus.HistogramVec // stage=capture|infer|segad|publish|total
 	QueueDepth   prometheus.Gauge
 	Reconnects   prometheus.Gauge
-	CameraUp     prometheus.Gauge
-	FrameAge     prometheus.Gauge
-	Outbox       prometheus.Gauge
-	OutboxDrops  prometheus.Gauge
-	PublishErrs  prometheus.Counter
+	// AckFailures counts watch-folder files whose move to done/ or failed/
+	// failed (they are inspected again after a restart).
+	AckFailures prometheus.Gauge
+	CameraUp    prometheus.Gauge
+	FrameAge    prometheus.Gauge
+	Outbox      prometheus.Gauge
+	OutboxDrops prometheus.Gauge
+	PublishErrs prometheus.Counter
 	// TriggersUnserved counts triggers answered with a capture_error result
 	// because no frame could be taken for them.
 	TriggersUnserved prometheus.Counter
@@ -48,6 +51,7 @@ func NewMetrics() *Metrics {
 	}, []string{"stage"})
 	m.QueueDepth = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_queue_depth", Help: "Frames waiting for inference."})
 	m.Reconnects = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_camera_reconnects", Help: "Times the source was reopened."})
+	m.AckFailures = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_source_ack_failures", Help: "Watch-folder files that could not be moved to done/ or failed/ after their result was stored."})
 	m.CameraUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_camera_connected", Help: "1 when the source is delivering frames."})
 	m.FrameAge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_camera_last_frame_age_seconds", Help: "Age of the source's last frame."})
 	m.Outbox = prometheus.NewGauge(prometheus.GaugeOpts{Name: "segad_outbox_backlog", Help: "Results waiting in the durable outbox for the broker."})
@@ -59,7 +63,7 @@ func NewMetrics() *Metrics {
 	m.ModelInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "segad_model_info", Help: "The loaded model (value 1)."}, []string{"bundle", "detectors", "features"})
 	m.Score = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "segad_score", Help: "SegAD scores (raw margins).",
 		Buckets: prometheus.LinearBuckets(-10, 1, 21)})
-	for _, c := range []prometheus.Collector{m.Frames, m.Verdicts, m.Dropped, m.StageSeconds, m.QueueDepth, m.Reconnects,
+	for _, c := range []prometheus.Collector{m.Frames, m.Verdicts, m.Dropped, m.StageSeconds, m.QueueDepth, m.Reconnects, m.AckFailures,
 		m.CameraUp, m.FrameAge, m.Outbox, m.OutboxDrops, m.PublishErrs, m.TriggersUnserved, m.HTTPRefused, m.Reloads, m.ModelInfo, m.Score} {
 		f(c)
 	}

@@ -521,6 +521,7 @@ func (d *Daemon) watchHealth(ctx context.Context) {
 		}
 		st := d.currentSource().State()
 		d.Metrics.Reconnects.Set(float64(st.Reconnects))
+		d.Metrics.AckFailures.Set(float64(st.AckFailures))
 		d.Metrics.FrameAge.Set(st.LastFrameAge.Seconds())
 		up := 0.0
 		if st.Connected {

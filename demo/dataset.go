@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/capture"
 )
 
 // pngLevel1 is what one might pass to make PNG writing faster; it is slower:
@@ -107,10 +109,10 @@ func writeParts(dir string, seed uint64, size int, jobs []DatasetPart) (*Manifes
 					continue
 				}
 				path := filepath.Join(dir, j.File)
-				ok := gocv.IMWrite(path, m)
+				err = capture.WriteImage(path, m)
 				m.Close()
-				if !ok {
-					errs[w] = fmt.Errorf("write part image %s: OpenCV could not write it (disk full or folder not writable?)", path)
+				if err != nil {
+					errs[w] = fmt.Errorf("write part image (disk full or folder not writable?): %w", err)
 					continue
 				}
 				j.PartInfo = info

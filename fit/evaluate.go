@@ -165,8 +165,12 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 			res.UnseenTypes = append(res.UnseenTypes, s.Type)
 		}
 	}
+	thr, err := b.SuggestedThreshold()
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
 	scores := Score(forest, d)
-	if res.ScoreReport, err = scoreReport(scores, d, b.Threshold); err != nil {
+	if res.ScoreReport, err = scoreReport(scores, d, thr); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	baselines := map[string][]float64{}

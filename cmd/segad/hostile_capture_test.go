@@ -165,6 +165,7 @@ mqtt:
   status_interval: 500ms
 http:
   listen: "127.0.0.1:%d"
+audit: {dir: audit, sample_pass: 1}
 pipeline:
   queue: 4
   overflow: block
@@ -231,7 +232,18 @@ pipeline:
 		sem <- struct{}{}
 		defer func() { <-sem }()
 		out[i].name = name
-		resp, err := http.Post(base+"/inspect?part_id="+name, "application/octet-stream", bytes.NewReader(data))
+		// Three at a time against http.max_inspect 2: a busy answer (503 +
+		// Retry-After) is retried, as a client should.
+		var resp *http.Response
+		var err error
+		for try := 0; try < 100; try++ {
+			resp, err = http.Post(base+"/inspect?part_id="+name, "application/octet-stream", bytes.NewReader(data))
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				break
+			}
+			resp.Body.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
 		if err != nil {
 			out[i].err = err
 			return
@@ -310,6 +322,16 @@ pipeline:
 	}
 	if empty != badNames {
 		t.Errorf("%d results with an empty part ID, want %d (one per bad file name)", empty, badNames)
+	}
+	// Audit on (every part kept): error results as a JSON record alone,
+	// the others (the 49 MP bombs included) with their overlay image.
+	auditDir := filepath.Join(dir, "audit")
+	checkAudited(t, auditDir, results)
+	recs := auditRecords(t, auditDir)
+	for _, r := range results {
+		if r.Verdict != mqtt.VerdictError && strings.Join(recs[r.ID], ",") != ".jpg,.json" && strings.Join(recs[r.ID], ",") != ".json,.jpg" {
+			t.Errorf("audit of %s result %s (part %q): files %q, want the image and the JSON record", r.Verdict, r.ID, r.PartID, recs[r.ID])
+		}
 	}
 
 	// Memory: the peak over the whole run, bombs included.
