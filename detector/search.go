@@ -370,8 +370,8 @@ func (p *PatchCore) addSearch(b *graphBuilder, e string, n int64) string {
 	basisT := transpose(s.basis, s.dim, d)                         // d x r, so that xt @ basisT = x'
 	var score, cand string
 	if s.quant {
-		g, size := groupLayout(p.BankSize, s.k)
-		score = p.addInt8Stage1(b, xt, basisT, n, g*size)
+		g, size := groupLayout(p.BankSize, s.k) // g*size is a multiple of mmiColumnAlign
+		score, _ = p.addInt8Stage1(b, xt, basisT, n, g*size)
 		cand = b.topKGrouped(score, s.k, n, g, size)
 	} else {
 		// Stage 1: [x'  1] @ [[-2 M'^T]; [||m'||^2]] -> [N, bank] scores.
@@ -394,16 +394,35 @@ func (p *PatchCore) addSearch(b *graphBuilder, e string, n int64) string {
 	return b.node("ReduceMin", []string{sq}, attrInts("axes", 1), attrInt("keepdims", 0)) // [N]
 }
 
+// mmiColumnAlign is the multiple of which the int8 stage's MatMulInteger
+// has columns (bank rows plus padding). ONNX Runtime 1.24.1's AMX kernel
+// (MLAS QGEMM on CPUs with AMX-INT8, e.g. Sapphire Rapids) computes C in
+// blocks of 32 rows x 32 columns; when the last column block is partial
+// with 17-31 columns, the last row of every full 32-row block (patches 31,
+// 63, ...) gets the zero-point correction of another block, or
+// uninitialised memory, for those last columns: wrong by arbitrary
+// amounts, whatever the values (TestMatMulIntegerKernelProbe; upstream
+// microsoft/onnxruntime#27670, fixed after 1.24). Whole 32-column blocks
+// never reach that path. No other kernel is known to need it (an AMD
+// EPYC with AVX-512 VNNI ran unaligned counts exactly); on CPUs not tried
+// (AVX-VNNI only, ARM) the probe test is the check.
+const mmiColumnAlign = 32
+
 // addInt8Stage1 appends the int8 first stage and returns its int32 scores
-// [N, bank]: Gemm (projection minus the centre) -> QuantizeLinear (uint8,
-// zero point 128) -> Concat with the constant bias columns -> MatMulInteger
-// with the uint8 bank matrix (zero point 128). uint8 x uint8 rather than
-// uint8 x int8: ONNX Runtime's AVX2 u8s8 kernel sums pairs in saturating
-// int16 (VPMADDUBSW), u8u8 does not, and on AVX-512 VNNI both measured the
-// same here. All opset 10-11 operators, so the opset 12 import stays.
-func (p *PatchCore) addInt8Stage1(b *graphBuilder, xt string, basisT []float32, n int64, cols int) string {
+// [N, cols'] with cols' = cols rounded up to mmiColumnAlign (columns past
+// the bank are padding that never wins): Gemm (projection minus the
+// centre) -> QuantizeLinear (uint8, zero point 128) -> Concat with the
+// constant bias columns -> MatMulInteger with the uint8 bank matrix (zero
+// point 128). uint8 x uint8 rather than uint8 x int8: ONNX Runtime's AVX2
+// u8s8 kernel sums pairs in saturating int16 (VPMADDUBSW); its u8u8
+// kernels never sum byte products in int16, so every 8-bit value is exact
+// (probed with all values at the extremes, TestMatMulIntegerKernelProbe),
+// and on AVX-512 VNNI both measured the same. All opset 10-11 operators,
+// so the opset 12 import stays.
+func (p *PatchCore) addInt8Stage1(b *graphBuilder, xt string, basisT []float32, n int64, cols int) (string, int) {
 	s := p.search
 	d, r, kb := int64(p.Dim()), s.dim, p.BankSize
+	cols = alignUp(max(cols, kb), mmiColumnAlign)
 	neg := make([]float32, r)
 	for i, c := range s.center {
 		neg[i] = -c
@@ -450,17 +469,44 @@ func (p *PatchCore) addInt8Stage1(b *graphBuilder, xt string, basisT []float32, 
 			bm[(r+t)*cols+j] = byte(digits[t*cols+j] + 128)
 		}
 	}
-	return b.node("MatMulInteger", []string{a, b.rawInit("search_bank_q", onnx.TensorProto_UINT8, []int64{int64(rows), int64(cols)}, bm), zp, zp})
+	return b.node("MatMulInteger", []string{a, b.rawInit("search_bank_q", onnx.TensorProto_UINT8, []int64{int64(rows), int64(cols)}, bm), zp, zp}), cols
+}
+
+// alignUp rounds v up to a multiple of a.
+func alignUp(v, a int) int {
+	return (v + a - 1) / a * a
 }
 
 // groupLayout splits kb bank rows into g groups of size rows (the last
-// padded) for topKGrouped, size ~ sqrt(kb/k) so that its two TopKs see
-// about as many values each. Measured at 2151 rows, k 6: half or twice
-// that size was slower (ReduceMin over short groups, or GatherElements).
+// ones padded) for topKGrouped, with g*size a multiple of mmiColumnAlign
+// (the int8 stage's MatMulInteger has exactly g*size columns) and g >= k.
+// Among the sizes around sqrt(kb/k) (where the two TopKs see about as many
+// values each) it takes the one of least estimated cost per patch, in
+// units of one stage-1 column (MatMulInteger + ReduceMin, ~0.8 ns): cols,
+// 5 per group minimum (TopK, ~3.9 ns a value at these lengths) and 7 per
+// value of the chosen groups (GatherElements ~1.7 ns + TopK), from ONNX
+// Runtime's profile at 2151 rows, k 6. There: 136 groups of 16 (2176
+// columns); 128 x 17 and the earlier unaligned 114 x 19 (2166) measured the
+// same per frame, half or twice 19 rows slower.
 func groupLayout(kb, k int) (g, size int) {
-	size = max(1, int(math.Round(math.Sqrt(float64(kb)/float64(k)))))
-	g = (kb + size - 1) / size
+	s0 := max(1, int(math.Round(math.Sqrt(float64(kb)/float64(k)))))
+	best := math.MaxInt
+	for sz := max(1, s0/2); sz <= 2*s0; sz++ {
+		step := mmiColumnAlign / gcd(sz, mmiColumnAlign) // g multiple of step: g*sz aligned
+		gg := alignUp(max((kb+sz-1)/sz, k), step)
+		if cost := gg*sz + 5*gg + 7*k*sz; cost < best {
+			best, g, size = cost, gg, sz
+		}
+	}
 	return g, size
+}
+
+// gcd is the greatest common divisor of a and b.
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // topKGrouped returns the indices [N,k] of the k smallest scores per row of

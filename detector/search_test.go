@@ -270,10 +270,17 @@ func TestBiasDigitsReconstruct(t *testing.T) {
 
 // The int8 first stage as ONNX Runtime runs it (Gemm, QuantizeLinear,
 // MatMulInteger with the bias folded in as extra columns) must give the
-// Go reference's integer scores: exactly, except for a patch value that
-// float rounding puts on the other side of a quantisation boundary (then
-// one patch coordinate differs by one step). Some biases are widened so
-// that they need more than one high digit.
+// Go reference's integer scores. Two checks, so that a kernel fault is not
+// mistaken for rounding: (1) MatMulInteger's int32 output equals the exact
+// product of its own operands (the graph's quantised patches and the bank
+// matrix) in every entry, padding columns included, with no tolerance;
+// (2) the graph's quantised patch equals Go's except where float rounding
+// puts a value on the other side of a quantisation boundary (then that
+// coordinate differs by one step), and on the real columns the scores then
+// equal Go's scores of the graph's own quantised patch. 256 patches (so
+// the rows 31, 63, ... that ONNX Runtime's AMX kernel got wrong are there)
+// and a bank of 700 rows (not a multiple of mmiColumnAlign, so padding
+// columns are needed), some biases widened to need several high digits.
 func TestInt8Stage1MatchesGo(t *testing.T) {
 	initORT(t)
 	const d, kb, n, r = 40, 700, 256, 16
@@ -306,14 +313,37 @@ func TestInt8Stage1MatchesGo(t *testing.T) {
 		x[i] = float32(rng.NormFloat64() * 1.5)
 	}
 	var b graphBuilder
-	score := p.addInt8Stage1(&b, "x", transpose(p.search.basis, r, d), n, kb)
+	score, cols := p.addInt8Stage1(&b, "x", transpose(p.search.basis, r, d), n, kb)
+	if cols%mmiColumnAlign != 0 || cols < kb {
+		t.Fatalf("MatMulInteger has %d columns for %d bank rows, want a multiple of %d", cols, kb, mmiColumnAlign)
+	}
+	// The MatMulInteger's operands: A (quantised patches + bias columns)
+	// from the graph, B (bank matrix) from its initializer.
+	var aName string
+	var bm []byte
+	var rows int
+	for _, nd := range b.nodes {
+		if nd.OpType == "MatMulInteger" {
+			aName = nd.Input[0]
+			for _, in := range b.inits {
+				if in.Name == nd.Input[1] {
+					bm, rows = in.RawData, int(in.Dims[0])
+				}
+			}
+		}
+	}
+	if bm == nil || rows*cols != len(bm) {
+		t.Fatal("no MatMulInteger with a constant bank matrix in the stage-1 graph")
+	}
 	b.nodeTo("Cast", []string{score}, "scores", attrInt("to", int64(onnx.TensorProto_FLOAT)))
-	m := b.model("int8_stage1", []*onnx.ValueInfoProto{floatValueInfo("x", n, d)}, []*onnx.ValueInfoProto{floatValueInfo("scores", n, kb)}, nil, nil)
+	b.nodeTo("Cast", []string{aName}, "a", attrInt("to", int64(onnx.TensorProto_FLOAT)))
+	m := b.model("int8_stage1", []*onnx.ValueInfoProto{floatValueInfo("x", n, d)},
+		[]*onnx.ValueInfoProto{floatValueInfo("scores", n, int64(cols)), floatValueInfo("a", n, int64(rows))}, nil, nil)
 	data, err := marshalModel(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rn, err := newRunner("int8 stage 1", data, "x", []int64{n, d}, []string{"scores"}, 1)
+	rn, err := newRunner("int8 stage 1", data, "x", []int64{n, d}, []string{"scores", "a"}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,40 +352,62 @@ func TestInt8Stage1MatchesGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got, a := out[0], out[1]
 	s := p.search
 	sc := p.newScratch()
-	exact, maxStep := 0, 0
+	same := 0
 	for c := 0; c < n; c++ {
+		// (1) the kernel: exact int32 product of its own operands.
+		for j := 0; j < cols; j++ {
+			var want int32
+			for i := 0; i < rows; i++ {
+				want += (int32(a[c*rows+i]) - 128) * (int32(bm[i*cols+j]) - 128)
+			}
+			if int32(got[c*cols+j]) != want {
+				t.Fatalf("patch %d column %d: MatMulInteger gives %d, its operands' exact product is %d (kernel fault, see TestMatMulIntegerKernelProbe)",
+					c, j, int32(got[c*cols+j]), want)
+			}
+		}
+		// (2) the graph's quantised patch against Go's.
 		xc := x[c*d : (c+1)*d]
 		for i := 0; i < r; i++ {
 			sc.xp[i] = dot(s.basis[i*d:(i+1)*d], xc)
 		}
 		s.quantizePatch(sc.xp, sc.xq)
-		same := true
+		identical := true
+		for i := 0; i < r; i++ {
+			gq := int32(a[c*rows+i]) - 128
+			if diff := gq - sc.xq[i]; diff != 0 {
+				identical = false
+				if diff > 1 || diff < -1 {
+					t.Fatalf("patch %d coordinate %d: graph quantises to %d, Go to %d (more than float rounding)", c, i, gq, sc.xq[i])
+				}
+				sc.xq[i] = gq
+			}
+		}
+		if identical {
+			same++
+		}
+		var maxReal int32 = math.MinInt32
 		for j := 0; j < kb; j++ {
 			want := s.bias[j]
 			for i, q := range s.bankQ[j*r : (j+1)*r] {
 				want += sc.xq[i] * q
 			}
-			got := int32(out[0][c*kb+j])
-			if got != want {
-				same = false
-				// One coordinate off by one step moves a score by at most
-				// one bank value (|q| <= 127).
-				diff := got - want
-				if diff > 127 || diff < -127 {
-					t.Fatalf("patch %d row %d: graph score %d, Go %d", c, j, got, want)
-				}
-				maxStep = max(maxStep, int(max(diff, -diff)))
+			if g := int32(got[c*cols+j]); g != want {
+				t.Fatalf("patch %d row %d: graph score %d, Go %d", c, j, g, want)
+			}
+			maxReal = max(maxReal, int32(got[c*cols+j]))
+		}
+		for j := kb; j < cols; j++ {
+			if g := int32(got[c*cols+j]); g <= maxReal {
+				t.Fatalf("patch %d padding column %d: score %d not above every real row's (%d)", c, j, g, maxReal)
 			}
 		}
-		if same {
-			exact++
-		}
 	}
-	t.Logf("%d of %d patches: identical int32 scores (others within %d)", exact, n, maxStep)
-	if exact < n*98/100 {
-		t.Errorf("only %d of %d patches have identical scores", exact, n)
+	t.Logf("%d columns (%d bank rows); %d of %d patches quantised identically (others within one step)", cols, kb, same, n)
+	if same < n*98/100 {
+		t.Errorf("only %d of %d patches quantised identically", same, n)
 	}
 }
 
@@ -409,5 +461,129 @@ func TestTopKGroupedMatchesSmallest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// mmiRun runs one MatMulInteger as the int8 stage writes it (uint8 x
+// uint8, zero points 128, B a constant initializer so that ONNX Runtime
+// prepacks it) on A [m,k] and B [k,n] given as values minus the zero
+// point, on the given number of intra-op threads, and returns the
+// positions (row*n+col) whose int32 result differs from the exact product.
+func mmiRun(t *testing.T, m, k, n int, a, bv []int, threads int) []int {
+	t.Helper()
+	x := make([]float32, m*k)
+	for i, v := range a {
+		x[i] = float32(v + 128)
+	}
+	raw := make([]byte, k*n)
+	for i, v := range bv {
+		raw[i] = byte(v + 128)
+	}
+	var b graphBuilder
+	zp := b.rawInit("zp", onnx.TensorProto_UINT8, nil, []byte{128})
+	aq := b.node("Cast", []string{"x"}, attrInt("to", int64(onnx.TensorProto_UINT8)))
+	y := b.node("MatMulInteger", []string{aq, b.rawInit("b", onnx.TensorProto_UINT8, []int64{int64(k), int64(n)}, raw), zp, zp})
+	b.nodeTo("Cast", []string{y}, "y", attrInt("to", int64(onnx.TensorProto_FLOAT)))
+	model := b.model("mmi_probe", []*onnx.ValueInfoProto{floatValueInfo("x", int64(m), int64(k))},
+		[]*onnx.ValueInfoProto{floatValueInfo("y", int64(m), int64(n))}, nil, nil)
+	data, err := marshalModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := newRunner("MatMulInteger probe", data, "x", []int64{int64(m), int64(k)}, []string{"y"}, threads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rn.close()
+	out, _, err := rn.run(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrong []int
+	want := make([]int32, n)
+	for i := 0; i < m; i++ {
+		clear(want)
+		for l := 0; l < k; l++ {
+			av := int32(a[i*k+l])
+			for j, bw := range bv[l*n : (l+1)*n] {
+				want[j] += av * int32(bw)
+			}
+		}
+		for j, w := range want {
+			if int32(out[0][i*n+j]) != w { // |w| <= 67*128*128 < 2^24: exact in float32
+				wrong = append(wrong, i*n+j)
+			}
+		}
+	}
+	return wrong
+}
+
+// TestMatMulIntegerKernelProbe documents what the int8 stage relies on in
+// ONNX Runtime's MatMulInteger (uint8 x uint8, zero points 128) on the CPU
+// it runs on, so that an ONNX Runtime or CPU change that breaks it fails
+// here rather than as a wrong shortlist:
+//
+//   - With a column count that is a multiple of mmiColumnAlign (what the
+//     graph writes), results are exact for all 8-bit values: random and
+//     extreme ones (A -128/127 with B -127/127, and the bias-digit bytes
+//     255 and 129), so no kernel sums pairs in saturating int16; every
+//     shape, 1 and 2 threads.
+//   - With other column counts, ONNX Runtime 1.24.1's AMX kernel (Intel
+//     CPUs with AMX-INT8) is wrong, whatever the values, in one place only:
+//     the last row of every full 32-row block (rows 31, 63, ...) for the
+//     last N%32-16 columns when N%32 is 17..31 (another block's zero-point
+//     correction, or uninitialised memory for N < 32). Logged, and a fault
+//     anywhere else fails: the alignment would no longer be known to avoid it.
+func TestMatMulIntegerKernelProbe(t *testing.T) {
+	initORT(t)
+	rng := rand.New(rand.NewSource(11))
+	fill := func(v []int, lo, hi int, extremes bool) []int {
+		for i := range v {
+			if extremes {
+				v[i] = []int{lo, hi}[rng.Intn(2)]
+			} else {
+				v[i] = lo + rng.Intn(hi-lo+1)
+			}
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		m, k, n, threads int
+	}{
+		{1, 20, 32, 1}, {33, 4, 64, 1}, {64, 20, 704, 1}, {256, 67, 704, 1}, {100, 67, 2176, 1},
+		{1024, 67, 2176, 1}, {1024, 67, 2176, 2}, {1024, 130, 96, 2},
+	} {
+		if tc.n%mmiColumnAlign != 0 {
+			t.Fatalf("aligned case with %d columns", tc.n)
+		}
+		for _, extremes := range []bool{false, true} {
+			a := fill(make([]int, tc.m*tc.k), -128, 127, extremes)
+			b := fill(make([]int, tc.k*tc.n), -127, 127, extremes)
+			if w := mmiRun(t, tc.m, tc.k, tc.n, a, b, tc.threads); len(w) > 0 {
+				t.Errorf("M %d K %d N %d (%d threads, extreme values %v): %d of %d results inexact, first at row %d column %d",
+					tc.m, tc.k, tc.n, tc.threads, extremes, len(w), tc.m*tc.n, w[0]/tc.n, w[0]%tc.n)
+			}
+		}
+	}
+	// Unaligned column counts: which entries are wrong here.
+	faulty := 0
+	for _, tc := range []struct{ m, k, n int }{{64, 20, 17}, {64, 20, 44}, {64, 20, 700}, {1024, 67, 2166}, {33, 67, 2166}} {
+		a := fill(make([]int, tc.m*tc.k), -128, 127, false)
+		b := fill(make([]int, tc.k*tc.n), -127, 127, false)
+		w := mmiRun(t, tc.m, tc.k, tc.n, a, b, 1)
+		for _, pos := range w {
+			row, col := pos/tc.n, pos%tc.n
+			known := row%32 == 31 && row < tc.m/32*32 && tc.n%32 > 16 && col >= tc.n/32*32+16
+			if !known {
+				t.Errorf("M %d K %d N %d: row %d column %d inexact, outside the known AMX fault (rows 31 mod 32, last N%%32-16 columns)", tc.m, tc.k, tc.n, row, col)
+			}
+		}
+		if len(w) > 0 {
+			faulty++
+			t.Logf("M %d K %d N %d (N%%32 = %d): %d of %d results inexact (the known AMX fault)", tc.m, tc.k, tc.n, tc.n%32, len(w), tc.m*tc.n)
+		}
+	}
+	if faulty == 0 {
+		t.Logf("unaligned column counts exact too on this CPU")
 	}
 }
