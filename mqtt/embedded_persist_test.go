@@ -156,22 +156,6 @@ func TestEmbeddedBrokerNoLossUnderSIGKILL(t *testing.T) {
 	for i := 0; i < total; i++ {
 		ids = append(ids, fmt.Sprintf("fault-%06d", i))
 	}
-	waitSeq := func(fp *faultProc, seq int) int {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		last := -1
-		for last < seq {
-			select {
-			case n := <-fp.lastOK:
-				last = n
-			case err := <-fp.exited:
-				t.Fatalf("faultpub exited early (%v) at %d: %s", err, last, fp.stderr.String())
-			case <-timeout:
-				t.Fatalf("faultpub stuck at %d: %s", last, fp.stderr.String())
-			}
-		}
-		return last
-	}
 	kill := func(fp *faultProc, last int) int {
 		t.Helper()
 		if err := fp.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -203,16 +187,16 @@ func TestEmbeddedBrokerNoLossUnderSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill 1: the PLC is connected (messages in flight to it).
-	last := kill(fp, waitSeq(fp, total/3))
+	last := kill(fp, fp.waitSeq(t, total/3))
 	t.Logf("SIGKILLed after seq %d (PLC connected)", last)
 	fp = startFaultpub(t, bin, Embedded, outboxPath, last+1, total, extra...)
-	waitSeq(fp, last+20)
+	fp.waitSeq(t, last+20)
 	// Kill 2: the PLC is offline, so results queue in its session.
 	plc.disconnect()
-	last = kill(fp, waitSeq(fp, 2*total/3))
+	last = kill(fp, fp.waitSeq(t, 2*total/3))
 	t.Logf("SIGKILLed after seq %d (PLC offline)", last)
 	fp = startFaultpub(t, bin, Embedded, outboxPath, last+1, total, extra...)
-	waitSeq(fp, total-1)
+	fp.waitSeq(t, total-1)
 	select {
 	case <-fp.drained:
 	case err := <-fp.exited:

@@ -31,6 +31,25 @@ type faultProc struct {
 	stderr  *testenv.SyncBuffer
 }
 
+// waitSeq waits until the publisher reports seq as stored (its "ok <seq>"
+// lines), failing the test if it exits or stalls for a minute.
+func (fp *faultProc) waitSeq(t *testing.T, seq int) int {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	last := -1
+	for last < seq {
+		select {
+		case n := <-fp.lastOK:
+			last = n
+		case err := <-fp.exited:
+			t.Fatalf("faultpub exited early (%v) at %d: %s", err, last, fp.stderr.String())
+		case <-timeout:
+			t.Fatalf("faultpub stuck at %d: %s", last, fp.stderr.String())
+		}
+	}
+	return last
+}
+
 func startFaultpub(t *testing.T, bin, broker, outboxPath string, from, to int, extra ...string) *faultProc {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-broker", broker, "-outbox", outboxPath, "-station", "fault",
@@ -132,27 +151,11 @@ func TestFaultInjection(t *testing.T) {
 		m.Start()
 		t.Logf("broker back")
 	}
-	waitSeq := func(fp *faultProc, seq int) int {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		last := -1
-		for last < seq {
-			select {
-			case n := <-fp.lastOK:
-				last = n
-			case err := <-fp.exited:
-				t.Fatalf("faultpub exited early (%v) at %d: %s", err, last, fp.stderr.String())
-			case <-timeout:
-				t.Fatalf("faultpub stuck at %d: %s", last, fp.stderr.String())
-			}
-		}
-		return last
-	}
 
 	start := time.Now()
 	fp := startFaultpub(t, bin, m.URL(), outboxPath, 0, total)
-	restartBroker(waitSeq(fp, 1500))
-	last := waitSeq(fp, 3500)
+	restartBroker(fp.waitSeq(t, 1500))
+	last := fp.waitSeq(t, 3500)
 	// SIGKILL mid-run: results whose Publish returned are in the outbox;
 	// the restarted process must deliver them before its own.
 	if err := fp.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -170,9 +173,9 @@ func TestFaultInjection(t *testing.T) {
 	}
 	t.Logf("SIGKILLed publisher after seq %d; restarting it", last)
 	fp = startFaultpub(t, bin, m.URL(), outboxPath, last+1, total)
-	restartBroker(waitSeq(fp, 5500))
-	restartBroker(waitSeq(fp, 7500))
-	waitSeq(fp, total-1)
+	restartBroker(fp.waitSeq(t, 5500))
+	restartBroker(fp.waitSeq(t, 7500))
+	fp.waitSeq(t, total-1)
 	select {
 	case <-fp.drained:
 	case err := <-fp.exited:

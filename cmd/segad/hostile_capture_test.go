@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,13 +63,10 @@ func TestHostileCaptureDaemon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end process test")
 	}
-	bin := segadBinary(t)
 	broker := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in")
 	os.Mkdir(in, 0o755)
-	testenv.TrainForest(t, filepath.Join(dir, "brf.json"), 29)
-	root := testenv.RepoRoot(t)
 	port := testenv.FreePort(t)
 
 	// What must happen to each file, by part ID (file name stem).
@@ -145,56 +141,11 @@ func TestHostileCaptureDaemon(t *testing.T) {
 		f.Close()
 	}
 
-	cfgText := fmt.Sprintf(`station: hostile
-onnxruntime:
-  library: %q
-capture:
-  kind: watch
-  path: %q
-  watch: {poll: 50ms, grace: 300ms}
-detectors:
-  - name: ms
-    model: %q
-segad:
-  mask: builtin:vad
-  model: brf.json
-  threshold: 1000
-mqtt:
-  broker: %s
-  outbox: {path: outbox.db}
-  status_interval: 500ms
-http:
-  listen: "127.0.0.1:%d"
-audit: {dir: audit, sample_pass: 1}
-pipeline:
-  queue: 4
-  overflow: block
-  warmup: 1
-`, testenv.ORTLib(t), in, filepath.Join(root, "infer", "testdata", "meanstd_blur.onnx"), broker.URL(), port)
-	cfgPath := filepath.Join(dir, "segad.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := hostileConfig(t, dir, fmt.Sprintf("  kind: watch\n  path: %q\n  watch: {poll: 50ms, grace: 300ms}", in),
+		broker.URL(), fmt.Sprintf("http: {listen: \"127.0.0.1:%d\"}\naudit: {dir: audit, sample_pass: 1}\n", port))
 	sub := mqtttest.Subscribe(t, broker.URL(), "", "", "segad/hostile/#")
-
-	var logs testenv.SyncBuffer
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stderr = &logs
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
+	p := startSegad(t, cfgPath)
+	cmd, exited, logs := p.cmd, p.exited, p.logs
 	alive := func(when string) {
 		t.Helper()
 		select {
