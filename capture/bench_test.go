@@ -1,11 +1,12 @@
 package capture
 
 import (
-	"github.com/segad-edge/segad-edge/infer"
 	"image"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/segad-edge/segad-edge/infer"
 
 	"gocv.io/x/gocv"
 

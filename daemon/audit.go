@@ -15,11 +15,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/capture"
 
-	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -76,7 +77,7 @@ func NewAudit(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger
 // dropped frame, an unserved trigger): then only the JSON is written, because
 // an error frame is exactly what an auditor needs to see. maps are the
 // detectors' anomaly maps (any may be nil).
-func (a *Audit) Save(res *mqtt.Result, original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) error {
+func (a *Audit) Save(res *result.Result, original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) error {
 	day := res.DecidedAt.UTC().Format("2006-01-02")
 	dir := filepath.Join(a.dir, day)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

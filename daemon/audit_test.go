@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
-	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -47,7 +48,7 @@ func TestAuditBoundsAndOverlay(t *testing.T) {
 	now := time.Now()
 	save := func(a *Audit, id string) {
 		t.Helper()
-		r := &mqtt.Result{ID: id, DecidedAt: now, Verdict: mqtt.VerdictFail}
+		r := &result.Result{ID: id, DecidedAt: now, Verdict: result.VerdictFail}
 		if err := a.Save(r, img, [][]float32{hot}, 64, 64, mask); err != nil {
 			t.Fatal(err)
 		}

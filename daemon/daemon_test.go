@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -41,10 +42,10 @@ func TestVideoToBroker(t *testing.T) {
 		if r.Seq != uint64(i+1) {
 			t.Errorf("result %d has seq %d: out of order or lost", i, r.Seq)
 		}
-		if r.Verdict != mqtt.VerdictFail || r.Score == nil || *r.Score < -1000 {
+		if r.Verdict != result.VerdictFail || r.Score == nil || *r.Score < -1000 {
 			t.Errorf("result %d: verdict %s score %v, want fail with a score", i, r.Verdict, r.Score)
 		}
-		if r.Station != "t1" || r.ID == "" || r.Schema != mqtt.SchemaVersion || r.Bundle == "" {
+		if r.Station != "t1" || r.ID == "" || r.Schema != result.SchemaVersion || r.Bundle == "" {
 			t.Errorf("result %d: header fields %+v", i, r)
 		}
 		if _, ok := r.MapMax["ms"]; !ok || len(r.Features) != 29 {
@@ -82,7 +83,7 @@ func TestNaNMapFailsClosed(t *testing.T) {
 	d.line.Swap(nan, d.line.Settings()).Close()
 	got := runToEnd(t, d, port, n)
 	for _, r := range got {
-		if r.Verdict != mqtt.VerdictError || r.ReasonCode != ReasonMap || r.Score != nil || !strings.Contains(r.Reason, "ms") {
+		if r.Verdict != result.VerdictError || r.ReasonCode != result.ReasonMap || r.Score != nil || !strings.Contains(r.Reason, "ms") {
 			t.Errorf("NaN map: verdict %s code %s score %v reason %q; want error/invalid_map naming the detector", r.Verdict, r.ReasonCode, r.Score, r.Reason)
 		}
 	}
@@ -97,13 +98,13 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inspect := func() mqtt.Result {
+	inspect := func() result.Result {
 		png := encodePart(t)
 		f := d.frameFromBytes(png, "p1")
 		defer f.Close()
 		return d.line.Inspect(f, false).Result
 	}
-	if r := inspect(); r.Verdict != mqtt.VerdictFail {
+	if r := inspect(); r.Verdict != result.VerdictFail {
 		t.Fatalf("threshold -1000: verdict %s, want fail", r.Verdict)
 	}
 	// A valid edit: threshold far above any score.
@@ -114,7 +115,7 @@ func TestReload(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatalf("reload valid edit: %v", err)
 	}
-	if r := inspect(); r.Verdict != mqtt.VerdictPass || r.Threshold != 1000 {
+	if r := inspect(); r.Verdict != result.VerdictPass || r.Threshold != 1000 {
 		t.Fatalf("after reload: verdict %s threshold %v, want pass at 1000", r.Verdict, r.Threshold)
 	}
 	// A broken edit: rejected, threshold stays 1000, health reports it.
@@ -125,7 +126,7 @@ func TestReload(t *testing.T) {
 	if err := d.Reload(); err == nil {
 		t.Fatal("broken edit accepted")
 	}
-	if r := inspect(); r.Verdict != mqtt.VerdictPass || r.Threshold != 1000 {
+	if r := inspect(); r.Verdict != result.VerdictPass || r.Threshold != 1000 {
 		t.Fatalf("after broken edit: verdict %s threshold %v, want the old settings", r.Verdict, r.Threshold)
 	}
 	if h := d.health(); !strings.Contains(h.LastConfigError, "segad.yaml") {
@@ -162,7 +163,7 @@ func TestHTTPAPI(t *testing.T) {
 	defer d.Close()
 	srv := httptest.NewServer(d.Handler("s3cret"))
 	defer srv.Close()
-	post := func(body []byte, token string) (*http.Response, mqtt.Result) {
+	post := func(body []byte, token string) (*http.Response, result.Result) {
 		req, _ := http.NewRequest("POST", srv.URL+"/inspect?part_id=A7", bytes.NewReader(body))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -172,7 +173,7 @@ func TestHTTPAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var r mqtt.Result
+		var r result.Result
 		b, _ := io.ReadAll(resp.Body)
 		_ = r.UnmarshalJSON(b)
 		return resp, r
@@ -181,11 +182,11 @@ func TestHTTPAPI(t *testing.T) {
 		t.Fatalf("no token: status %d, want 401", resp.StatusCode)
 	}
 	resp, r := post(encodePart(t), "s3cret")
-	if resp.StatusCode != 200 || r.Verdict != mqtt.VerdictPass || r.PartID != "A7" || r.Score == nil || math.IsNaN(*r.Score) {
+	if resp.StatusCode != 200 || r.Verdict != result.VerdictPass || r.PartID != "A7" || r.Score == nil || math.IsNaN(*r.Score) {
 		t.Fatalf("inspect: status %d result %+v", resp.StatusCode, r)
 	}
 	_, r = post([]byte("\x89PNG\r\n\x1a\ntruncated"), "s3cret")
-	if r.Verdict != mqtt.VerdictError || r.ReasonCode != ReasonCapture {
+	if r.Verdict != result.VerdictError || r.ReasonCode != result.ReasonCapture {
 		t.Fatalf("corrupt upload: verdict %s code %s, want error/capture_error", r.Verdict, r.ReasonCode)
 	}
 	for path, want := range map[string]int{"/healthz": 200, "/metrics": 401} {

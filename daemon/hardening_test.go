@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/capture"
@@ -31,12 +33,12 @@ import (
 // Publish and Close ignore their context and block (a wedged outbox).
 type fakePublisher struct {
 	mu      sync.Mutex
-	results []mqtt.Result
+	results []result.Result
 	link    *LinkState
 	hang    chan struct{}
 }
 
-func (p *fakePublisher) Publish(ctx context.Context, r mqtt.Result) error {
+func (p *fakePublisher) Publish(ctx context.Context, r result.Result) error {
 	if p.hang != nil {
 		<-p.hang
 	}
@@ -53,13 +55,13 @@ func (p *fakePublisher) Close(context.Context) error {
 	return nil
 }
 
-func (p *fakePublisher) got() []mqtt.Result {
+func (p *fakePublisher) got() []result.Result {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]mqtt.Result(nil), p.results...)
+	return append([]result.Result(nil), p.results...)
 }
 
-func (p *fakePublisher) wait(t *testing.T, n int) []mqtt.Result {
+func (p *fakePublisher) wait(t *testing.T, n int) []result.Result {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(p.got()) < n && time.Now().Before(deadline) {
@@ -169,9 +171,9 @@ func TestTriggersAlwaysAnswered(t *testing.T) {
 		part, code, reason string
 	}{
 		{"F1", "", ""},
-		{"T-over", ReasonCapture, "faster than the line"},
-		{"T-busy", ReasonCapture, "already waiting"},
-		{"", ReasonCapture, "part ID was refused"},
+		{"T-over", result.ReasonCapture, "faster than the line"},
+		{"T-busy", result.ReasonCapture, "already waiting"},
+		{"", result.ReasonCapture, "part ID was refused"},
 		{"F2", "", ""},
 	}
 	if len(got) != len(want) {
@@ -183,10 +185,10 @@ func TestTriggersAlwaysAnswered(t *testing.T) {
 		if r.PartID != w.part {
 			t.Errorf("result %d is part %q, want %q (order or part ID wrong)", i, r.PartID, w.part)
 		}
-		if w.code != "" && (r.Verdict != mqtt.VerdictError || r.ReasonCode != w.code || !strings.Contains(r.Reason, w.reason)) {
+		if w.code != "" && (r.Verdict != result.VerdictError || r.ReasonCode != w.code || !strings.Contains(r.Reason, w.reason)) {
 			t.Errorf("result %d: %s/%s %q, want error/%s mentioning %q", i, r.Verdict, r.ReasonCode, r.Reason, w.code, w.reason)
 		}
-		if r.Schema != mqtt.SchemaVersion || r.ID == "" || ids[r.ID] {
+		if r.Schema != result.SchemaVersion || r.ID == "" || ids[r.ID] {
 			t.Errorf("result %d: schema %d id %q, want a stamped, unique result", i, r.Schema, r.ID)
 		}
 		ids[r.ID] = true
@@ -340,7 +342,7 @@ func TestAuditErrorFrames(t *testing.T) {
 					m.Close()
 				}
 			}()
-			res := &mqtt.Result{ID: fmt.Sprintf("r%d", i), DecidedAt: time.Now(), Verdict: mqtt.VerdictError, ReasonCode: ReasonCapture}
+			res := &result.Result{ID: fmt.Sprintf("r%d", i), DecidedAt: time.Now(), Verdict: result.VerdictError, ReasonCode: result.ReasonCapture}
 			err := a.Save(res, m, c.maps, 32, 32, mask)
 			if (err != nil) != c.imageErr {
 				t.Fatalf("Save: %v (want an error: %v)", err, c.imageErr)
@@ -350,8 +352,8 @@ func TestAuditErrorFrames(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no JSON record: %v", err)
 			}
-			var back mqtt.Result
-			if err := json.Unmarshal(js, &back); err != nil || back.ReasonCode != ReasonCapture {
+			var back result.Result
+			if err := json.Unmarshal(js, &back); err != nil || back.ReasonCode != result.ReasonCapture {
 				t.Fatalf("JSON record %s: %v", js, err)
 			}
 			_, err = os.Stat(filepath.Join(day, res.ID+".jpg"))
@@ -521,11 +523,11 @@ func TestHTTPLimits(t *testing.T) {
 	}
 	// A good upload: stamped result.
 	resp, body := post("/inspect?part_id=P-1", bytes.NewReader(encodePart(t)), -1)
-	var r mqtt.Result
+	var r result.Result
 	if err := json.Unmarshal([]byte(body), &r); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("inspect: %d %q %v", resp.StatusCode, body, err)
 	}
-	if r.Schema != mqtt.SchemaVersion || r.ID == "" || r.PartID != "P-1" {
+	if r.Schema != result.SchemaVersion || r.ID == "" || r.PartID != "P-1" {
 		t.Errorf("inspect result schema %d id %q part %q, want a stamped result", r.Schema, r.ID, r.PartID)
 	}
 	// Busy: hold the only slot with an upload that has not finished.

@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // fixtureDetector is the ONNX detector fixture of the infer stage (a
@@ -149,7 +150,7 @@ func newTestDaemon(tb testing.TB, n int, detector, threshold string, edit func(*
 
 // runToEnd subscribes to the broker, runs the daemon over its finite source
 // and returns the n results that arrive (fewer fails the test).
-func runToEnd(tb testing.TB, d *Daemon, port, n int) []mqtt.Result {
+func runToEnd(tb testing.TB, d *Daemon, port, n int) []result.Result {
 	tb.Helper()
 	sub := subscribe(tb, port)
 	if err := d.Run(context.Background()); err != nil {

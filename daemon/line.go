@@ -8,23 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/segad"
-)
-
-// Reason codes of results that were failed closed (mqtt Result.ReasonCode),
-// so a PLC or MES can tell a defect from a part that could not be judged.
-const (
-	ReasonCapture   = "capture_error"   // the frame or file could not be read
-	ReasonInference = "inference_error" // a detector or the classifier failed
-	ReasonMap       = "invalid_map"     // NaN/Inf in a map, wrong map size
-	ReasonScore     = "invalid_score"   // the forest returned NaN/Inf
-	ReasonDropped   = "dropped"         // inference fell behind; the part was not inspected
-	ReasonShutdown  = "shutdown"        // the daemon stopped before inspecting it
 )
 
 // Model is everything that turns an image into a score. It is built once
@@ -172,7 +162,7 @@ func (l *Line) Model() *Model {
 
 // Inspection is one part's result plus what the audit needs.
 type Inspection struct {
-	Result mqtt.Result
+	Result result.Result
 	// Maps are copies of the anomaly maps for the audit, filled only when
 	// keepMaps was asked for (they are otherwise reused by the next frame).
 	Maps       [][]float32
@@ -183,7 +173,7 @@ type Inspection struct {
 // Inferred is a frame between the two stages: its result so far and, when
 // the detectors ran, copies of their maps.
 type Inferred struct {
-	res   mqtt.Result
+	res   result.Result
 	model *Model
 	set   Settings
 	start time.Time
@@ -207,9 +197,9 @@ func (l *Line) Rejected(f *capture.Frame, code string, err error) *Inferred {
 	m, s := l.model, l.settings
 	l.mu.Unlock()
 	in := &Inferred{model: m, set: s, start: time.Now(), done: true}
-	in.res = mqtt.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
+	in.res = result.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
 		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.Bundle, LatencyMS: map[string]float64{}}
-	failClosed(&in.res, code, err)
+	result.FailClosed(&in.res, code, err)
 	return in
 }
 
@@ -224,7 +214,7 @@ func (l *Line) Infer(f *capture.Frame) *Inferred {
 	m, s := l.model, l.settings
 	l.mu.Unlock()
 	in := &Inferred{model: m, set: s, start: time.Now()}
-	in.res = mqtt.Result{
+	in.res = result.Result{
 		Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
 		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.Bundle,
 		LatencyMS: make(map[string]float64, 5),
@@ -235,12 +225,12 @@ func (l *Line) Infer(f *capture.Frame) *Inferred {
 
 	// 1. The frame: a part whose image could not be read is rejected.
 	if f.Err != nil {
-		failClosed(&in.res, ReasonCapture, f.Err)
+		result.FailClosed(&in.res, result.ReasonCapture, f.Err)
 		in.done = true
 		return in
 	}
 	if err := m.images(f); err != nil {
-		failClosed(&in.res, ReasonCapture, err)
+		result.FailClosed(&in.res, result.ReasonCapture, err)
 		in.done = true
 		return in
 	}
@@ -250,7 +240,7 @@ func (l *Line) Infer(f *capture.Frame) *Inferred {
 	out, err := m.Detectors.Run(m.imgs)
 	in.res.LatencyMS["infer"] = ms(time.Since(t))
 	if err != nil {
-		failClosed(&in.res, ReasonInference, err)
+		result.FailClosed(&in.res, result.ReasonInference, err)
 		in.done = true
 		return in
 	}
@@ -259,7 +249,7 @@ func (l *Line) Infer(f *capture.Frame) *Inferred {
 		if len(o.Map) != len(in.maps[i]) {
 			m.buffers <- in.maps
 			in.maps = nil
-			failClosed(&in.res, ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height))
+			result.FailClosed(&in.res, result.ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height))
 			in.done = true
 			return in
 		}
@@ -270,7 +260,7 @@ func (l *Line) Infer(f *capture.Frame) *Inferred {
 		// could pass the part: a classifier that gives no number fails it.
 		m.buffers <- in.maps
 		in.maps = nil
-		failClosed(&in.res, ReasonInference, fmt.Errorf("classifier score is %v", out.Class))
+		result.FailClosed(&in.res, result.ReasonInference, fmt.Errorf("classifier score is %v", out.Class))
 		in.done = true
 		return in
 	}
@@ -314,7 +304,7 @@ func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
 		for i, mp := range in.maps {
 			res.MapMax[m.Names[i]] = float64(mapMax(mp))
 		}
-		failClosed(res, ReasonMap, err)
+		result.FailClosed(res, result.ReasonMap, err)
 		return finish()
 	}
 	// The per-detector maxima are features already: 4*L*K statistics,
@@ -331,21 +321,21 @@ func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
 	res.Score = &score
 	if s.PublishFeatures {
 		names := m.Extractor.Names()
-		res.Features = make([]mqtt.Feature, len(names))
+		res.Features = make([]result.Feature, len(names))
 		for i, n := range names {
-			res.Features[i] = mqtt.Feature{Name: n, Value: float64(m.row[i])}
+			res.Features[i] = result.Feature{Name: n, Value: float64(m.row[i])}
 		}
 	}
 	switch {
 	case v.Reason != "": // NaN/Inf score or threshold: fail closed
-		failClosed(res, ReasonScore, errors.New(v.Reason))
+		result.FailClosed(res, result.ReasonScore, errors.New(v.Reason))
 		res.Score = &score
 	case v.Outcome == segad.Fail:
-		res.Verdict = mqtt.VerdictFail
-		res.ReasonCode = mqtt.ReasonAnomaly
+		res.Verdict = result.VerdictFail
+		res.ReasonCode = result.ReasonAnomaly
 		res.Reason = fmt.Sprintf("score %.4g >= threshold %.4g", score, s.Threshold)
 	default:
-		res.Verdict = mqtt.VerdictPass
+		res.Verdict = result.VerdictPass
 		res.Warn = !math.IsNaN(s.Warn) && score >= s.Warn
 	}
 	return finish()
@@ -390,19 +380,11 @@ func (m *Model) images(f *capture.Frame) error {
 // unserved triggers), so this is the one place that stamps results: the
 // audit entry, the log line, the HTTP answer and the MQTT message all carry
 // the same ID.
-func stamp(r *mqtt.Result) {
-	r.Schema = mqtt.SchemaVersion
+func stamp(r *result.Result) {
+	r.Schema = result.SchemaVersion
 	if r.ID == "" {
-		r.ID = mqtt.NewResultID(r.DecidedAt)
+		r.ID = result.NewID(r.DecidedAt)
 	}
-}
-
-// failClosed marks a result rejected because the part could not be judged.
-func failClosed(r *mqtt.Result, code string, err error) {
-	r.Verdict = mqtt.VerdictError
-	r.ReasonCode = code
-	r.Reason = err.Error()
-	r.Score = nil
 }
 
 func mapMax(m []float32) float32 {

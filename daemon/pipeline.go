@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/mqtt"
@@ -254,7 +256,7 @@ func (d *Daemon) rejectTrigger(partID string, err error) {
 	it := &queued{f: &capture.Frame{Source: "trigger", PartID: partID, Captured: time.Now()}, reject: err}
 	if d.queue == nil || !d.queue.pushReject(it) {
 		// The line no longer takes parts (stopping): answer here.
-		d.finish(it, d.line.Score(d.line.Rejected(it.f, ReasonCapture, err), false))
+		d.finish(it, d.line.Score(d.line.Rejected(it.f, result.ReasonCapture, err), false))
 	}
 }
 
@@ -286,12 +288,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.Metrics.QueueDepth.Set(float64(d.queue.depth()))
 			switch {
 			case q.reject != nil:
-				inferred <- pending{q, d.line.Rejected(q.f, ReasonCapture, q.reject)}
+				inferred <- pending{q, d.line.Rejected(q.f, result.ReasonCapture, q.reject)}
 			case q.dropped:
-				inferred <- pending{q, d.line.Rejected(q.f, ReasonDropped,
+				inferred <- pending{q, d.line.Rejected(q.f, result.ReasonDropped,
 					errors.New("inference fell behind the camera; the part was not inspected (pipeline.overflow: drop_oldest)"))}
 			case d.aborting.Load():
-				inferred <- pending{q, d.line.Rejected(q.f, ReasonShutdown,
+				inferred <- pending{q, d.line.Rejected(q.f, result.ReasonShutdown,
 					errors.New("the daemon stopped before this part was inspected (pipeline.shutdown_timeout)"))}
 			default:
 				inferred <- pending{q, d.line.Infer(q.f)}
@@ -419,7 +421,7 @@ func (d *Daemon) captureLoop(ctx context.Context) error {
 		dropped, ok := d.queue.push(ctx, it)
 		if !ok {
 			// Stopping while the queue was full: this part gets its result now.
-			d.finish(it, d.line.Score(d.line.Rejected(f, ReasonShutdown, errors.New("the daemon stopped before this part was inspected")), false))
+			d.finish(it, d.line.Score(d.line.Rejected(f, result.ReasonShutdown, errors.New("the daemon stopped before this part was inspected")), false))
 			return ctx.Err()
 		}
 		if dropped != nil {
@@ -458,7 +460,7 @@ func (d *Daemon) finish(q *queued, ins Inspection) {
 		d.Metrics.PublishErrs.Inc()
 		d.lastPubErr.Store(time.Now().UnixNano())
 		d.floodLog.Error("result not stored in the outbox", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "err", err)
-		if direct, ok := d.pub.(interface{ PublishDirect(mqtt.Result) error }); ok {
+		if direct, ok := d.pub.(interface{ PublishDirect(result.Result) error }); ok {
 			if err := direct.PublishDirect(*res); err != nil {
 				d.floodLog.Error("result not delivered either", "id", res.ID, "err", err)
 			}
@@ -472,9 +474,9 @@ func (d *Daemon) finish(q *queued, ins Inspection) {
 		d.Metrics.Score.Observe(*res.Score)
 	}
 	switch res.Verdict {
-	case mqtt.VerdictFail:
+	case result.VerdictFail:
 		d.fails.Add(1)
-	case mqtt.VerdictError:
+	case result.VerdictError:
 		d.errs.Add(1)
 	}
 	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)

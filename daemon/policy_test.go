@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // TestDropOldestStillAnswersEveryFrame: with a one-frame queue and a live
@@ -45,12 +46,12 @@ func TestDropOldestStillAnswersEveryFrame(t *testing.T) {
 			t.Fatalf("result %d is frame %d: not one result per frame in order", i, r.Seq)
 		}
 		switch {
-		case r.ReasonCode == ReasonDropped:
+		case r.ReasonCode == result.ReasonDropped:
 			dropped++
-			if r.Verdict != mqtt.VerdictError {
+			if r.Verdict != result.VerdictError {
 				t.Errorf("dropped frame %d has verdict %s, want error (rejected)", r.Seq, r.Verdict)
 			}
-		case r.Verdict != mqtt.VerdictPass:
+		case r.Verdict != result.VerdictPass:
 			t.Errorf("frame %d: %s %s", r.Seq, r.Verdict, r.Reason)
 		}
 	}
@@ -75,7 +76,7 @@ func TestWarnBandAndMetrics(t *testing.T) {
 	defer srv.Close()
 	got := runToEnd(t, d, port, n)
 	for _, r := range got {
-		if r.Verdict != mqtt.VerdictPass || !r.Warn {
+		if r.Verdict != result.VerdictPass || !r.Warn {
 			t.Errorf("frame %d: verdict %s warn %v, want a flagged pass", r.Seq, r.Verdict, r.Warn)
 		}
 	}

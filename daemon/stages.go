@@ -10,9 +10,10 @@ package daemon
 import (
 	"context"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // FrameSource yields frames; capture.Source implements it.
@@ -43,6 +44,6 @@ type Scorer interface {
 // Publisher takes results: *mqtt.Publisher stores them durably and sends
 // them to the broker; `segad inspect` prints them.
 type Publisher interface {
-	Publish(ctx context.Context, r mqtt.Result) error
+	Publish(ctx context.Context, r result.Result) error
 	Close(ctx context.Context) error
 }

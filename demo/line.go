@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/segad-edge/segad-edge/config"
@@ -25,7 +27,6 @@ import (
 	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/fit"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // LineOptions size the demo line. The zero value of a count means its default.
@@ -361,12 +362,12 @@ func (s *demoState) save(dir string) error {
 type lineFollower struct {
 	mu      sync.Mutex
 	client  paho.Client
-	results map[string]mqtt.Result // by result ID (at-least-once: duplicates collapse)
+	results map[string]result.Result // by result ID (at-least-once: duplicates collapse)
 	dups    int
 }
 
 func follow(port int, stream *Manifest, o LineOptions) (*lineFollower, error) {
-	f := &lineFollower{results: map[string]mqtt.Result{}}
+	f := &lineFollower{results: map[string]result.Result{}}
 	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID("segad-demo-viewer").
 		SetUsername("demo").SetPassword("demo").SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
 	f.client = paho.NewClient(opts)
@@ -374,7 +375,7 @@ func follow(port int, stream *Manifest, o LineOptions) (*lineFollower, error) {
 		return nil, fmt.Errorf("demo: connect to the embedded broker: %v", tok.Error())
 	}
 	tok := f.client.Subscribe("segad/demo/result", 1, func(_ paho.Client, m paho.Message) {
-		var r mqtt.Result
+		var r result.Result
 		if err := json.Unmarshal(m.Payload(), &r); err != nil {
 			return
 		}
@@ -443,7 +444,7 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 			kinds[k] = ks
 		}
 		ks.Parts++
-		rej := r.Verdict != mqtt.VerdictPass
+		rej := r.Verdict != result.VerdictPass
 		if rej {
 			ks.Rejected++
 		}

@@ -23,9 +23,10 @@ import (
 	"sort"
 	"strings"
 
+	ort "github.com/yalue/onnxruntime_go"
+
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/infer"
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 // DefaultMinImages is the smallest training folder accepted: fewer good

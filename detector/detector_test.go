@@ -16,11 +16,12 @@ import (
 	"testing"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
+	"gocv.io/x/gocv"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/infer"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"gocv.io/x/gocv"
-	"google.golang.org/protobuf/proto"
 )
 
 var ortOnce sync.Once

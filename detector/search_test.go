@@ -2,12 +2,13 @@ package detector
 
 import (
 	"fmt"
-	"github.com/advancedclimatesystems/gonnx/onnx"
 	"math"
 	"math/rand"
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/advancedclimatesystems/gonnx/onnx"
 )
 
 func TestSmallestMatchesStableSort(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/segad-edge/segad-edge/bundle"
@@ -16,7 +18,6 @@ import (
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/npy"
 	"github.com/segad-edge/segad-edge/segad"
 )
@@ -192,7 +193,7 @@ func (f *Featurizer) Decode(path string) (*capture.Frame, error) {
 func (f *Featurizer) FrameRow(fr *capture.Frame, row, max []float32) error {
 	ins := f.line.Inspect(fr, false)
 	r := ins.Result
-	if r.Verdict == mqtt.VerdictError {
+	if r.Verdict == result.VerdictError {
 		return fmt.Errorf("image %s: %s (%s)", fr.Path, r.Reason, r.ReasonCode)
 	}
 	if len(r.Features) != len(row) {

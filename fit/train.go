@@ -3,12 +3,13 @@ package fit
 import (
 	"errors"
 	"fmt"
-	"github.com/segad-edge/segad-edge/segad"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
+
+	"github.com/segad-edge/segad-edge/segad"
 
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/brf/xgboost"

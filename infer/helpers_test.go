@@ -3,7 +3,6 @@ package infer
 import (
 	"bytes"
 	"fmt"
-	"github.com/segad-edge/segad-edge/npy"
 	"log/slog"
 	"math"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/segad-edge/segad-edge/npy"
 
 	"github.com/segad-edge/segad-edge/internal/testenv"
 )

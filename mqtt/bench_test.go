@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // BenchmarkDecisionToPuback measures the time from Publish (the decision)
@@ -24,7 +26,7 @@ func BenchmarkDecisionToPuback(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
-				if err := p.Publish(context.Background(), Result{Verdict: VerdictPass, Seq: uint64(i)}); err != nil {
+				if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictPass, Seq: uint64(i)}); err != nil {
 					b.Fatal(err)
 				}
 				<-acked
@@ -54,7 +56,7 @@ func BenchmarkSustained(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for i := g; i < b.N; i += producers {
-						if err := p.Publish(context.Background(), Result{Verdict: VerdictPass, Seq: uint64(i)}); err != nil {
+						if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictPass, Seq: uint64(i)}); err != nil {
 							b.Error(err)
 							return
 						}

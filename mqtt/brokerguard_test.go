@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/segad-edge/segad-edge/internal/mqtttest/raw"
@@ -80,7 +82,7 @@ func TestClientIDGuard(t *testing.T) {
 		}
 		t.Fatalf("dash took over plc1's session: code %d err %v", code, err)
 	}
-	if err := p.Publish(context.Background(), Result{ID: "ids-live", Verdict: VerdictPass}); err != nil {
+	if err := p.Publish(context.Background(), result.Result{ID: "ids-live", Verdict: result.VerdictPass}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the PLC, still connected, gets the result", 5*time.Second, func() bool { return plc.count() == 1 })
@@ -100,7 +102,7 @@ func TestClientIDGuard(t *testing.T) {
 	// Offline: results queue for plc1; dash cannot resume the session to read them.
 	plc.disconnect()
 	for i := 0; i < 3; i++ {
-		if err := p.Publish(context.Background(), Result{ID: fmt.Sprintf("ids-q%d", i), Verdict: VerdictPass}); err != nil {
+		if err := p.Publish(context.Background(), result.Result{ID: fmt.Sprintf("ids-q%d", i), Verdict: result.VerdictPass}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,7 +136,7 @@ func TestQueuedMessagesRespectACL(t *testing.T) {
 	plc.connect(true)
 	plc.disconnect()
 	for i := 0; i < 3; i++ { // each fail result queues a reject and a result
-		if err := p.Publish(context.Background(), Result{ID: fmt.Sprintf("acl-%d", i), Verdict: VerdictFail}); err != nil {
+		if err := p.Publish(context.Background(), result.Result{ID: fmt.Sprintf("acl-%d", i), Verdict: result.VerdictFail}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -282,7 +284,7 @@ func TestHostilePackets(t *testing.T) {
 	plc := newPLC(t, "tcp://"+addr, "plc1", "plc", "plcpw", "segad/hostile/result")
 	plc.connect(true)
 	defer plc.disconnect()
-	if err := p.Publish(context.Background(), Result{ID: "after", Verdict: VerdictPass}); err != nil {
+	if err := p.Publish(context.Background(), result.Result{ID: "after", Verdict: result.VerdictPass}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a result after hostile packets", 5*time.Second, func() bool { return plc.count() == 1 })

@@ -43,7 +43,7 @@ type Config struct {
 	MaxInflight int `yaml:"max_inflight"`
 	// Prefix is the first topic level (default "segad").
 	Prefix string `yaml:"prefix"`
-	// Station is the second topic level and Result.Station.
+	// Station is the second topic level and result.Result.Station.
 	Station string `yaml:"station"`
 	// Topics configures names, QoS and retain per topic.
 	Topics Topics `yaml:"topics"`

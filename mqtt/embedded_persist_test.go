@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/segad-edge/segad-edge/internal/testenv"
@@ -107,7 +109,7 @@ func TestEmbeddedBrokerKeepsQueuedAcrossRestart(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		id := fmt.Sprintf("keep-%02d", i)
 		ids = append(ids, id)
-		if err := p.Publish(context.Background(), Result{ID: id, Verdict: VerdictPass, Seq: uint64(i)}); err != nil {
+		if err := p.Publish(context.Background(), result.Result{ID: id, Verdict: result.VerdictPass, Seq: uint64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

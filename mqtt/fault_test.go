@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/segad-edge/segad-edge/internal/testenv"
@@ -120,7 +122,7 @@ func TestFaultInjection(t *testing.T) {
 		if !strings.HasSuffix(msg.Topic(), "/result") {
 			return
 		}
-		var r Result
+		var r result.Result
 		if err := json.Unmarshal(msg.Payload(), &r); err != nil {
 			t.Errorf("bad result payload: %v", err)
 			return

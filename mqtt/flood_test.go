@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/segad-edge/segad-edge/internal/mqtttest/raw"
 )
 
@@ -85,7 +87,7 @@ func TestTriggerFlood(t *testing.T) {
 				floodDone <- r
 			}()
 			for i := 0; i < 20; i++ {
-				if err := p.Publish(context.Background(), Result{Verdict: VerdictPass, Seq: uint64(i)}); err != nil {
+				if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictPass, Seq: uint64(i)}); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -113,7 +115,7 @@ func TestTriggerFlood(t *testing.T) {
 			if s.Stalled || !s.Connected {
 				t.Errorf("after the flood: stalled %v (%s), connected %v", s.Stalled, s.StalledReason, s.Connected)
 			}
-			if err := p.Publish(context.Background(), Result{Verdict: VerdictFail, Seq: 99}); err != nil {
+			if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictFail, Seq: 99}); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "a result after the flood", 10*time.Second, func() bool { return p.Stats().Backlog == 0 })
@@ -171,7 +173,7 @@ func TestStalled(t *testing.T) {
 			if stop != nil {
 				stop()
 			}
-			if err := p.Publish(context.Background(), Result{Verdict: VerdictPass}); err != nil {
+			if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictPass}); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "Stalled", 10*time.Second, func() bool { return p.Stats().Stalled })

@@ -32,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -437,9 +439,9 @@ func (p *Publisher) WaitConnected(ctx context.Context) error {
 // part is rejected) and returns; the sender delivers it. It fills Schema,
 // Station, ID and DecidedAt when they are zero. An error means the result is
 // not stored (disk full, outbox closed) and the caller must fail closed.
-func (p *Publisher) Publish(ctx context.Context, r Result) error {
+func (p *Publisher) Publish(ctx context.Context, r result.Result) error {
 	if r.Schema == 0 {
-		r.Schema = SchemaVersion
+		r.Schema = result.SchemaVersion
 	}
 	if r.Station == "" {
 		r.Station = p.cfg.Station
@@ -448,10 +450,10 @@ func (p *Publisher) Publish(ctx context.Context, r Result) error {
 		r.DecidedAt = time.Now()
 	}
 	if r.ID == "" {
-		r.ID = NewResultID(r.DecidedAt)
+		r.ID = result.NewID(r.DecidedAt)
 	}
 	switch r.Verdict {
-	case VerdictPass, VerdictFail, VerdictError:
+	case result.VerdictPass, result.VerdictFail, result.VerdictError:
 	default:
 		return fmt.Errorf("publish result %s: verdict %q is not pass, fail or error", r.ID, r.Verdict)
 	}
@@ -477,12 +479,12 @@ func (p *Publisher) Publish(ctx context.Context, r Result) error {
 // bypassing the outbox, and waits up to the ack timeout for the PUBACKs.
 // It is the last resort when Publish could not store a result (disk full):
 // not durable, but a PLC connected now still hears of the reject.
-func (p *Publisher) PublishDirect(r Result) error {
+func (p *Publisher) PublishDirect(r result.Result) error {
 	if r.Schema == 0 {
-		r.Schema = SchemaVersion
+		r.Schema = result.SchemaVersion
 	}
 	if r.ID == "" {
-		r.ID = NewResultID(time.Now())
+		r.ID = result.NewID(time.Now())
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
@@ -693,7 +695,7 @@ func (p *Publisher) Health() Health {
 		h = fn()
 	}
 	s := p.Stats()
-	h.Schema = SchemaVersion
+	h.Schema = result.SchemaVersion
 	h.Station = p.cfg.Station
 	h.Time = time.Now()
 	if h.UptimeS == 0 {

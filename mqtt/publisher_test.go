@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/segad-edge/segad-edge/internal/testenv"
 	"io"
 	"log/slog"
 	"math"
@@ -14,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // testLogger writes to the test log so failures show the publisher's story,
@@ -127,15 +129,15 @@ func TestPayloadsViaMosquittoSub(t *testing.T) {
 	waitConnected(t, p)
 
 	cap := time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	results := []Result{
+	results := []result.Result{
 		{Source: "cam0", Seq: 1, PartID: "P-1", CapturedAt: cap, DecidedAt: cap.Add(20 * time.Millisecond),
-			Verdict: VerdictPass, Score: f64(-2.5), Threshold: 0.7, MapMax: map[string]float64{"patchcore": 0.31},
-			Features:  []Feature{{"s0_patchcore_q995", 0.25}, {"s0_patchcore_skew", math.NaN()}},
+			Verdict: result.VerdictPass, Score: f64(-2.5), Threshold: 0.7, MapMax: map[string]float64{"patchcore": 0.31},
+			Features:  []result.Feature{{Name: "s0_patchcore_q995", Value: 0.25}, {Name: "s0_patchcore_skew", Value: math.NaN()}},
 			LatencyMS: map[string]float64{"infer": 11.5, "total": 19.8}, Bundle: "sha256:abc"},
 		{Source: "cam0", Seq: 2, PartID: "P-2", CapturedAt: cap, DecidedAt: cap.Add(21 * time.Millisecond),
-			Verdict: VerdictFail, Score: f64(3.25), Threshold: 0.7, Bundle: "sha256:abc"},
+			Verdict: result.VerdictFail, Score: f64(3.25), Threshold: 0.7, Bundle: "sha256:abc"},
 		{Source: "cam0", Seq: 3, CapturedAt: cap, DecidedAt: cap.Add(22 * time.Millisecond),
-			Verdict: VerdictError, Threshold: 0.7, Reason: "camera frame older than 2s", ReasonCode: "camera_stale"},
+			Verdict: result.VerdictError, Threshold: 0.7, Reason: "camera frame older than 2s", ReasonCode: "camera_stale"},
 	}
 	for _, r := range results {
 		if err := p.Publish(context.Background(), r); err != nil {
@@ -176,7 +178,7 @@ func TestPayloadsViaMosquittoSub(t *testing.T) {
 	ids := map[string]bool{}
 	for i, g := range gotResults {
 		want := results[i]
-		if g["schema"] != float64(SchemaVersion) || g["station"] != "st1" || g["seq"] != float64(want.Seq) ||
+		if g["schema"] != float64(result.SchemaVersion) || g["station"] != "st1" || g["seq"] != float64(want.Seq) ||
 			g["verdict"] != string(want.Verdict) || g["source"] != "cam0" {
 			t.Errorf("result %d: header fields wrong: %v", i, g)
 		}
@@ -199,11 +201,11 @@ func TestPayloadsViaMosquittoSub(t *testing.T) {
 	if len(feats) != 2 || feats[1].(map[string]any)["value"] != nil || feats[0].(map[string]any)["name"] != "s0_patchcore_q995" {
 		t.Errorf("features %v: want ordered pairs with NaN as null", feats)
 	}
-	if gotRejects[0].ReasonCode != ReasonAnomaly || gotRejects[0].PartID != "P-2" || gotRejects[0].Seq != 2 ||
+	if gotRejects[0].ReasonCode != result.ReasonAnomaly || gotRejects[0].PartID != "P-2" || gotRejects[0].Seq != 2 ||
 		gotRejects[0].ResultID != gotResults[1]["id"] {
 		t.Errorf("fail reject %+v does not match result %v", gotRejects[0], gotResults[1]["id"])
 	}
-	if gotRejects[1].ReasonCode != "camera_stale" || gotRejects[1].Verdict != VerdictError {
+	if gotRejects[1].ReasonCode != "camera_stale" || gotRejects[1].Verdict != result.VerdictError {
 		t.Errorf("error reject %+v", gotRejects[1])
 	}
 
@@ -244,8 +246,8 @@ func TestOutboxFullReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, v := range []Verdict{VerdictFail, VerdictPass, VerdictPass, VerdictError, VerdictPass, VerdictPass} {
-		if err := p.Publish(context.Background(), Result{Verdict: v, Seq: uint64(i)}); err != nil {
+	for i, v := range []result.Verdict{result.VerdictFail, result.VerdictPass, result.VerdictPass, result.VerdictError, result.VerdictPass, result.VerdictPass} {
+		if err := p.Publish(context.Background(), result.Result{Verdict: v, Seq: uint64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -299,7 +301,7 @@ func TestPublishDirect(t *testing.T) {
 		sub <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // let mosquitto_sub subscribe
-	r := Result{Station: cfg.Station, Seq: 7, PartID: "P7", Verdict: VerdictError, ReasonCode: "capture_error", DecidedAt: time.Now()}
+	r := result.Result{Station: cfg.Station, Seq: 7, PartID: "P7", Verdict: result.VerdictError, ReasonCode: "capture_error", DecidedAt: time.Now()}
 	if err := p.PublishDirect(r); err != nil {
 		t.Fatalf("PublishDirect: %v", err)
 	}
@@ -328,7 +330,7 @@ func TestFallbackBroker(t *testing.T) {
 	registerSession(t, m.URL(), "fb-sub", tp.Result)
 	p := newPublisher(t, cfg)
 	waitConnected(t, p)
-	if err := p.Publish(context.Background(), Result{Source: "cam", Seq: 1, Verdict: VerdictPass, DecidedAt: time.Now()}); err != nil {
+	if err := p.Publish(context.Background(), result.Result{Source: "cam", Seq: 1, Verdict: result.VerdictPass, DecidedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	lines := collect(t, m.URL(), "fb-sub", 1, "-t", tp.Result)
@@ -346,7 +348,7 @@ func TestWebSocketsBroker(t *testing.T) {
 	registerSession(t, m.URL(), "ws-sub", tp.Result)
 	p := newPublisher(t, cfg)
 	waitConnected(t, p)
-	if err := p.Publish(context.Background(), Result{Source: "cam", Seq: 9, Verdict: VerdictPass, DecidedAt: time.Now()}); err != nil {
+	if err := p.Publish(context.Background(), result.Result{Source: "cam", Seq: 9, Verdict: result.VerdictPass, DecidedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	lines := collect(t, m.URL(), "ws-sub", 1, "-t", tp.Result)

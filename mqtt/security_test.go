@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // testCA is a CA generated in the test, with helpers to issue certificates.
@@ -118,7 +120,7 @@ func TestTLS(t *testing.T) {
 			if tc.wantErr == nil {
 				p := newPublisher(t, cfg)
 				waitConnected(t, p)
-				if err := p.Publish(context.Background(), Result{Verdict: VerdictPass}); err != nil {
+				if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictPass}); err != nil {
 					t.Fatal(err)
 				}
 				waitFor(t, "PUBACK over TLS", 5*time.Second, func() bool { return p.Stats().Published == 1 })

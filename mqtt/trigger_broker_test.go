@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // TestMalformedTriggers sends good and malformed trigger payloads with
@@ -95,7 +97,7 @@ func TestMalformedTriggers(t *testing.T) {
 		}
 	}
 	// Still alive: a result goes through.
-	if err := p.Publish(context.Background(), Result{Verdict: VerdictPass}); err != nil {
+	if err := p.Publish(context.Background(), result.Result{Verdict: result.VerdictPass}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "PUBACK after bad triggers", 5*time.Second, func() bool { return p.Stats().Published == 1 })
@@ -141,7 +143,7 @@ func TestEmbeddedBroker(t *testing.T) {
 	var once sync.Once
 	var part string
 	p.OnTrigger(func(tr Trigger) { once.Do(func() { part = tr.PartID; trig.Done() }) })
-	if err := p.Publish(ctx, Result{Verdict: VerdictFail, Seq: 7, PartID: "X9"}); err != nil {
+	if err := p.Publish(ctx, result.Result{Verdict: result.VerdictFail, Seq: 7, PartID: "X9"}); err != nil {
 		t.Fatal(err)
 	}
 	args = append([]string{"-h", host, "-p", port, "-i", "plc1", "-c", "-q", "1", "-C", "1", "-W", "5", "-t", "segad/cell/result"}, auth...)
@@ -149,8 +151,8 @@ func TestEmbeddedBroker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PLC receive: %v: %s", err, out)
 	}
-	var r Result
-	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Seq != 7 || r.PartID != "X9" || r.Verdict != VerdictFail {
+	var r result.Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Seq != 7 || r.PartID != "X9" || r.Verdict != result.VerdictFail {
 		t.Fatalf("PLC got %q (%v)", out, err)
 	}
 	if out, err := runClient(t, ctx, "mosquitto_pub", append([]string{"-h", host, "-p", port, "-t", "segad/cell/trigger", "-q", "1", "-m", "T-77"}, auth...)...); err != nil {

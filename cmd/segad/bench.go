@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/spf13/cobra"
 	"gocv.io/x/gocv"
 
@@ -18,7 +20,6 @@ import (
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 type benchOptions struct {
@@ -266,7 +267,7 @@ type collector struct {
 	n   int
 }
 
-func (c *collector) Publish(_ context.Context, r mqtt.Result) error {
+func (c *collector) Publish(_ context.Context, r result.Result) error {
 	if _, err := json.Marshal(r); err != nil { // encoding is part of the cost
 		return err
 	}

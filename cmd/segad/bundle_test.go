@@ -12,11 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 func writePart(t *testing.T, path string, rng *rand.Rand, defect bool) {
@@ -97,12 +98,12 @@ fit: {trees: 3, rounds: 2, threads: 1}
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
-	var results []mqtt.Result
+	var results []result.Result
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
-		var r mqtt.Result
+		var r result.Result
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("inspect line %q: %v", line, err)
 		}
@@ -116,7 +117,7 @@ fit: {trees: 3, rounds: 2, threads: 1}
 			t.Errorf("result %d: threshold %v (bundle %v), score %v", i, r.Threshold, b.Threshold, r.Score)
 		}
 	}
-	if results[0].PartID != "b00" || results[2].Verdict != mqtt.VerdictError || results[2].ReasonCode != "capture_error" {
+	if results[0].PartID != "b00" || results[2].Verdict != result.VerdictError || results[2].ReasonCode != "capture_error" {
 		t.Errorf("part ids / missing file: %+v / %+v", results[0], results[2])
 	}
 	// A config with another detector name is refused, naming the difference.

@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/segad-edge/segad-edge/detector"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/spf13/cobra"
 )
 
 // detectorCmd groups the tools that build anomaly detectors without Python.

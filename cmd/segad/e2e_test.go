@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // buildBinary builds segad once per test binary run.
@@ -187,7 +188,7 @@ pipeline:
 	}
 	waitFor(t, "a pass after the threshold edit", 30*time.Second, func() bool {
 		r := sub.Results()
-		return len(r) > 0 && r[len(r)-1].Verdict == mqtt.VerdictPass
+		return len(r) > 0 && r[len(r)-1].Verdict == result.VerdictPass
 	})
 	// 3. A broken file and SIGHUP: rejected, the old config (1000) stays.
 	if err := os.WriteFile(cfgPath, []byte(strings.Replace(edited, "threshold: 1000", "threshold: [broken", 1)), 0o644); err != nil {
@@ -219,7 +220,7 @@ pipeline:
 	// (at-least-once), verdicts switched once from fail to pass and never back.
 	time.Sleep(500 * time.Millisecond)
 	results := sub.Results()
-	seen := map[uint64]mqtt.Result{}
+	seen := map[uint64]result.Result{}
 	var maxSeq uint64
 	for _, r := range results {
 		seen[r.Seq] = r
@@ -234,11 +235,11 @@ pipeline:
 	for s := uint64(1); s <= maxSeq; s++ {
 		r := seen[s]
 		switch {
-		case r.Verdict == mqtt.VerdictPass:
+		case r.Verdict == result.VerdictPass:
 			switched = true
 		case switched:
 			t.Errorf("frame %d: verdict %s after the threshold went to 1000 (broken edit applied?)", s, r.Verdict)
-		case r.Verdict != mqtt.VerdictFail:
+		case r.Verdict != result.VerdictFail:
 			t.Errorf("frame %d: verdict %s (%s), want fail at threshold -1000", s, r.Verdict, r.Reason)
 		}
 	}

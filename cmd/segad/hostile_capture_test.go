@@ -16,10 +16,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/segad-edge/segad-edge/internal/hostile"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // procStatusKB reads a "VmHWM:"-style line (kB) of /proc/<pid>/status.
@@ -170,7 +171,7 @@ func TestHostileCaptureDaemon(t *testing.T) {
 	// /inspect: every hostile case, three requests at a time.
 	type posted struct {
 		name string
-		res  mqtt.Result
+		res  result.Result
 		code int
 		err  error
 	}
@@ -222,9 +223,9 @@ func TestHostileCaptureDaemon(t *testing.T) {
 		switch {
 		case p.err != nil || p.code != http.StatusOK:
 			t.Errorf("/inspect %s: HTTP %d, %v", p.name, p.code, p.err)
-		case ok && p.res.Verdict == mqtt.VerdictError:
+		case ok && p.res.Verdict == result.VerdictError:
 			t.Errorf("/inspect %s: valid image got an error: %s", p.name, p.res.Reason)
-		case !ok && (p.res.Verdict != mqtt.VerdictError || p.res.ReasonCode != "capture_error" ||
+		case !ok && (p.res.Verdict != result.VerdictError || p.res.ReasonCode != "capture_error" ||
 			!strings.Contains(strings.ToLower(p.res.Reason), want)):
 			t.Errorf("/inspect %s: verdict %s code %s reason %q, want error/capture_error with %q", p.name, p.res.Verdict, p.res.ReasonCode, p.res.Reason, want)
 		}
@@ -250,7 +251,7 @@ func TestHostileCaptureDaemon(t *testing.T) {
 		}
 		if r.PartID == "" {
 			empty++
-			if r.Verdict == mqtt.VerdictError && !strings.Contains(r.Reason, "truncated") {
+			if r.Verdict == result.VerdictError && !strings.Contains(r.Reason, "truncated") {
 				t.Errorf("bad-name file: reason %q", r.Reason)
 			}
 			continue
@@ -260,9 +261,9 @@ func TestHostileCaptureDaemon(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("result for unknown part %q", r.PartID)
-		case e.ok && r.Verdict == mqtt.VerdictError:
+		case e.ok && r.Verdict == result.VerdictError:
 			t.Errorf("%s: valid file got an error: %s", r.PartID, r.Reason)
-		case !e.ok && (r.Verdict != mqtt.VerdictError || r.ReasonCode != "capture_error" || !strings.Contains(strings.ToLower(r.Reason), e.want)):
+		case !e.ok && (r.Verdict != result.VerdictError || r.ReasonCode != "capture_error" || !strings.Contains(strings.ToLower(r.Reason), e.want)):
 			t.Errorf("%s: verdict %s code %s reason %q, want error/capture_error with %q", r.PartID, r.Verdict, r.ReasonCode, r.Reason, e.want)
 		}
 	}
@@ -280,7 +281,7 @@ func TestHostileCaptureDaemon(t *testing.T) {
 	checkAudited(t, auditDir, results)
 	recs := auditRecords(t, auditDir)
 	for _, r := range results {
-		if r.Verdict != mqtt.VerdictError && strings.Join(recs[r.ID], ",") != ".jpg,.json" && strings.Join(recs[r.ID], ",") != ".json,.jpg" {
+		if r.Verdict != result.VerdictError && strings.Join(recs[r.ID], ",") != ".jpg,.json" && strings.Join(recs[r.ID], ",") != ".json,.jpg" {
 			t.Errorf("audit of %s result %s (part %q): files %q, want the image and the JSON record", r.Verdict, r.ID, r.PartID, recs[r.ID])
 		}
 	}

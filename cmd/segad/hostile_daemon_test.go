@@ -20,13 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // The hostile-daemon suite runs the real `segad run` process against what a
@@ -165,12 +166,12 @@ func auditRecords(t *testing.T, dir string) map[string][]string {
 }
 
 // checkAudited: every error result has its JSON record and no image.
-func checkAudited(t *testing.T, auditDir string, results []mqtt.Result) {
+func checkAudited(t *testing.T, auditDir string, results []result.Result) {
 	t.Helper()
 	waitFor(t, "audit records", 5*time.Second, func() bool {
 		recs := auditRecords(t, auditDir)
 		for _, r := range results {
-			if r.Verdict == mqtt.VerdictError && len(recs[r.ID]) == 0 {
+			if r.Verdict == result.VerdictError && len(recs[r.ID]) == 0 {
 				return false
 			}
 		}
@@ -178,7 +179,7 @@ func checkAudited(t *testing.T, auditDir string, results []mqtt.Result) {
 	})
 	recs := auditRecords(t, auditDir)
 	for _, r := range results {
-		if r.Verdict != mqtt.VerdictError {
+		if r.Verdict != result.VerdictError {
 			continue
 		}
 		if got := strings.Join(recs[r.ID], ","); got != ".json" {
@@ -230,7 +231,7 @@ func TestHostileDaemonAuditErrorFrames(t *testing.T) {
 	if !p.alive() {
 		t.Fatalf("the daemon died on error frames with the audit on")
 	}
-	byPart := map[string][]mqtt.Result{}
+	byPart := map[string][]result.Result{}
 	for _, r := range got {
 		byPart[r.PartID] = append(byPart[r.PartID], r)
 	}
@@ -241,7 +242,7 @@ func TestHostileDaemonAuditErrorFrames(t *testing.T) {
 			t.Errorf("%s: %d results, want exactly 1", f.name, len(rs))
 			continue
 		}
-		if ok := rs[0].Verdict == mqtt.VerdictPass; ok != f.ok || (!f.ok && rs[0].ReasonCode != "capture_error") {
+		if ok := rs[0].Verdict == result.VerdictPass; ok != f.ok || (!f.ok && rs[0].ReasonCode != "capture_error") {
 			t.Errorf("%s: %s/%s %q", f.name, rs[0].Verdict, rs[0].ReasonCode, rs[0].Reason)
 		}
 	}
@@ -292,7 +293,7 @@ func TestHostileDaemonTriggersOnStalledCamera(t *testing.T) {
 	var timedOut, refused int
 	for _, r := range got {
 		count[r.PartID]++
-		if r.Verdict != mqtt.VerdictError || r.ReasonCode != "capture_error" {
+		if r.Verdict != result.VerdictError || r.ReasonCode != "capture_error" {
 			t.Errorf("trigger %s: %s/%s, want error/capture_error", r.PartID, r.Verdict, r.ReasonCode)
 		}
 		switch {
@@ -406,8 +407,8 @@ func TestHostileDaemonHTTP(t *testing.T) {
 	}
 	// A normal upload: a stamped result.
 	code, _, body := post("/inspect?part_id=P-1", bytes.NewReader(partPNG(t, 320, 240, false)), -1)
-	var r mqtt.Result
-	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 || r.Schema != mqtt.SchemaVersion || r.ID == "" || r.PartID != "P-1" {
+	var r result.Result
+	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 || r.Schema != result.SchemaVersion || r.ID == "" || r.PartID != "P-1" {
 		t.Errorf("inspect: %d schema %d id %q part %q (%v)", code, r.Schema, r.ID, r.PartID, err)
 	}
 

@@ -10,12 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/spf13/cobra"
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 func init() {
@@ -68,12 +69,12 @@ type linePrinter struct {
 	w  io.Writer
 }
 
-func (p *linePrinter) Publish(_ context.Context, r mqtt.Result) error {
+func (p *linePrinter) Publish(_ context.Context, r result.Result) error {
 	if r.Schema == 0 {
-		r.Schema = mqtt.SchemaVersion
+		r.Schema = result.SchemaVersion
 	}
 	if r.ID == "" {
-		r.ID = mqtt.NewResultID(r.DecidedAt)
+		r.ID = result.NewID(r.DecidedAt)
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

@@ -15,10 +15,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 // rssBytes reads the process's resident set size from /proc.
@@ -45,7 +46,7 @@ type countingPublisher struct {
 	rejects atomic.Int64
 }
 
-func (p *countingPublisher) Publish(_ context.Context, r mqtt.Result) error {
+func (p *countingPublisher) Publish(_ context.Context, r result.Result) error {
 	n := p.n.Add(1)
 	if r.Rejected() {
 		p.rejects.Add(1)

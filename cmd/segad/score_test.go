@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/segad-edge/segad-edge/internal/testenv"
 	"math"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/segad-edge/segad-edge/internal/testenv"
 
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/npy"

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/segad-edge/segad-edge/mqtt"
@@ -19,7 +21,7 @@ import (
 // would, and keeps the decoded result, reject and health messages.
 type Subscriber struct {
 	mu      sync.Mutex
-	results []mqtt.Result
+	results []result.Result
 	rejects []mqtt.Reject
 	health  []mqtt.Health
 	client  paho.Client
@@ -43,7 +45,7 @@ func Subscribe(tb testing.TB, broker, user, password, topic string) *Subscriber 
 		defer s.mu.Unlock()
 		switch {
 		case strings.HasSuffix(m.Topic(), "/result"):
-			var r mqtt.Result
+			var r result.Result
 			if json.Unmarshal(m.Payload(), &r) == nil {
 				s.results = append(s.results, r)
 			}
@@ -67,10 +69,10 @@ func Subscribe(tb testing.TB, broker, user, password, topic string) *Subscriber 
 }
 
 // Results returns the results received so far, in arrival order.
-func (s *Subscriber) Results() []mqtt.Result {
+func (s *Subscriber) Results() []result.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]mqtt.Result(nil), s.results...)
+	return append([]result.Result(nil), s.results...)
 }
 
 // Rejects returns the reject messages received so far.
@@ -89,7 +91,7 @@ func (s *Subscriber) Health() []mqtt.Health {
 
 // WaitResults waits until n results arrived or within passed, and returns
 // what arrived.
-func (s *Subscriber) WaitResults(n int, within time.Duration) []mqtt.Result {
+func (s *Subscriber) WaitResults(n int, within time.Duration) []result.Result {
 	deadline := time.Now().Add(within)
 	for {
 		got := s.Results()

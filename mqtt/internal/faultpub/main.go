@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segad-edge/segad-edge/result"
+
 	"github.com/segad-edge/segad-edge/mqtt"
 )
 
@@ -59,11 +61,11 @@ func main() {
 	for seq := *from; seq < *to; seq++ {
 		now := time.Now()
 		score := float64(seq%7) - 3
-		v := mqtt.VerdictPass
+		v := result.VerdictPass
 		if seq%10 == 0 {
-			v = mqtt.VerdictFail
+			v = result.VerdictFail
 		}
-		r := mqtt.Result{
+		r := result.Result{
 			ID: fmt.Sprintf("%s-%06d", *station, seq), Seq: uint64(seq), Source: "faultpub",
 			CapturedAt: now, DecidedAt: now, Verdict: v, Score: &score, Threshold: 0,
 		}
