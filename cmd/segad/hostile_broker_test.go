@@ -17,7 +17,7 @@ import (
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/mqtttest/raw"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // TestHostileDaemonEmbeddedBrokerFlood floods the trigger topic of the real
@@ -152,7 +152,7 @@ func TestHostileDaemonEmbeddedBrokerKeepsQueuedForOfflinePLC(t *testing.T) {
 		o := paho.NewClientOptions().AddBroker(url).SetClientID("plc-line1").SetUsername("plc").
 			SetPassword("plc-secret-1234").SetCleanSession(false).SetAutoReconnect(false)
 		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
-			var r mqtt.Result
+			var r result.Result
 			if json.Unmarshal(m.Payload(), &r) == nil {
 				mu.Lock()
 				got[r.PartID]++
