@@ -12,4 +12,5 @@ PY=${PYTHON:-/usr/bin/python3}
 "$PY" scripts/golden/detector.py
 "$PY" scripts/golden/onnx_fixtures.py
 "$PY" scripts/golden/brf.py
+"$PY" scripts/golden/explain.py
 "$PY" scripts/golden/fit_parity.py fit/testdata
