@@ -2,6 +2,9 @@ package modbus
 
 import (
 	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
 
 	"github.com/segad-edge/segad-edge/plc"
 )
@@ -149,6 +152,7 @@ type Map struct {
 	PartIDRegisters int               `json:"part_id_registers"`
 	Registers       int               `json:"registers"`
 	Bits            int               `json:"bits"`
+	InputRegisters  string            `json:"input_registers"`
 	Signals         []Signal          `json:"signals"`
 	ResultCodes     map[string]uint16 `json:"result_codes"`
 	ReasonCodes     map[string]uint16 `json:"reason_codes"`
@@ -197,6 +201,7 @@ func RegisterMap(c Config) Map {
 		PartIDRegisters: c.PartIDRegisters,
 		Registers:       int(MapSize),
 		Bits:            BitCount,
+		InputRegisters:  fmt.Sprintf("mirror holding registers 0..%d read-only at the same addresses (function 04)", MapSize-1),
 		ResultCodes:     map[string]uint16{"pass": plc.CodePass, "fail": plc.CodeFail, "error": plc.CodeError},
 		ReasonCodes:     plc.ReasonCodes(),
 		ErrorCodes:      ErrorCodes(),
@@ -271,4 +276,44 @@ func ref(base int, addr uint16) string {
 		return fmt.Sprintf("%05d", base+int(addr))
 	}
 	return fmt.Sprintf("%d", base+int(addr))
+}
+
+// WriteText writes the map as an aligned table (`segad plc map`).
+func (m Map) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Modbus TCP register map v%d: unit %d, 32-bit word order %s, part ID %d registers; input registers mirror holding registers 0..%d read-only\n\n",
+		m.Version, m.UnitID, m.WordOrder, m.PartIDRegisters, m.Registers-1)
+	fmt.Fprintln(tw, "TABLE\tADDR\tREF\tBIT\tTYPE\tWORDS\tACCESS\tNAME\tDESCRIPTION")
+	for _, s := range m.Signals {
+		bit := ""
+		if s.Bit != nil {
+			bit = fmt.Sprint(*s.Bit)
+		}
+		typ := s.Type
+		if s.WordOrder != "" {
+			typ += " (" + s.WordOrder + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Table, s.Address, s.Ref, bit, typ, s.Words, s.Access, s.Name, s.Description)
+	}
+	codes := func(title string, c map[string]uint16) {
+		names := make([]string, 0, len(c))
+		for k := range c {
+			names = append(names, k)
+		}
+		sort.Slice(names, func(i, j int) bool { return c[names[i]] < c[names[j]] })
+		fmt.Fprintf(tw, "%s:", title)
+		for _, k := range names {
+			label := k
+			if k == "" {
+				label = "(none)"
+			}
+			fmt.Fprintf(tw, " %d %s", c[k], label)
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprintln(tw)
+	codes("ResultCode", m.ResultCodes)
+	codes("ReasonCode", m.ReasonCodes)
+	codes("ErrorCode", m.ErrorCodes)
+	return tw.Flush()
 }

@@ -134,6 +134,13 @@ func TestRegisterMap(t *testing.T) {
 	if len(m.ReasonCodes) == 0 || m.ErrorCodes["trigger_busy"] != ErrTriggerBusy {
 		t.Fatal("codes missing from the map")
 	}
+	var txt strings.Builder
+	must(t, m.WriteText(&txt))
+	for _, w := range []string{"holding_register  16    40017       float32 (big)", "discrete_input    4     10005", "ReasonCode: 0 (none) 1 anomaly", "ErrorCode: 0 none 1 line_error"} {
+		if !strings.Contains(txt.String(), w) {
+			t.Errorf("text map has no %q:\n%s", w, txt.String())
+		}
+	}
 }
 
 func TestStringEncoding(t *testing.T) {
