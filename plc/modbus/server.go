@@ -98,7 +98,7 @@ type Server struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 
-	refusedLog rateLog
+	refusedLog, connLog, lostLog rateLog
 
 	mu sync.Mutex
 	// PLC-written state.
@@ -157,6 +157,7 @@ func Listen(cfg Config, line plc.Line, log *slog.Logger) (*Server, error) {
 		buf:      make([]entry, 0, cfg.ResultBuffer),
 	}
 	s.refusedLog.every = 10 * time.Second
+	s.connLog.every, s.lostLog.every = time.Second, time.Second
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -326,6 +327,13 @@ func (s *Server) writeControl(v uint16) {
 	}
 	if rise&CtlResetError != 0 {
 		s.overrun, s.triggerRefused, s.errorCode, s.overrunID = false, false, ErrNone, 0
+		// The PLC gives up on triggers still waiting (its recovery after a
+		// daemon restart lost them): their results, if they still come,
+		// arrive with InspectionID 0.
+		if n := len(s.pending); n > 0 {
+			s.log.Warn("modbus: ResetError abandons PLC triggers still waiting for their result", "pending", n, "oldest_inspection_id", s.pending[0].id)
+			s.pending = s.pending[:0]
+		}
 	}
 	if rise&CtlTrigger != 0 {
 		s.edges++

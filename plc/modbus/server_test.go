@@ -261,8 +261,8 @@ func TestHandshakeGoClient(t *testing.T) {
 	}
 }
 
-// TestPublishNeverBlocks: with no PLC at all, 100,000 results are taken in
-// well under a second each; the buffer holds result_buffer of them and
+// TestPublishNeverBlocks: with no PLC at all, 100,000 results are taken
+// without waiting; the buffer holds result_buffer of them and
 // the rest are counted overruns, each an error to the caller.
 func TestPublishNeverBlocks(t *testing.T) {
 	s := startServer(t, testConfig(func(c *Config) { c.ResultBuffer = 32 }), nil)
@@ -280,7 +280,10 @@ func TestPublishNeverBlocks(t *testing.T) {
 	if st.Buffered != 32 || st.Overruns != 100000-32 || errs != 100000-32 {
 		t.Fatalf("stats %+v, %d errors", st, errs)
 	}
-	if worst > 100*time.Millisecond {
+	// Publish takes only the register lock (no I/O, no channel): waiting
+	// on a PLC would show as seconds; a shared CI machine's scheduling
+	// and GC pauses stay well under this.
+	if worst > time.Second {
 		t.Fatalf("slowest Publish %v", worst)
 	}
 	t.Logf("100000 Publish in %v, slowest %v", time.Since(start), worst)
@@ -339,5 +342,31 @@ func TestGeneratedPartIDNotMistaken(t *testing.T) {
 	regs, _ = c.ReadRegisters(RegResultID, 1, holding)
 	if regs[0] != 1 {
 		t.Fatalf("PLC's result shown with InspectionID %d, want 1", regs[0])
+	}
+}
+
+// TestResetErrorAbandonsPending: a PLC that gives up on a trigger (after a
+// daemon restart, say) clears the pending FIFO with ResetError; a late
+// result for it then comes with InspectionID 0, never with an ID the PLC
+// might reuse.
+func TestResetErrorAbandonsPending(t *testing.T) {
+	line := newFakeLine(t, 300*time.Millisecond)
+	s := startServer(t, testConfig(func(c *Config) { c.MaxPendingTriggers = 1 }), line)
+	c := goClient(t, s)
+	must(t, c.WriteRegister(RegControl, CtlTriggerEnable))
+	must(t, c.WriteRegister(RegControl, CtlTriggerEnable|CtlTrigger))
+	must(t, c.WriteRegister(RegControl, CtlTriggerEnable|CtlResetError))
+	must(t, c.WriteRegister(RegControl, CtlTriggerEnable))
+	if st := s.Stats(); st.PendingTriggers != 0 {
+		t.Fatalf("pending %d after ResetError", st.PendingTriggers)
+	}
+	for end := time.Now().Add(5 * time.Second); s.Stats().Buffered == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no result")
+		}
+	}
+	regs, _ := c.ReadRegisters(RegResultID, 4, holding)
+	if regs[0] != 0 || regs[3]&FlagTriggered != 0 {
+		t.Fatalf("abandoned trigger's result: id %d flags %#x", regs[0], regs[3])
 	}
 }

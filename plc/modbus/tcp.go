@@ -122,7 +122,9 @@ func (s *Server) acceptLoop() {
 		s.conns[c] = st
 		s.wg.Add(1)
 		s.mu.Unlock()
-		s.log.Info("modbus client connected", "client", st.addr)
+		if ok, n := s.connLog.allow(); ok {
+			s.log.Info("modbus client connected", "client", st.addr, "connected_since_last_log", n)
+		}
 		go s.serveConn(c, st)
 	}
 }
@@ -151,10 +153,10 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		s.counts.connLost++
 	}
 	s.mu.Unlock()
-	if !closing {
+	if ok, n := s.lostLog.allow(); ok && !closing {
 		// The PLC is gone: results keep flowing into the buffer (and MQTT),
 		// the daemon keeps inspecting.
-		s.log.Warn("modbus PLC connection lost", "client", st.addr, "reason", reason, "connected_for", time.Since(st.since).Round(time.Millisecond))
+		s.log.Warn("modbus PLC connection lost", "client", st.addr, "reason", reason, "connected_for", time.Since(st.since).Round(time.Millisecond), "lost_since_last_log", n)
 	}
 }
 
