@@ -38,7 +38,9 @@ func TestPLCHandshakePymodbus(t *testing.T) {
 				n = 200
 			}
 			line := newFakeLine(t, 0)
-			s := startServer(t, testConfig(func(c *Config) { c.WordOrder = order }), line)
+			// result_buffer 64: free-running results published between the
+			// script's last acknowledgement and stop() must not overrun.
+			s := startServer(t, testConfig(func(c *Config) { c.WordOrder = order; c.ResultBuffer = 64 }), line)
 			// Free-running results start once the PLC is connected (before,
 			// they would fill the buffer: a correct overrun, not this test).
 			stopc := make(chan func(), 1)

@@ -95,6 +95,9 @@ type Server struct {
 
 	trigCh chan pendingTrigger
 	done   chan struct{}
+	// ctx is cancelled by Close, so a Line.Trigger in progress ends.
+	ctx    context.Context
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
 
@@ -156,10 +159,12 @@ func Listen(cfg Config, line plc.Line, log *slog.Logger) (*Server, error) {
 		nextID:   1,
 		buf:      make([]entry, 0, cfg.ResultBuffer),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.refusedLog.every = 10 * time.Second
 	s.connLog.every, s.lostLog.every = time.Second, time.Second
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		s.cancel()
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("modbus listen %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; set plc.modbus.listen to a port such as 1502 and point the PLC at it)", cfg.Listen, err)
 		}
@@ -196,6 +201,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	close(s.done)
+	s.cancel()
 	err := s.ln.Close()
 	s.mu.Lock()
 	for c := range s.conns {
@@ -405,7 +411,7 @@ func (s *Server) triggerLoop() {
 		case <-s.done:
 			return
 		case p := <-s.trigCh:
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TriggerTimeout)
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TriggerTimeout)
 			err := s.line.Trigger(ctx, p.partID)
 			cancel()
 			s.mu.Lock()

@@ -370,3 +370,16 @@ func TestResetErrorAbandonsPending(t *testing.T) {
 		t.Fatalf("abandoned trigger's result: id %d flags %#x", regs[0], regs[3])
 	}
 }
+
+// TestListenErrors: an invalid configuration and a port in use are
+// refused with the key or the address named.
+func TestListenErrors(t *testing.T) {
+	if _, err := Listen(testConfig(func(c *Config) { c.Listen = "0.0.0.0:0" }), nil, nil); err == nil || !strings.Contains(err.Error(), "plc.modbus.allow: empty") {
+		t.Fatalf("open listen without allow: %v", err)
+	}
+	s := startServer(t, testConfig(nil), nil)
+	_, err := Listen(testConfig(func(c *Config) { c.Listen = s.Addr().String() }), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "modbus listen "+s.Addr().String()) {
+		t.Fatalf("port in use: %v", err)
+	}
+}
