@@ -37,6 +37,7 @@ type Broker struct {
 	ln    *boundedListener
 	guard *guardHook
 	store *storeHook // nil when state is kept in memory
+	gate  *sessionGate
 	tls   bool
 	log   *slog.Logger
 	lim   *ratelog.Limiter
@@ -95,8 +96,9 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 		// $SYS every 30 s is enough for dashboards and quiet on the wire.
 		SysTopicResendInterval: 30,
 	})
-	b := &Broker{srv: srv, log: log, lim: lim, stop: make(chan struct{})}
+	b := &Broker{srv: srv, log: log, lim: lim, stop: make(chan struct{}), gate: newSessionGate(srv, log)}
 	b.guard = newGuardHook(cfg, srv, log, lim)
+	b.guard.gate = b.gate
 	if err := srv.AddHook(b.guard, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: add auth hook: %w", err)
 	}
@@ -109,6 +111,7 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 			_ = st.Stop()
 			return nil, fmt.Errorf("embedded broker: add state hook: %w", err)
 		}
+		st.gate = b.gate
 		b.store = st
 		b.guard.store = st
 	} else {
@@ -198,11 +201,15 @@ func (b *Broker) Stats() BrokerStats {
 
 // publish sends a message in-process: when it returns, the message is in
 // every matching session's queue and, for persistent sessions, on disk.
+// It waits while a session is being taken over (see sessionGate).
 func (b *Broker) publish(topic string, payload []byte, retain bool, qos byte) error {
 	if b.closed.Load() {
 		return errors.New("embedded broker closed")
 	}
-	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
+	b.gate.rw.RLock()
+	err := b.srv.Publish(topic, payload, retain, qos)
+	b.gate.rw.RUnlock()
+	if err != nil {
 		return fmt.Errorf("embedded broker: publish to %s: %w", topic, err)
 	}
 	return nil
@@ -318,6 +325,84 @@ func (l *boundedListener) Close(closeClients listeners.CloseFn) {
 	})
 }
 
+// sessionGate makes a session takeover atomic for in-process publishes.
+//
+// When a client connects with the ID of an existing session, mochi
+// (inheritClientSession) clones the old session's queued messages into the
+// new client, clears the old client's queue (OnQosDropped for each message)
+// and only then puts the new client in its client map. A publish in between
+// found the old client by ID and queued the message there: stored on disk
+// and reported done (the outbox deleted it), but the message was either
+// dropped by that ClearInflights (and deleted from the state file) or left
+// behind in a client object nobody uses any more, its record overwritten
+// when the new client reused the packet ID. A PLC reconnecting to a
+// restarted daemon (while the outbox drains what the crash left) hit it:
+// TestEmbeddedBrokerNoLossUnderSIGKILL lost a result on a loaded machine.
+//
+// So a takeover holds the gate's write lock from OnSessionEstablish (just
+// before inheritClientSession) until the client map holds the new client;
+// in-process publishes hold the read lock (they only wait during a
+// takeover). heirs tells the state hook which messages the old client
+// "drops" only because the new one inherited them: their records stay.
+type sessionGate struct {
+	rw  sync.RWMutex
+	srv *mochi.Server
+	log *slog.Logger
+
+	mu    sync.Mutex
+	heirs map[string]*mochi.Client // client ID -> connection taking the session over
+}
+
+func newSessionGate(srv *mochi.Server, log *slog.Logger) *sessionGate {
+	return &sessionGate{srv: srv, log: log, heirs: map[string]*mochi.Client{}}
+}
+
+// takeover closes the gate for cl's session establishment; it opens again
+// once mochi's client map holds cl (which mochi does unconditionally right
+// after inheriting the session). Nothing in that stretch publishes
+// in-process, so waiting for it cannot deadlock.
+func (g *sessionGate) takeover(cl *mochi.Client) {
+	g.rw.Lock()
+	g.mu.Lock()
+	g.heirs[cl.ID] = cl
+	g.mu.Unlock()
+	go func() {
+		start := time.Now()
+		for pause := 20 * time.Microsecond; ; pause = min(2*pause, 2*time.Millisecond) {
+			if c, ok := g.srv.Clients.Get(cl.ID); ok && c == cl {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				g.log.Error("embedded broker: a session takeover did not finish within 10 s; publishing again", "client_id", ratelog.Excerpt(cl.ID))
+				break
+			}
+			time.Sleep(pause)
+		}
+		g.mu.Lock()
+		if g.heirs[cl.ID] == cl {
+			delete(g.heirs, cl.ID)
+		}
+		g.mu.Unlock()
+		g.rw.Unlock()
+	}()
+}
+
+// inherited reports whether old's message pk now belongs to the connection
+// taking old's session over (so "dropping" it from old is no drop at all).
+func (g *sessionGate) inherited(old *mochi.Client, pk packets.Packet) bool {
+	if !old.IsTakenOver() {
+		return false
+	}
+	g.mu.Lock()
+	heir := g.heirs[old.ID]
+	g.mu.Unlock()
+	if heir == nil || heir == old {
+		return false
+	}
+	m, ok := heir.State.Inflight.Get(pk.PacketID)
+	return ok && m.FixedHeader.Type == pk.FixedHeader.Type && m.Created == pk.Created && m.TopicName == pk.TopicName
+}
+
 // guardHook implements the config's users and ACLs, and guards sessions.
 // mochi refuses every client until a hook says otherwise (the safe
 // default). On top of authentication it:
@@ -330,6 +415,7 @@ type guardHook struct {
 	mochi.HookBase
 	srv       *mochi.Server
 	store     *storeHook
+	gate      *sessionGate
 	users     map[string]User
 	anonymous bool
 	reserved  map[string]bool
@@ -421,10 +507,15 @@ func (h *guardHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) b
 	return true
 }
 
-// OnSessionEstablish runs before mochi resumes a session: queued messages
-// on topics the user may not read (now) are dropped, not delivered.
+// OnSessionEstablish runs before mochi resumes a session: it closes the
+// session gate until the new connection holds the session (no in-process
+// publish can land on the old one meanwhile), and queued messages on topics
+// the user may not read (now) are dropped, not delivered.
 func (h *guardHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	old, ok := h.srv.Clients.Get(cl.ID)
+	if h.gate != nil {
+		h.gate.takeover(cl)
+	}
 	if !ok || old == cl {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -59,6 +60,13 @@ type storeHook struct {
 
 	mu   sync.Mutex
 	have map[string]struct{} // keys on disk (or queued to be), so deletes of others cost nothing
+
+	gate *sessionGate // tells inherited messages from dropped ones at a session takeover
+
+	// Test hooks: called (when set) at the start of OnQosDropped, and for
+	// every deletion of a record.
+	testDropped atomic.Pointer[func(*mochi.Client, packets.Packet)]
+	testDel     atomic.Pointer[func(key string)]
 }
 
 type kvOp struct {
@@ -204,6 +212,9 @@ func (h *storeHook) set(key string, v interface{ MarshalBinary() ([]byte, error)
 
 // del removes key without waiting for the disk.
 func (h *storeHook) del(key string) {
+	if f := h.testDel.Load(); f != nil {
+		(*f)(key)
+	}
 	h.mu.Lock()
 	_, ok := h.have[key]
 	delete(h.have, key)
@@ -425,8 +436,19 @@ func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 	h.del(inflightKey(cl.ID, pk.PacketID))
 }
 
-// OnQosDropped forgets a dropped or expired message.
+// OnQosDropped forgets a dropped or expired message. At a session takeover
+// mochi "drops" every message of the old client after cloning them into
+// the new one: those records (same client ID, same packet ID) are the new
+// session's and stay. Deleting them, and writing them again when mochi
+// resends them, left them off disk until the resend, though the PLC had
+// not acknowledged them.
 func (h *storeHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
+	if f := h.testDropped.Load(); f != nil {
+		(*f)(cl, pk)
+	}
+	if h.gate != nil && h.gate.inherited(cl, pk) {
+		return
+	}
 	h.del(inflightKey(cl.ID, pk.PacketID))
 }
 

@@ -21,7 +21,7 @@ import (
 // plc is a PLC-side client with a persistent session (clean session off,
 // QoS 1) that records the result IDs it receives.
 type plc struct {
-	t      *testing.T
+	t      testing.TB
 	opts   *paho.ClientOptions
 	client paho.Client
 	topic  string
@@ -30,7 +30,7 @@ type plc struct {
 	topics map[string]int // topic -> arrivals
 }
 
-func newPLC(t *testing.T, url, id, user, pass, topic string) *plc {
+func newPLC(t testing.TB, url, id, user, pass, topic string) *plc {
 	p := &plc{t: t, topic: topic, ids: map[string]int{}, topics: map[string]int{}}
 	p.opts = paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
