@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // BenchmarkEmbeddedPersistentPLC publishes as fast as 4 producers can
@@ -43,7 +45,7 @@ func BenchmarkEmbeddedPersistentPLC(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := g; i < b.N; i += producers {
-				if err := p.Publish(context.Background(), Result{ID: fmt.Sprintf("b-%d", i), Verdict: VerdictPass, Seq: uint64(i)}); err != nil {
+				if err := p.Publish(context.Background(), result.Result{ID: fmt.Sprintf("b-%d", i), Verdict: result.VerdictPass, Seq: uint64(i)}); err != nil {
 					b.Error(err)
 					return
 				}
