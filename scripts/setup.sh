@@ -3,7 +3,8 @@
 # Debian 12. It is idempotent: a machine that already has everything is not touched.
 #
 # Sources used (and nothing else): Debian packages, the Go module proxy, the npm registry.
-#   - apt: OpenCV (GoCV), XGBoost C library (training), Mosquitto (tests),
+#   - apt: OpenCV (GoCV), XGBoost C library (training), Mosquitto, PostgreSQL,
+#          pymodbus and mbpoll (independent peers the tests start),
 #          numpy/scipy/xgboost/onnx for the golden-fixture scripts.
 #   - npm: the ONNX Runtime shared library, taken out of onnxruntime-node's package
 #          with `npm pack` (which runs no install scripts) and checked by sha256.
@@ -20,6 +21,8 @@ apt_packages=(
   libopencv-dev
   libxgboost-dev
   mosquitto mosquitto-clients
+  postgresql
+  python3-pymodbus mbpoll
   python3-numpy python3-scipy python3-xgboost python3-onnx
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
   systemd
