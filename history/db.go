@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	// Drivers: SQLite (cgo, the SQLite amalgamation) and PostgreSQL (pgx).
@@ -105,7 +106,7 @@ func openSQLite(ctx context.Context, cfg Config) (*database, error) {
 	d.w = w
 	if err := d.migrate(ctx, nil); err != nil {
 		w.Close()
-		return nil, err
+		return nil, diagnose(cfg.Path, err)
 	}
 	if cfg.maxPageCount > 0 {
 		if _, err := w.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count=%d", cfg.maxPageCount)); err != nil {
@@ -149,6 +150,27 @@ func openPostgres(ctx context.Context, cfg Config, log *slog.Logger) (*database,
 		return nil, err
 	}
 	return d, nil
+}
+
+// diagnose adds the likely cause to a SQLite error about opening or
+// writing: SQLite's own message ("unable to open database file: no such
+// file or directory", "attempt to write a readonly database") does not say
+// that the folder or the file is not writable.
+func diagnose(path string, err error) error {
+	switch classify(err) {
+	case "read-only", "cannot open the database file (permissions or read-only folder)":
+	default:
+		return err
+	}
+	const wOK = 2 // access(2) W_OK
+	dir := filepath.Dir(path)
+	if syscall.Access(dir, wOK) != nil {
+		return fmt.Errorf("%w (folder %s is not writable: SQLite creates %s-wal and -shm beside the database)", err, dir, filepath.Base(path))
+	}
+	if _, serr := os.Stat(path); serr == nil && syscall.Access(path, wOK) != nil {
+		return fmt.Errorf("%w (file %s is read-only)", err, path)
+	}
+	return err
 }
 
 // redactURL hides the password of a connection URL for logs and errors.

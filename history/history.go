@@ -438,7 +438,8 @@ func (s *Store) Health() Health {
 	switch {
 	case failing:
 		h.OK = false
-		h.Reason = fmt.Sprintf("history: %s: %v: %d results not recorded", s.lastClass, s.lastErr, h.NotRecorded)
+		h.Reason = fmt.Sprintf("history: %s: %s: %d results not recorded", s.lastClass,
+			strings.TrimPrefix(s.lastErr.Error(), "history: "), h.NotRecorded)
 	case recentDrop:
 		h.OK = false
 		h.Reason = fmt.Sprintf("history: too slow: queue of %d full: %d results not recorded", h.QueueCap, h.NotRecorded)
@@ -526,6 +527,9 @@ func (s *Store) run() {
 		db, err := s.ensureOpen()
 		if err == nil {
 			err = s.commit(db, batch)
+			if err != nil && !db.pg {
+				err = diagnose(s.cfg.Path, err)
+			}
 		}
 		if err != nil {
 			s.noteError(err)

@@ -244,7 +244,9 @@ func encodeCursor(t time.Time, id string) string {
 }
 
 func decodeCursor(c string) (time.Time, string, error) {
-	bad := func(why string) error { return paramErr("cursor", c, "%s: pass the next value of the previous page unchanged", why) }
+	bad := func(why string) error {
+		return paramErr("cursor", c, "%s: pass the next value of the previous page unchanged", why)
+	}
 	if len(c) > 200 {
 		return time.Time{}, "", bad("too long")
 	}

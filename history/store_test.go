@@ -84,7 +84,8 @@ func flush(t testing.TB, s *Store) {
 	}
 }
 
-var t0 = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+// t0 is an hour ago, inside every default retention bound.
+var t0 = time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 
 // mkResult makes result i, decided i milliseconds after t0.
 func mkResult(i int) result.Result {
@@ -248,18 +249,25 @@ func testFilters(t *testing.T, b backend) {
 }
 
 // testCursor pages through the history while results are written
-// concurrently: every result present at the start is seen exactly once.
+// concurrently, newer ones and late ones inside the paged range (another
+// station's delayed batch): every result present at the start is seen
+// exactly once, and none twice.
 func testCursor(t *testing.T, b backend) {
-	s := open(t, b.cfg(t))
+	cfg := b.cfg(t)
+	cfg.BatchInterval = 10 * time.Millisecond
+	s := open(t, cfg)
 	ctx := context.Background()
 	before := publishN(t, s, 0, 600)
 	flush(t, s)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 600; i < 1200; i++ {
-			_ = s.Publish(ctx, mkResult(i))
-			if i%50 == 0 {
+		for i := 0; i < 600; i++ {
+			_ = s.Publish(ctx, mkResult(600+i)) // newer
+			late := mkResult(i)                 // same decided_at range, new ID
+			late.ID = result.NewID(time.Now())
+			_ = s.Publish(ctx, late)
+			if i%20 == 0 {
 				time.Sleep(time.Millisecond)
 			}
 		}
@@ -280,6 +288,7 @@ func testCursor(t *testing.T, b backend) {
 			break
 		}
 		q.Cursor = p.Next
+		time.Sleep(2 * time.Millisecond)
 	}
 	<-done
 	for id, n := range seen {
@@ -292,7 +301,8 @@ func testCursor(t *testing.T, b backend) {
 			t.Fatalf("%s present before paging was skipped", id)
 		}
 	}
-	t.Logf("%d pages, %d results seen (%d written meanwhile)", pages, len(seen), len(seen)-len(before))
+	flush(t, s)
+	t.Logf("%d pages, %d results seen (%d of those written while paging; %d written)", pages, len(seen), len(seen)-len(before), s.Health().Written)
 }
 
 // testLabels: validation, newest wins, history kept, IsLabelled, unknown
