@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,10 +60,10 @@ func childWriter(path string) {
 
 // childReport is what the unwritable child prints.
 type childReport struct {
-	Health     Health
-	MaxPublish time.Duration
-	Published  int
-	OpenErr    string
+	Health    Health
+	Publish   latencies
+	Published int
+	OpenErr   string
 }
 
 // childUnwritable opens a store on a database it cannot write, publishes
@@ -76,7 +77,7 @@ func childUnwritable(path string) {
 		for i := range 20000 {
 			start := time.Now()
 			_ = s.Publish(context.Background(), mkResult(i))
-			rep.MaxPublish = max(rep.MaxPublish, time.Since(start))
+			rep.Publish = append(rep.Publish, time.Since(start))
 			rep.Published++
 			if i%1000 == 0 {
 				time.Sleep(5 * time.Millisecond) // let the writer try
@@ -263,7 +264,7 @@ func TestUnwritableDisk(t *testing.T) {
 			if err := json.Unmarshal(out, &rep); err != nil {
 				t.Fatalf("child said %s: %v", out, err)
 			}
-			t.Logf("health: %+v; slowest Publish %v", rep.Health, rep.MaxPublish)
+			t.Logf("health: %+v; %v", rep.Health, rep.Publish)
 			if rep.OpenErr != "" {
 				t.Fatalf("Open refused an unwritable database instead of degrading: %s", rep.OpenErr)
 			}
@@ -271,11 +272,37 @@ func TestUnwritableDisk(t *testing.T) {
 			if h.OK || !strings.Contains(h.Reason, c.want) || !strings.Contains(h.Reason, "results not recorded") || h.NotRecorded < 15000 {
 				t.Fatalf("health %+v: want not OK, reason naming %q and the count", h, c.want)
 			}
-			if rep.Published != 20000 || rep.MaxPublish > 200*time.Millisecond {
-				t.Fatalf("published %d, slowest Publish %v", rep.Published, rep.MaxPublish)
+			if rep.Published != 20000 {
+				t.Fatalf("published %d", rep.Published)
+			}
+			if err := rep.Publish.check(); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
+}
+
+// latencies records Publish call times. A Publish that waited for the
+// database would take at least the writer's backoff (500 ms) or busy
+// timeout (seconds) in every call made meanwhile; a scheduler or GC pause
+// on a shared machine makes a rare single call slow. So the bound is on the
+// 99.9th percentile, with a loose cap on the maximum.
+type latencies []time.Duration
+
+func (l latencies) check() error {
+	s := append(latencies(nil), l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	p999, mx := s[len(s)*999/1000], s[len(s)-1]
+	if p999 > 5*time.Millisecond || mx > time.Second {
+		return fmt.Errorf("Publish waited: 99.9th percentile %v, slowest %v", p999, mx)
+	}
+	return nil
+}
+
+func (l latencies) String() string {
+	s := append(latencies(nil), l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return fmt.Sprintf("Publish: median %v, 99.9%% %v, slowest %v", s[len(s)/2], s[len(s)*999/1000], s[len(s)-1])
 }
 
 func mustChmod(t *testing.T, p string, m os.FileMode) {
@@ -321,23 +348,23 @@ func TestDiskFull(t *testing.T) {
 		Logger: quietLog(t), maxPageCount: 100}
 	s := open(t, cfg)
 	ctx := context.Background()
-	var slowest time.Duration
+	var lat latencies
 	for i := range 20000 {
 		start := time.Now()
 		_ = s.Publish(ctx, mkResult(i))
-		slowest = max(slowest, time.Since(start))
+		lat = append(lat, time.Since(start))
 		if i%1000 == 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
 	h := s.Health()
-	t.Logf("health: %+v; slowest Publish %v", h, slowest)
+	t.Logf("health: %+v; %v", h, lat)
 	if h.OK || !strings.HasPrefix(h.Reason, "history: disk full: ") || !strings.HasSuffix(h.Reason, " results not recorded") || h.Written == 0 || h.NotRecorded == 0 {
 		t.Fatalf("health %+v", h)
 	}
-	if slowest > 200*time.Millisecond {
-		t.Fatalf("slowest Publish %v", slowest)
+	if err := lat.check(); err != nil {
+		t.Fatal(err)
 	}
 	// Make room: retention deletes the oldest half.
 	s.cfg.MaxAge, s.cfg.MaxBytes, s.cfg.MaxRows = -1, -1, int64(h.Written/2)
@@ -373,12 +400,12 @@ func TestSlowStoreNeverBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var slowest time.Duration
+	var lat latencies
 	start := time.Now()
 	for i := 10; i < 20010; i++ {
 		t1 := time.Now()
 		_ = s.Publish(ctx, mkResult(i))
-		slowest = max(slowest, time.Since(t1))
+		lat = append(lat, time.Since(t1))
 		if i%2000 == 0 {
 			time.Sleep(200 * time.Millisecond) // across a busy timeout
 		}
@@ -386,9 +413,9 @@ func TestSlowStoreNeverBlocks(t *testing.T) {
 	took := time.Since(start)
 	time.Sleep(2500 * time.Millisecond)
 	h := s.Health()
-	t.Logf("20000 Publish calls in %v, slowest %v; health %+v", took, slowest, h)
-	if slowest > 200*time.Millisecond {
-		t.Fatalf("Publish waited %v for a locked database", slowest)
+	t.Logf("20000 Publish calls in %v, %v; health %+v", took, lat, h)
+	if err := lat.check(); err != nil {
+		t.Fatal(err)
 	}
 	if h.OK || !strings.Contains(h.Reason, "busy") || h.NotRecorded < 10000 {
 		t.Fatalf("health %+v", h)
@@ -413,20 +440,23 @@ func TestPostgresDown(t *testing.T) {
 	publishN(t, s, 0, 100)
 	flush(t, s)
 	pg.Stop()
-	var slowest time.Duration
+	var lat latencies
 	for i := 100; i < 5100; i++ {
 		t1 := time.Now()
 		_ = s.Publish(ctx, mkResult(i))
-		slowest = max(slowest, time.Since(t1))
+		lat = append(lat, time.Since(t1))
 		if i%500 == 0 {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
 	h := s.Health()
-	t.Logf("server down: health %+v, slowest Publish %v", h, slowest)
-	if h.OK || !strings.Contains(h.Reason, "unreachable") || h.NotRecorded == 0 || slowest > 200*time.Millisecond {
-		t.Fatalf("health %+v, slowest Publish %v", h, slowest)
+	t.Logf("server down: health %+v, %v", h, lat)
+	if h.OK || !strings.Contains(h.Reason, "unreachable") || h.NotRecorded == 0 {
+		t.Fatalf("health %+v", h)
+	}
+	if err := lat.check(); err != nil {
+		t.Fatal(err)
 	}
 	pg.Start()
 	deadline := time.Now().Add(60 * time.Second)

@@ -235,14 +235,17 @@ type Store struct {
 	dropped  atomic.Uint64 // queue full, or left in the queue at Close
 	failed   atomic.Uint64 // refused by the database (bad data) or lost at Close
 	pruned   atomic.Uint64
+	// lastDrop is the unix nanoseconds of the last drop; dropLog of the
+	// last drop log line. Atomics: the drop path runs on the caller's.
+	lastDrop atomic.Int64
+	dropLog  atomic.Int64
 
-	stMu       sync.Mutex
-	lastErr    error
-	lastClass  string
-	lastErrAt  time.Time
-	lastDropAt time.Time
-	lastOK     time.Time
-	logLimit   map[string]time.Time
+	stMu      sync.Mutex
+	lastErr   error
+	lastClass string
+	lastErrAt time.Time
+	lastOK    time.Time
+	logLimit  map[string]time.Time
 }
 
 // ErrReadOnly is returned by Publish and Label on a store opened ReadOnly
@@ -376,6 +379,11 @@ func (s *Store) Close() error {
 				err = fmt.Errorf("history: writer still committing after %v; closing anyway", s.cfg.CloseTimeout)
 			}
 		}
+		// Results that raced with Close into the queue after the writer's
+		// last look.
+		if n := len(s.queue); n > 0 && !(s.cfg.ReadOnly || s.cfg.Passive) {
+			s.dropped.Add(uint64(n))
+		}
 		if n := s.dropped.Load() + s.failed.Load(); n > 0 && err == nil {
 			h := s.Health()
 			if h.Reason != "" {
@@ -434,7 +442,8 @@ func (s *Store) Health() Health {
 		h.LastErrorAt = s.lastErrAt
 	}
 	failing := s.lastErr != nil && s.lastErrAt.After(s.lastOK)
-	recentDrop := !s.lastDropAt.IsZero() && time.Since(s.lastDropAt) < time.Minute
+	last := s.lastDrop.Load()
+	recentDrop := last != 0 && time.Since(time.Unix(0, last)) < time.Minute
 	switch {
 	case failing:
 		h.OK = false
@@ -462,14 +471,12 @@ func (s *Store) noteOK() {
 // noteDrop records a drop and logs at most once per 10 s. It runs on the
 // caller's path only when the queue is full.
 func (s *Store) noteDrop() {
-	s.stMu.Lock()
-	now := time.Now()
-	s.lastDropAt = now
-	s.stMu.Unlock()
-	s.logLimited("drop", func() {
+	now := time.Now().UnixNano()
+	s.lastDrop.Store(now)
+	if l := s.dropLog.Load(); now-l >= int64(10*time.Second) && s.dropLog.CompareAndSwap(l, now) {
 		h := s.Health()
 		s.log.Warn("history: queue full, results not recorded", "reason", h.Reason, "not_recorded", h.NotRecorded)
-	})
+	}
 }
 
 // logLimited runs f at most once per 10 s per key.
@@ -515,7 +522,7 @@ func (s *Store) run() {
 	batch := make([]entry, 0, s.cfg.BatchSize)
 	var retryAt time.Time // while set, the store is backing off
 	backoff := time.Duration(0)
-	nextPrune := time.Now().Add(time.Second)
+	nextPrune := time.Now().Add(s.cfg.PruneInterval)
 	var flushers []chan struct{}
 
 	// attempt commits the batch (opening the database first if needed) and
@@ -649,9 +656,7 @@ func (s *Store) shutdown(batch *[]entry) {
 	lost := uint64(len(*batch) + len(s.queue))
 	if lost > 0 {
 		s.dropped.Add(lost)
-		s.stMu.Lock()
-		s.lastDropAt = time.Now()
-		s.stMu.Unlock()
+		s.lastDrop.Store(time.Now().UnixNano())
 		s.log.Error("history: closing with results not recorded", "count", lost, "err", s.lastErr)
 	}
 }
