@@ -172,15 +172,12 @@ func New(cfg Config, opts Options) (*Server, error) {
 		server.SoftwareVersion(opts.Version),
 		server.SetLogger(stackLogger{log}),
 	}
-	for _, m := range cfg.SecurityModes {
-		switch m {
-		case SecurityNone:
-			uopts = append(uopts, server.EnableSecurity("None", ua.MessageSecurityModeNone))
-		case SecuritySign:
-			uopts = append(uopts, server.EnableSecurity("Basic256Sha256", ua.MessageSecurityModeSign))
-		case SecuritySignAndEncrypt:
-			uopts = append(uopts, server.EnableSecurity("Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt))
-		}
+	uopts = append(uopts, server.EnableSecurity("None", ua.MessageSecurityModeNone))
+	if len(cfg.Users) > 0 {
+		// Enabled only for the username token policy it brings (passwords
+		// RSA-OAEP encrypted with the server certificate); the channel
+		// endpoints it adds are not advertised (see endpoints()).
+		uopts = append(uopts, server.EnableSecurity("Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt))
 	}
 	if s.anonymous {
 		uopts = append(uopts, server.EnableAuthMode(ua.UserTokenTypeAnonymous))
@@ -233,6 +230,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.wg.Add(2)
 	go s.statusLoop(ctx)
 	go s.janitor(ctx)
+	if !s.anonymous {
+		log.Warn("opcua: listening beyond loopback without message encryption (gopcua v0.8.0 cannot encrypt secure channels): passwords are encrypted, results and status travel in clear text; keep the port on a trusted network", "listen", cfg.Listen)
+	}
 	log.Info("opcua: server listening", "endpoint", s.endpointURL, "security", cfg.SecurityModes,
 		"anonymous", s.anonymous, "users", len(cfg.Users))
 	return s, nil
@@ -393,6 +393,7 @@ func (s *Server) janitor(ctx context.Context) {
 					timeout = activationTimeout
 				}
 				if now.Sub(ss.lastUsed) > timeout {
+					s.log.Info("opcua: session timed out", "user", ss.user, "activated", ss.activated, "idle", now.Sub(ss.lastUsed).Round(time.Millisecond))
 					e.closeSession(ss)
 					drop = append(drop, ss.token)
 				}

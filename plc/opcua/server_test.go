@@ -277,7 +277,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad port", Config{Listen: "127.0.0.1:99999"}, "outside 0..65535"},
 		{"short password", Config{Users: []User{{"plc", "x"}}}, "8 to 128 are needed"},
 		{"bad mode", Config{SecurityModes: []string{"Basic128"}}, "is not one of"},
-		{"users without encryption", Config{Users: []User{{"plc", "password1"}}, SecurityModes: []string{SecurityNone}}, "passwords would travel in clear text"},
+		{"encrypted channel", Config{SecurityModes: []string{SecuritySignAndEncrypt}}, "gopcua v0.8.0's server cannot open Basic256Sha256 secure channels"},
 		{"queue too big", Config{Limits: Limits{MaxQueueSize: 1 << 20}}, "limits.max_queue_size: 1048576 is outside 1..100000"},
 		{"cert without key", Config{CertFile: "a.der"}, "give both or neither"},
 		{"interval", Config{Limits: Limits{MinPublishingInterval: time.Microsecond}}, "min_publishing_interval: 1µs is outside 1ms..10s"},

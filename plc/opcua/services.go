@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"time"
@@ -180,6 +181,7 @@ func (s *Server) withSession(h func(ss *session, sc *uasc.SecureChannel, r ua.Re
 		e.mu.Unlock()
 		if code != ua.StatusOK {
 			s.stats.refused.Add(1)
+			s.log.Debug("opcua: request refused", "request", fmt.Sprintf("%T", r), "status", code.Error(), "client", s.remote(sc))
 			return fault(hdr, code), nil
 		}
 		if pr, ok := r.(*ua.PublishRequest); ok {
@@ -189,11 +191,14 @@ func (s *Server) withSession(h func(ss *session, sc *uasc.SecureChannel, r ua.Re
 	}
 }
 
-// endpoints are gopcua's endpoint descriptions (built for its internal
-// loopback listener) with the URL clients connect to.
+// endpoints are gopcua's None endpoint descriptions (built for its
+// internal loopback listener) with the URL clients connect to.
 func (s *Server) endpoints() []*ua.EndpointDescription {
 	var out []*ua.EndpointDescription
 	for _, ep := range s.ua.Endpoints() {
+		if ep.SecurityMode != ua.MessageSecurityModeNone {
+			continue // gopcua v0.8.0 cannot open these channels
+		}
 		c := *ep
 		c.EndpointURL = s.endpointURL
 		if ep.Server != nil {
@@ -251,7 +256,13 @@ func (s *Server) createSession(sc *uasc.SecureChannel, r ua.Request, reqID uint3
 		return resp, nil
 	}
 	cr.ServerEndpoints = s.endpoints()
-	timeout := time.Duration(cr.RevisedSessionTimeout * float64(time.Millisecond))
+	// gopcua revises the timeout with its bounds in the wrong unit (it
+	// answers 0 ms); revise it here: 1 s to 1 h, default 60 s.
+	timeout := 60 * time.Second
+	if req.RequestedSessionTimeout > 0 && !math.IsNaN(req.RequestedSessionTimeout) {
+		timeout = time.Duration(min(max(req.RequestedSessionTimeout, 1000), 3600e3)) * time.Millisecond
+	}
+	cr.RevisedSessionTimeout = float64(timeout / time.Millisecond)
 	now := time.Now()
 	e.mu.Lock()
 	e.sessions[cr.AuthenticationToken.String()] = &session{
