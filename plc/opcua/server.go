@@ -439,6 +439,8 @@ func (s *Server) Close() error {
 type stackLogger struct{ l *slog.Logger }
 
 func (g stackLogger) Debug(string, ...any) {}
+
+// (Debug is dropped: gopcua logs every request at debug level.)
 func (g stackLogger) Info(msg string, args ...any) {
 	g.l.Debug("opcua stack: " + fmt.Sprintf(msg, args...))
 }

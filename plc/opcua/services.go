@@ -491,18 +491,24 @@ func (s *Server) browseOne(bd *ua.BrowseDescription) *ua.BrowseResult {
 	if bd.NodeID.Namespace() != 0 || s.ns0.Node(bd.NodeID) == nil {
 		return &ua.BrowseResult{StatusCode: ua.StatusBadNodeIDUnknown}
 	}
-	// gopcua's namespace-0 Browse loops forever when IncludeSubtypes is
-	// false and the reference type has subtypes, and dereferences a nil
-	// reference type: give it a sanitised copy.
+	// gopcua's namespace-0 Browse compares reference types by walking the
+	// whole type tree for every reference (seconds per request on the
+	// Server object, on the one request goroutine) and loops forever with
+	// IncludeSubtypes=false: ask it for every reference and filter here.
 	c := *bd
-	if c.ReferenceTypeID == nil {
-		c.ReferenceTypeID = ua.NewNumericNodeID(0, 0)
-	}
+	c.ReferenceTypeID = ua.NewNumericNodeID(0, 0)
 	c.IncludeSubtypes = true
 	res := s.ns0.Browse(&c)
 	if res == nil {
 		return &ua.BrowseResult{StatusCode: ua.StatusBadInternalError}
 	}
+	kept := res.References[:0]
+	for _, r := range res.References {
+		if r.ReferenceTypeID != nil && r.ReferenceTypeID.Namespace() == 0 && refMatches(bd.ReferenceTypeID, r.ReferenceTypeID.IntID(), bd.IncludeSubtypes) {
+			kept = append(kept, r)
+		}
+	}
+	res.References = kept
 	return res
 }
 

@@ -117,6 +117,18 @@ var refParents = map[uint32]uint32{
 	id.Aggregates:                id.HasChild,
 	id.HasComponent:              id.Aggregates,
 	id.HasTypeDefinition:         id.NonHierarchicalReferences,
+	id.HasProperty:               id.Aggregates,
+	id.HasSubtype:                id.HasChild,
+	id.HasOrderedComponent:       id.HasComponent,
+	id.HasEventSource:            id.HierarchicalReferences,
+	id.HasNotifier:               id.HasEventSource,
+	id.HasModellingRule:          id.NonHierarchicalReferences,
+	id.HasEncoding:               id.NonHierarchicalReferences,
+	id.HasDescription:            id.NonHierarchicalReferences,
+	id.GeneratesEvent:            id.NonHierarchicalReferences,
+	id.AlwaysGeneratesEvent:      id.GeneratesEvent,
+	id.HasInterface:              id.NonHierarchicalReferences,
+	id.HasAddIn:                  id.HasComponent,
 }
 
 // refMatches reports whether ref is want or (with subtypes) one of its subtypes.
