@@ -149,9 +149,10 @@ func TestHostileTransport(t *testing.T) {
 			}
 			held = append(held, c)
 		}
-		time.Sleep(100 * time.Millisecond)
-		if n := s.Stats().Connections; n != 4 {
-			t.Fatalf("%d connections counted, want 4", n)
+		for deadline := time.Now().Add(3 * time.Second); s.Stats().Connections < 4; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections counted, want 4", s.Stats().Connections)
+			}
 		}
 		if got := rawAnswer(t, s, hello(65535, 65535, 0, 0, url)); got != "ERRF" {
 			t.Fatalf("connection over the limit answered %q, want ERRF", got)
@@ -295,7 +296,7 @@ func TestHostileRequests(t *testing.T) {
 		}
 	})
 	// Results still flow.
-	col := subscribe(t, s, c, 20*time.Millisecond, 100, KeyResultCounter)
+	col := subscribe(t, s, dial(t, s), 20*time.Millisecond, 100, KeyResultCounter)
 	for i := 1; i <= 20; i++ {
 		s.Publish(ctx, testResult(i))
 	}

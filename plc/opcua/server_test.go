@@ -43,7 +43,7 @@ func dial(t testing.TB, s *Server, opts ...gopcua.Option) *gopcua.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	opts = append([]gopcua.Option{gopcua.SecurityMode(ua.MessageSecurityModeNone), gopcua.SecurityPolicy(ua.SecurityPolicyURINone), gopcua.AuthAnonymous(), gopcua.RequestTimeout(5 * time.Second)}, opts...)
+	opts = append([]gopcua.Option{gopcua.SecurityMode(ua.MessageSecurityModeNone), gopcua.SecurityPolicy(ua.SecurityPolicyURINone), gopcua.AuthAnonymous(), gopcua.RequestTimeout(5 * time.Second), gopcua.AutoReconnect(false)}, opts...)
 	c, err := gopcua.NewClient(s.Endpoint(), opts...)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)

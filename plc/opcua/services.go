@@ -427,14 +427,21 @@ func (s *Server) read(ss *session, sc *uasc.SecureChannel, r ua.Request) ua.Resp
 	case s.tooMany(len(req.NodesToRead)):
 		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
 	}
+	// One lock for the whole request: the fields of one Read all belong
+	// to the same result.
 	out := make([]*ua.DataValue, len(req.NodesToRead))
+	s.space.mu.RLock()
 	for i, n := range req.NodesToRead {
-		if n == nil {
+		switch {
+		case n == nil || n.NodeID == nil:
 			out[i] = badValue(ua.StatusBadNodeIDInvalid)
-			continue
+		case s.space.lookup(n.NodeID) != nil:
+			out[i] = s.space.attributeLocked(s.space.lookup(n.NodeID), n.AttributeID)
+		default:
+			out[i] = s.readAttr(n.NodeID, n.AttributeID)
 		}
-		out[i] = s.readAttr(n.NodeID, n.AttributeID)
 	}
+	s.space.mu.RUnlock()
 	return &ua.ReadResponse{ResponseHeader: header(req.RequestHeader, ua.StatusOK), Results: out, DiagnosticInfos: []*ua.DiagnosticInfo{}}
 }
 

@@ -242,6 +242,13 @@ func (s *space) lookup(nid *ua.NodeID) *vnode {
 
 // attribute reads one attribute of one of this namespace's nodes.
 func (s *space) attribute(n *vnode, attr ua.AttributeID) *ua.DataValue {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.attributeLocked(n, attr)
+}
+
+// attributeLocked is attribute with s.mu held (for reading).
+func (s *space) attributeLocked(n *vnode, attr ua.AttributeID) *ua.DataValue {
 	now := time.Now()
 	d := n.def
 	switch attr {
@@ -266,7 +273,7 @@ func (s *space) attribute(n *vnode, attr ua.AttributeID) *ua.DataValue {
 	}
 	switch attr {
 	case ua.AttributeIDValue:
-		return s.value(d.key)
+		return s.values[d.key]
 	case ua.AttributeIDDataType:
 		return dataValue(ua.NewNumericNodeID(0, d.dataType), now)
 	case ua.AttributeIDValueRank:
