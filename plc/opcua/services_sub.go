@@ -278,8 +278,8 @@ func (s *Server) createMonitoredItems(ss *session, sc *uasc.SecureChannel, r ua.
 			res.StatusCode = ua.StatusBadMonitoringModeInvalid
 			continue
 		}
-		// The initial value, read outside nothing: readAttr takes only the
-		// space lock.
+		// The initial value (readAttr takes only the space lock, never
+		// the engine lock, so holding e.mu here is safe).
 		dv := s.readAttr(c.ItemToMonitor.NodeID, c.ItemToMonitor.AttributeID)
 		if dv.EncodingMask&ua.DataValueStatusCode != 0 && dv.Status == ua.StatusBadAttributeIDInvalid {
 			res.StatusCode = ua.StatusBadAttributeIDInvalid
