@@ -280,7 +280,7 @@ func (p *Publisher) clientOptions() (*paho.ClientOptions, error) {
 	user, pass := cfg.Username, cfg.Password
 	{
 		all := append([]string{cfg.Broker}, cfg.FallbackBrokers...)
-		tlsNeeded := cfg.TLS.enabled()
+		tlsNeeded := cfg.TLS.Enabled()
 		for _, b := range all {
 			opts.AddBroker(b)
 			if s := strings.SplitN(b, ":", 2)[0]; s == "ssl" || s == "tls" || s == "mqtts" || s == "tcps" || s == "wss" {
@@ -296,7 +296,7 @@ func (p *Publisher) clientOptions() (*paho.ClientOptions, error) {
 		}
 		p.brokers = strings.Join(all, ", ")
 	}
-	opts.SetClientID(cfg.clientID())
+	opts.SetClientID(cfg.ClientIDOrDefault())
 	opts.SetUsername(user)
 	opts.SetPassword(pass)
 	opts.SetCleanSession(false)
@@ -344,7 +344,7 @@ func (p *Publisher) onConnect(c paho.Client) {
 	p.connected.Store(true)
 	p.progress.Store(time.Now().UnixNano())
 	p.setErr(nil)
-	p.log.Info("connected to MQTT broker", "broker", p.brokers, "client_id", p.cfg.clientID())
+	p.log.Info("connected to MQTT broker", "broker", p.brokers, "client_id", p.cfg.ClientIDOrDefault())
 	p.poke()
 	go func() {
 		t := c.Publish(p.topics.Status, p.cfg.Topics.Status.QoS, p.cfg.Topics.Status.Retain, "online")
