@@ -1,5 +1,7 @@
 // Package config is segad-edge's one YAML file: its schema, defaults,
-// validation with errors that name the file, line and key, and hot reload.
+// validation with errors that name the file, line and key, and what each
+// key takes to change on a hot reload (reload.go: the class table, Diff,
+// Applicable); the daemon applies the reload.
 //
 // Each stage owns its own section type (capture.Config, infer.DetectorConfig,
 // mqttconfig.Config, ...); this package only composes them, fills defaults,
@@ -419,7 +421,8 @@ func (c *Config) resolvePaths(dir string) {
 }
 
 // Validate checks every section and how they fit together. It does not open
-// model files; CheckFiles does.
+// model, mask or bundle files: model.Build does (at start, reload and
+// `segad config check`).
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(e error) {
