@@ -34,6 +34,12 @@ type Frame struct {
 	// zero-byte or unsupported file; no fresh frame after a trigger). The
 	// daemon publishes a fail-closed result for PartID/Path.
 	Err error
+	// Ack, when set by the source, acknowledges the frame once its result
+	// is stored durably (ok: the part passed). The watch folder sets it to
+	// move the file to done/ (ok) or failed/; until then the file stays in
+	// the watch folder, so a restart inspects it again rather than losing
+	// it. Sources without acknowledgement leave it nil.
+	Ack func(ok bool) error
 }
 
 // Close frees both Mats. It is safe to call twice and on error frames.

@@ -87,7 +87,7 @@ func TestLeak(t *testing.T) {
 		if f.Err != nil {
 			bad++
 		}
-		if err := ws.(Acker).Ack(f, i%2 == 0); err != nil {
+		if err := f.Ack(i%2 == 0); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()

@@ -41,14 +41,6 @@ type Triggerer interface {
 	Trigger(partID string) error
 }
 
-// Acker is implemented by the watch folder: after the daemon has published
-// (durably queued) the result for a frame, Ack moves its file to done/ (ok)
-// or failed/. Until then the file stays in the watch folder, so a restart
-// inspects it again rather than losing it.
-type Acker interface {
-	Ack(f *Frame, ok bool) error
-}
-
 // SourceState is a snapshot of a source's health.
 type SourceState struct {
 	// Connected: the source is open and delivering.

@@ -234,6 +234,7 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 				s.lastFrame = now
 				delete(s.firstBad, p)
 				s.mu.Unlock()
+				f.Ack = func(ok bool) error { return s.Ack(f, ok) }
 				return f, nil
 			}
 		}
@@ -252,7 +253,7 @@ func (s *watchSource) Next(ctx context.Context) (*Frame, error) {
 	}
 }
 
-// Ack implements Acker: it moves the frame's file to done/ (ok) or failed/.
+// Ack (Frame.Ack of the frames it hands out) moves the frame's file to done/ (ok) or failed/.
 // A name already taken there gets a numeric suffix, so an operator's
 // re-drop of a part is kept rather than overwritten. The move runs without
 // the source lock, so a slow or failing file system cannot stop scans,

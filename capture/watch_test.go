@@ -134,7 +134,7 @@ func TestWatchRestart(t *testing.T) {
 	if fa.PartID != "a" || fb.PartID != "b" {
 		t.Fatalf("order %s, %s", fa.PartID, fb.PartID)
 	}
-	s1.(Acker).Ack(fa, true)
+	fa.Ack(true)
 	fa.Close()
 	fb.Close()
 	s1.Close() // "crash" before b's result was acknowledged
@@ -145,7 +145,7 @@ func TestWatchRestart(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		f := nextT(t, s2, 5*time.Second)
 		got[f.PartID] = true
-		if err := s2.(Acker).Ack(f, true); err != nil {
+		if err := f.Ack(true); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()

@@ -1,8 +1,10 @@
 // Package config is segad-edge's one YAML file: its schema, defaults,
-// validation with errors that name the file, line and key, and hot reload.
+// validation with errors that name the file, line and key, and what each
+// key takes to change on a hot reload (reload.go: the class table, Diff,
+// Applicable); the daemon applies the reload.
 //
 // Each stage owns its own section type (capture.Config, infer.DetectorConfig,
-// mqtt.Config, ...); this package only composes them, fills defaults,
+// mqttconfig.Config, ...); this package only composes them, fills defaults,
 // resolves relative paths against the config file's folder and checks that
 // the sections agree with each other.
 package config
@@ -25,7 +27,7 @@ import (
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/infer"
-	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/mqtt/mqttconfig"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -47,7 +49,7 @@ type Config struct {
 	// SegAD holds the mask, the forest and the thresholds.
 	SegAD SegADConfig `yaml:"segad"`
 	// MQTT is where results go.
-	MQTT mqtt.Config `yaml:"mqtt"`
+	MQTT mqttconfig.Config `yaml:"mqtt"`
 	// HTTP is the health, metrics and inspect API.
 	HTTP HTTPConfig `yaml:"http"`
 	// Audit keeps images of failed (and sampled passed) parts.
@@ -222,7 +224,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	// Stage defaults first: keys the file leaves out keep them.
-	c := &Config{Path: path, MQTT: mqtt.Defaults()}
+	c := &Config{Path: path, MQTT: mqttconfig.Defaults()}
 	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
 		return nil, yamlError(path, err)
 	}
@@ -419,7 +421,8 @@ func (c *Config) resolvePaths(dir string) {
 }
 
 // Validate checks every section and how they fit together. It does not open
-// model files; CheckFiles does.
+// model, mask or bundle files: model.Build does (at start, reload and
+// `segad config check`).
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(e error) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/model"
 	"github.com/segad-edge/segad-edge/result"
 
 	"gocv.io/x/gocv"
@@ -65,7 +66,7 @@ func TestVideoToBroker(t *testing.T) {
 
 // TestNaNMapFailsClosed: a detector whose map holds NaN never passes a
 // part: every result is verdict error with reason code invalid_map.
-// BuildModel refuses such a detector up front (TestBuildModelRefuses), so
+// model.Build refuses such a detector up front (TestBuildModelRefuses), so
 // it is swapped in past that check, as a model that starts giving NaN on
 // some parts only would be.
 func TestNaNMapFailsClosed(t *testing.T) {
@@ -76,11 +77,11 @@ func TestNaNMapFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Detectors[0].Model = fixtureDetector(t, "nan_map.onnx")
-	nan, _, err := buildModel(cfg, quietLog())
+	nan, _, err := model.Build(cfg, model.Options{Log: quietLog(), SkipProbe: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.line.Swap(nan, d.line.Settings()).Close()
+	d.insp.Swap(nan, d.insp.Settings()).Close()
 	got := runToEnd(t, d, port, n)
 	for _, r := range got {
 		if r.Verdict != result.VerdictError || r.ReasonCode != result.ReasonMap || r.Score != nil || !strings.Contains(r.Reason, "ms") {
@@ -102,7 +103,7 @@ func TestReload(t *testing.T) {
 		png := encodePart(t)
 		f := d.frameFromBytes(png, "p1")
 		defer f.Close()
-		return d.line.Inspect(f, false).Result
+		return d.insp.Inspect(f, false).Result
 	}
 	if r := inspect(); r.Verdict != result.VerdictFail {
 		t.Fatalf("threshold -1000: verdict %s, want fail", r.Verdict)

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,22 +18,25 @@ import (
 
 	"github.com/segad-edge/segad-edge/result"
 
-	"gocv.io/x/gocv"
-
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/mqtt"
-	"github.com/segad-edge/segad-edge/segad"
 )
 
 // fakePublisher records results in order (the daemon's Publisher
-// interface); link, when set, is its LinkReporter answer; hang makes
+// interface); stats is its Stats answer (the link it reports); hang makes
 // Publish and Close ignore their context and block (a wedged outbox).
 type fakePublisher struct {
 	mu      sync.Mutex
 	results []result.Result
-	link    *LinkState
+	stats   mqtt.Stats
 	hang    chan struct{}
+}
+
+func (p *fakePublisher) Stats() mqtt.Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
 }
 
 func (p *fakePublisher) Publish(ctx context.Context, r result.Result) error {
@@ -70,16 +71,7 @@ func (p *fakePublisher) wait(t *testing.T, n int) []result.Result {
 	return p.got()
 }
 
-// linkPublisher is a fakePublisher that reports its link state.
-type linkPublisher struct{ fakePublisher }
-
-func (p *linkPublisher) Link() LinkState {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return *p.link
-}
-
-// fakeSource is an on-demand camera stand-in (FrameSource and
+// fakeSource is an on-demand camera stand-in (capture.Source and
 // capture.Triggerer): frames are fed by the test, Trigger answers trigErr.
 // With hang set, Next ignores cancellation and Close blocks (a driver stuck
 // in a call).
@@ -119,7 +111,7 @@ func (s *fakeSource) Trigger(string) error { return s.trigErr }
 
 // newFakeDaemon builds a daemon on the real line (fixture detector, VAD
 // mask, trained forest) with a fake source and publisher.
-func newFakeDaemon(t *testing.T, src FrameSource, pub Publisher, edit func(*config.Config)) *Daemon {
+func newFakeDaemon(t *testing.T, src capture.Source, pub Publisher, edit func(*config.Config)) *Daemon {
 	t.Helper()
 	cfgPath, _ := testConfig(t, t.TempDir(), 1, "meanstd_blur.onnx", "1000", "")
 	cfg, err := config.Load(cfgPath)
@@ -129,7 +121,7 @@ func newFakeDaemon(t *testing.T, src FrameSource, pub Publisher, edit func(*conf
 	if edit != nil {
 		edit(cfg)
 	}
-	d, err := New(cfg, Options{Logger: quietLog(), Source: src, Publisher: pub})
+	d, err := New(cfg, Options{Logger: quietLog(), Source: sourceOf(src), Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +193,7 @@ func TestTriggersAlwaysAnswered(t *testing.T) {
 // testutilCount reads one counter from the daemon's registry.
 func testutilCount(t *testing.T, d *Daemon, name string) float64 {
 	t.Helper()
-	mfs, err := d.Metrics.Registry.Gather()
+	mfs, err := d.metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,126 +291,6 @@ func TestRejectBoundWaits(t *testing.T) {
 	}
 }
 
-// TestAuditErrorFrames: every kind of frame the pipeline can hand the
-// audit (zero Mat of an error frame, released Mat of a dropped one, empty,
-// gray, 16-bit, BGRA, float) is saved without crashing: the JSON record
-// always, the image only when there is one that can be shown.
-func TestAuditErrorFrames(t *testing.T) {
-	mask := segad.VADTemplate(32, 32, segad.DefaultVADGeometry())
-	mp := make([]float32, 32*32)
-	mk := func(typ gocv.MatType) gocv.Mat {
-		return gocv.NewMatWithSizeFromScalar(gocv.NewScalar(100, 100, 100, 255), 48, 64, typ)
-	}
-	cases := []struct {
-		name     string
-		mat      func() gocv.Mat
-		maps     [][]float32
-		image    bool
-		imageErr bool
-	}{
-		{"zero mat (error frame)", func() gocv.Mat { return gocv.Mat{} }, nil, false, false},
-		{"empty mat", gocv.NewMat, nil, false, false},
-		{"released (dropped frame)", func() gocv.Mat {
-			f := capture.Frame{Original: mk(gocv.MatTypeCV8UC3)}
-			f.ReleaseImages()
-			return f.Original
-		}, nil, false, false},
-		{"bgr", func() gocv.Mat { return mk(gocv.MatTypeCV8UC3) }, [][]float32{mp}, true, false},
-		{"gray", func() gocv.Mat { return mk(gocv.MatTypeCV8UC1) }, [][]float32{mp}, true, false},
-		{"bgra", func() gocv.Mat { return mk(gocv.MatTypeCV8UC4) }, [][]float32{mp}, true, false},
-		{"16-bit gray", func() gocv.Mat { return mk(gocv.MatTypeCV16UC1) }, [][]float32{mp}, true, false},
-		{"float", func() gocv.Mat { return mk(gocv.MatTypeCV32FC3) }, nil, false, true},
-		{"map of the wrong size", func() gocv.Mat { return mk(gocv.MatTypeCV8UC3) }, [][]float32{mp[:10]}, true, false},
-	}
-	a, err := NewAudit(t.TempDir(), 0, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			m := c.mat()
-			defer func() {
-				if m.Ptr() != nil {
-					m.Close()
-				}
-			}()
-			res := &result.Result{ID: fmt.Sprintf("r%d", i), DecidedAt: time.Now(), Verdict: result.VerdictError, ReasonCode: result.ReasonCapture}
-			err := a.Save(res, m, c.maps, 32, 32, mask)
-			if (err != nil) != c.imageErr {
-				t.Fatalf("Save: %v (want an error: %v)", err, c.imageErr)
-			}
-			day := filepath.Join(a.dir, res.DecidedAt.UTC().Format("2006-01-02"))
-			js, err := os.ReadFile(filepath.Join(day, res.ID+".json"))
-			if err != nil {
-				t.Fatalf("no JSON record: %v", err)
-			}
-			var back result.Result
-			if err := json.Unmarshal(js, &back); err != nil || back.ReasonCode != result.ReasonCapture {
-				t.Fatalf("JSON record %s: %v", js, err)
-			}
-			_, err = os.Stat(filepath.Join(day, res.ID+".jpg"))
-			if (err == nil) != c.image {
-				t.Errorf("image written: %v, want %v", err == nil, c.image)
-			}
-		})
-	}
-}
-
-// TestRateLimitHandler: warnings pass LogBurst times per message and window,
-// the rest become one summary with the count when the window ends (even if
-// the flood stopped); other messages, lower levels and derived loggers are
-// counted as documented.
-func TestRateLimitHandler(t *testing.T) {
-	var buf syncBuf
-	log := slog.New(NewRateLimitHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), 3, 200*time.Millisecond))
-	derived := log.With("stage", "mqtt")
-	for i := 0; i < 50; i++ {
-		log.Warn("frame unreadable", "i", i)
-		derived.Warn("frame unreadable", "i", 100+i) // same message: same budget
-		log.Info("part", "i", i)                     // info is never limited
-	}
-	log.Error("other message")
-	lines := func(substr string) int { return strings.Count(buf.String(), substr) }
-	if n := lines("msg=\"frame unreadable\""); n != 3 {
-		t.Errorf("%d warnings passed, want the burst of 3", n)
-	}
-	if n := lines("msg=part"); n != 50 {
-		t.Errorf("%d info lines passed, want all 50", n)
-	}
-	if n := lines("other message"); n != 1 {
-		t.Errorf("another message was suppressed (%d lines)", n)
-	}
-	if strings.Contains(buf.String(), "suppressed") {
-		t.Error("summary written before the window ended")
-	}
-	time.Sleep(400 * time.Millisecond)
-	if !strings.Contains(buf.String(), `msg="log lines suppressed" message="frame unreadable" level=WARN suppressed=97`) {
-		t.Errorf("no summary with the suppressed count after the window:\n%s", buf.String())
-	}
-	// A new window passes a new burst.
-	log.Warn("frame unreadable")
-	if n := lines("msg=\"frame unreadable\""); n != 4 {
-		t.Errorf("new window: %d warnings in total, want 4", n)
-	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLinkWatch: the link is stalled only when results wait with none
 // acknowledged for linkStallAfter; an empty outbox or an acknowledgement
 // resets the clock.
@@ -456,7 +328,7 @@ func TestLinkWatch(t *testing.T) {
 // TestReadyzReportsStalledLink: /readyz is 503 with the publisher's reason
 // while it says it cannot publish, and 200 again once it can.
 func TestReadyzReportsStalledLink(t *testing.T) {
-	pub := &linkPublisher{fakePublisher{link: &LinkState{Stalled: true, Reason: "no PUBACK for 40s"}}}
+	pub := &fakePublisher{stats: mqtt.Stats{Stalled: true, StalledReason: "no PUBACK for 40s"}}
 	d := newFakeDaemon(t, &fakeSource{frames: make(chan *capture.Frame)}, pub, nil)
 	defer d.Close()
 	srv := httptest.NewServer(d.Handler(""))
@@ -474,7 +346,7 @@ func TestReadyzReportsStalledLink(t *testing.T) {
 		t.Fatalf("stalled link: %d %q, want 503 with the reason", code, body)
 	}
 	pub.mu.Lock()
-	pub.link = &LinkState{}
+	pub.stats = mqtt.Stats{}
 	pub.mu.Unlock()
 	if code, body := get(); code != 200 {
 		t.Fatalf("healthy link: %d %q", code, body)
@@ -668,7 +540,7 @@ func TestReloadKeepsWorkingSource(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	frames := int(d.frames.Load())
+	frames := int(d.metrics.frames.Load())
 	got := sub.WaitResults(frames, 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	got = sub.Results()

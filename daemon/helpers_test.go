@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/result"
 
 	"gocv.io/x/gocv"
@@ -164,3 +165,8 @@ func runToEnd(tb testing.TB, d *Daemon, port, n int) []result.Result {
 }
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(9, 9)) }
+
+// sourceOf is Options.Source for a source the test made itself.
+func sourceOf(s capture.Source) func(capture.PreprocessConfig) (capture.Source, error) {
+	return func(capture.PreprocessConfig) (capture.Source, error) { return s, nil }
+}

@@ -113,7 +113,7 @@ func (d *Daemon) Handler(token string) http.Handler {
 		}
 	}
 	refuse := func(w http.ResponseWriter, reason string, status int, msg string) {
-		d.Metrics.HTTPRefused.WithLabelValues(reason).Inc()
+		d.metrics.HTTPRefused.WithLabelValues(reason).Inc()
 		http.Error(w, msg, status)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -126,7 +126,7 @@ func (d *Daemon) Handler(token string) http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
+	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("POST /inspect", auth(func(w http.ResponseWriter, r *http.Request) {
 		id, err := partid.Check(r.URL.Query().Get("part_id"))
 		if err != nil {
@@ -163,7 +163,7 @@ func (d *Daemon) Handler(token string) http.Handler {
 		size := len(body)
 		f := d.frameFromBytes(body, id)
 		body = nil // the decoded frame holds what is needed; let the upload go
-		ins := d.line.Inspect(f, false)
+		ins := d.insp.Inspect(f, false)
 		f.Close()
 		<-slots
 		if size >= freeAfterBody {
@@ -261,7 +261,7 @@ func (d *Daemon) frameFromBytes(data []byte, partID string) *capture.Frame {
 	d.cfgMu.Lock()
 	pc := d.cfg.Capture.Preprocess
 	d.cfgMu.Unlock()
-	f := capture.DecodeFrame(data, d.line.Model().Preprocess(pc))
+	f := capture.DecodeFrame(data, d.insp.Model().Preprocess(pc))
 	f.Source, f.PartID = "http", partID
 	return f
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/model"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -149,7 +150,7 @@ func writeBundle(tb testing.TB, dir, forest string, edit func(*bundle.Manifest),
 	return out
 }
 
-// hostileModel is a configuration that BuildModel must refuse (or, with
+// hostileModel is a configuration that model.Build must refuse (or, with
 // ok, accept): edit rewrites the test config's text; setup writes the
 // files it needs into the config's folder.
 type hostileModel struct {
@@ -269,7 +270,7 @@ func TestHostileModelsRefusedAtReload(t *testing.T) {
 		t.Run(h.name, func(t *testing.T) {
 			d, cfgPath, _ := newTestDaemon(t, 2, "meanstd_blur.onnx", "1000", nil)
 			defer d.Close()
-			before := d.line.Model()
+			before := d.insp.Model()
 			// Write the hostile config over the running one: same folder
 			// layout, so relative paths (bundle, masks) resolve there.
 			dir := filepath.Dir(cfgPath)
@@ -282,7 +283,7 @@ func TestHostileModelsRefusedAtReload(t *testing.T) {
 			}
 			err := d.Reload()
 			wantAll(t, err, h.want)
-			if d.line.Model() != before || d.line.Settings().Threshold != 1000 {
+			if d.insp.Model() != before || d.insp.Settings().Threshold != 1000 {
 				t.Fatal("the rejected reload changed the running model or threshold")
 			}
 			if msg := d.configError.Load(); msg == nil || !strings.Contains(*msg, h.want[len(h.want)-1]) {
@@ -320,17 +321,14 @@ func TestBundleThresholdExplicit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ResolveThreshold(cfg); err != nil {
-				t.Fatal(err)
-			}
-			if cfg.SegAD.Threshold == nil || *cfg.SegAD.Threshold != tc.want {
-				t.Fatalf("threshold %v, want %v", cfg.SegAD.Threshold, tc.want)
-			}
-			m, err := BuildModel(cfg, quietLog())
+			m, settings, err := model.Build(cfg, model.Options{Log: quietLog()})
 			if err != nil {
 				t.Fatal(err)
 			}
 			m.Close()
+			if settings.Threshold != tc.want {
+				t.Fatalf("threshold %v, want %v", settings.Threshold, tc.want)
+			}
 		})
 	}
 }
@@ -342,16 +340,20 @@ func TestProbeIsCheap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := buildModel(cfg, quietLog())
+	start := time.Now()
+	m, _, err := model.Build(cfg, model.Options{Log: quietLog(), SkipProbe: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	start := time.Now()
-	if err := probeModel(m, cfg, cfg.SegAD.Model); err != nil {
+	m.Close()
+	unprobed := time.Since(start)
+	start = time.Now()
+	m, _, err = model.Build(cfg, model.Options{Log: quietLog()})
+	if err != nil {
 		t.Fatalf("a good model was refused: %v", err)
 	}
-	if took := time.Since(start); took > 2*time.Second {
+	m.Close()
+	if took := time.Since(start) - unprobed; took > 2*time.Second {
 		t.Errorf("probe took %v", took)
 	}
 }

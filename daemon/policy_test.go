@@ -35,7 +35,7 @@ func TestDropOldestStillAnswersEveryFrame(t *testing.T) {
 	if err := d.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	frames := int(d.frames.Load())
+	frames := int(d.metrics.frames.Load())
 	got := sub.WaitResults(frames, 10*time.Second)
 	if len(got) != frames || frames < 10 {
 		t.Fatalf("%d results for %d frames", len(got), frames)
@@ -58,7 +58,7 @@ func TestDropOldestStillAnswersEveryFrame(t *testing.T) {
 	if dropped == 0 {
 		t.Error("no frame dropped: the source did not outpace inference")
 	}
-	if m := int(testutil.ToFloat64(d.Metrics.Dropped)); m != dropped {
+	if m := int(testutil.ToFloat64(d.metrics.Dropped)); m != dropped {
 		t.Errorf("drop counter %d, dropped results %d", m, dropped)
 	}
 	t.Logf("%d of %d frames dropped", dropped, frames)

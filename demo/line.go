@@ -21,8 +21,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/detector"
 	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/fit"
@@ -54,6 +54,11 @@ type LineOptions struct {
 	Quiet bool
 	// Log receives structured logs (default: warnings and errors only).
 	Log *slog.Logger
+	// Line builds the inspection line of cfg (its embedded broker up) and
+	// returns the function that runs it until its finite source ends (or
+	// ctx ends) and closes it. It is required: `segad demo` passes the
+	// daemon, so that demo itself stays a client of the line, as a PLC is.
+	Line func(cfg *config.Config, log *slog.Logger) (run func(ctx context.Context) error, err error)
 }
 
 func (o *LineOptions) defaults() {
@@ -247,23 +252,31 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 	}
-	if err := daemon.ResolveThreshold(cfg); err != nil {
+	b, err := bundle.Load(cfg.SegAD.Bundle)
+	if err != nil {
 		return nil, err
 	}
-	sum.Threshold = *cfg.SegAD.Threshold
-	d, err := daemon.New(cfg, daemon.Options{Logger: o.Log})
+	if sum.Threshold, err = b.SuggestedThreshold(); err != nil {
+		return nil, err
+	}
+	if o.Line == nil {
+		return nil, errors.New("demo: LineOptions.Line is not set: give the function that builds the line (segad demo passes the daemon)")
+	}
+	run, err := o.Line(cfg, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	sub, err := follow(port, stream, o)
 	if err != nil {
-		d.Close()
+		stopped, stop := context.WithCancel(ctx)
+		stop()
+		run(stopped) // closes the line
 		return nil, err
 	}
 	defer sub.client.Disconnect(100)
 	fmt.Fprintf(o.Out, "demo: inspecting %d parts; results on mqtt://127.0.0.1:%d topic segad/demo/result (user demo, password demo)\n", len(stream.Parts), port)
 	t := time.Now()
-	if err := d.Run(ctx); err != nil {
+	if err := run(ctx); err != nil {
 		return nil, err
 	}
 	sum.Seconds["inspect the stream"] = time.Since(t).Seconds()

@@ -1,6 +1,6 @@
 // Package fit trains and evaluates SegAD's boosted random forest from
 // labelled images (or precomputed anomaly maps): it lists the data, computes
-// feature rows with exactly the code the line runs (daemon.Line.Inspect),
+// feature rows with exactly the code the line runs (model.Model.Features),
 // trains the forest with libxgboost, chooses a threshold, writes a model
 // bundle, and measures held-out performance against the detector-alone
 // baseline.

@@ -9,15 +9,12 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 
-	"github.com/segad-edge/segad-edge/result"
-
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/daemon"
-	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/model"
 	"github.com/segad-edge/segad-edge/npy"
 	"github.com/segad-edge/segad-edge/segad"
 )
@@ -116,9 +113,9 @@ func (d *Dataset) Append(o *Dataset) {
 }
 
 // Featurizer computes feature rows from images with the line's own code:
-// capture.DecodeFrame with the configured preprocessing, then
-// daemon.Line.Inspect (detectors, mask, segad.Extractor) with feature
-// publishing on. There is no second implementation to drift from the line.
+// capture.ReadFrame with the model's preprocessing, then model.Model.Features
+// (the same detectors, mask and segad.Extractor the line's Inspector runs).
+// There is no second implementation to drift from the line.
 type Featurizer struct {
 	// Detectors are the detector names in feature order.
 	Detectors []string
@@ -132,37 +129,24 @@ type Featurizer struct {
 	Features []string
 
 	pre   capture.PreprocessConfig
-	model *daemon.Model
-	line  *daemon.Line
+	model *model.Model
 	mask  *segad.Mask // at the preprocessed image size, for synthetic defects
 }
 
-// noScorer stands in for the forest while features are computed for
-// training: Line.Inspect needs a Scorer.
-type noScorer struct{}
-
-func (noScorer) NumFeatures() int             { return 0 }
-func (noScorer) Margin(row []float32) float64 { return 0 }
-
-// NewFeaturizer opens ONNX Runtime, the configured detectors (warmed up)
-// and mask, like daemon.BuildModel but without a forest.
+// NewFeaturizer builds the configured model stage without a forest
+// (model.Build with FeaturesOnly: ONNX Runtime, detectors warmed up, mask).
 func NewFeaturizer(cfg *config.Config, log *slog.Logger) (*Featurizer, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := infer.Init(cfg.ONNXRuntime.Library); err != nil {
-		return nil, err
-	}
-	m, err := daemon.BuildFeatureModel(cfg, log)
+	m, _, err := model.Build(cfg, model.Options{Log: log, FeaturesOnly: true})
 	if err != nil {
 		return nil, err
 	}
-	m.Scorer = noScorer{}
 	f := &Featurizer{MaskSource: cfg.SegAD.Mask, Detectors: m.Names, Mask: m.Mask, Features: m.Extractor.Names(), model: m}
 	for _, d := range cfg.Detectors {
 		f.ModelPaths = append(f.ModelPaths, d.Model)
 	}
-	f.line = daemon.NewLine(f.model, daemon.Settings{Threshold: math.MaxFloat64, Warn: math.NaN(), PublishFeatures: true})
 	// The same frame geometry as the line's source.
 	f.pre = m.Preprocess(cfg.Capture.Preprocess)
 	if err := capture.SetLimits(cfg.Capture.Limits); err != nil {
@@ -191,21 +175,7 @@ func (f *Featurizer) Decode(path string) (*capture.Frame, error) {
 // FrameRow computes one frame's feature row and per-detector map maxima
 // into row and max (len(Features), len(Detectors)).
 func (f *Featurizer) FrameRow(fr *capture.Frame, row, max []float32) error {
-	ins := f.line.Inspect(fr, false)
-	r := ins.Result
-	if r.Verdict == result.VerdictError {
-		return fmt.Errorf("image %s: %s (%s)", fr.Path, r.Reason, r.ReasonCode)
-	}
-	if len(r.Features) != len(row) {
-		return fmt.Errorf("image %s: %d features, want %d", fr.Path, len(r.Features), len(row))
-	}
-	for i, ft := range r.Features {
-		row[i] = float32(ft.Value) // float32 on the line, widened losslessly
-	}
-	for k, n := range f.Detectors {
-		max[k] = float32(r.MapMax[n])
-	}
-	return nil
+	return f.model.Features(fr, row, max)
 }
 
 // imageMask returns the mask at the preprocessed frame size, for synthetic
@@ -413,7 +383,7 @@ func MapsDataset(samples []Sample, detectors []string, segCfg config.SegADConfig
 			}
 			if ex == nil {
 				w0, h0 = w, h
-				if mask, err = daemon.LoadMask(segCfg, w, h, log); err != nil {
+				if mask, err = model.LoadMask(segCfg, w, h, log); err != nil {
 					return nil, nil, err
 				}
 				if ex, err = segad.NewExtractor(mask, detectors, ""); err != nil {

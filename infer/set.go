@@ -148,6 +148,31 @@ func (s *Set) Run(imgs []Image) (*SetOutput, error) {
 	return &s.out, nil
 }
 
+// RunEach runs every member on its image one after another, each on its
+// own (no concurrency): the baseline `segad bench` measures the pipeline
+// against (the sum of the sessions' run times). imgs are as for Run.
+func (s *Set) RunEach(imgs []Image) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("infer: set is closed")
+	}
+	if len(imgs) != len(s.start) {
+		return fmt.Errorf("infer: set has %d members, got %d images", len(s.start), len(imgs))
+	}
+	for i, d := range s.dets {
+		if _, err := d.Run(imgs[i]); err != nil {
+			return fmt.Errorf("detector %s alone: %w", d.Name(), err)
+		}
+	}
+	if s.cls != nil {
+		if _, err := s.cls.Run(imgs[len(s.dets)]); err != nil {
+			return fmt.Errorf("classifier alone: %w", err)
+		}
+	}
+	return nil
+}
+
 // Warmup runs n gray frames through every member (see Detector.Warmup).
 func (s *Set) Warmup(n int) error {
 	s.mu.Lock()

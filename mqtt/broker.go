@@ -80,12 +80,12 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 	log := logger.With("component", "mqtt-broker", "listen", e.Listen)
 	lim := ratelog.New()
 	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumInflight = uint16(e.maxQueued())
+	caps.MaximumInflight = uint16(e.QueuedLimit())
 	// Room for a full inflight window plus QoS 0 traffic: a QoS 1 message
 	// that does not fit in a client's write queue is dropped by mochi.
-	caps.MaximumClientWritesPending = int32(e.maxQueued() + 1024)
-	caps.MaximumPacketSize = uint32(e.maxPacketSize())
-	caps.MaximumClients = int64(e.maxClients())
+	caps.MaximumClientWritesPending = int32(e.QueuedLimit() + 1024)
+	caps.MaximumPacketSize = uint32(e.PacketSizeLimit())
+	caps.MaximumClients = int64(e.ClientsLimit())
 	// Queued messages live as long as the outbox would keep them (mochi's
 	// default is one day: a PLC off over a weekend lost its results).
 	caps.MaximumMessageExpiryInterval = int64(cfg.Outbox.MaxAge / time.Second)
@@ -102,7 +102,7 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 	if err := srv.AddHook(b.guard, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: add auth hook: %w", err)
 	}
-	if path := cfg.storePath(); path != "" {
+	if path := cfg.StorePath(); path != "" {
 		st, err := openBrokerStore(path, cfg.Outbox.QuarantineCorrupt, log, lim)
 		if err != nil {
 			return nil, err
@@ -130,7 +130,7 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.closeStore()
 		return nil, fmt.Errorf("embedded broker: listen on %s (mqtt.embedded.listen): %w", e.Listen, err)
 	}
-	b.ln = &boundedListener{inner: nl, tls: tlsCfg, max: e.maxClients(), connectTimeout: cfg.ConnectTimeout,
+	b.ln = &boundedListener{inner: nl, tls: tlsCfg, max: e.ClientsLimit(), connectTimeout: cfg.ConnectTimeout,
 		log: log, lim: lim, done: make(chan struct{})}
 	if err := srv.AddListener(b.ln); err != nil {
 		_ = nl.Close()
@@ -144,7 +144,7 @@ func StartBroker(cfg Config, logger *slog.Logger) (*Broker, error) {
 	b.tls = tlsCfg != nil
 	go lim.Run(b.stop)
 	log.Info("embedded MQTT broker started", "address", b.Addr(), "users", len(e.Users), "allow_anonymous", e.AllowAnonymous,
-		"state", cfg.storePath(), "max_clients", e.maxClients(), "max_queued", e.maxQueued())
+		"state", cfg.StorePath(), "max_clients", e.ClientsLimit(), "max_queued", e.QueuedLimit())
 	if e.AllowAnonymous && !loopbackListen(b.Addr()) {
 		log.Warn("EMBEDDED BROKER IS OPEN: anonymous clients get full access (read every result, publish triggers) on a "+
 			"non-loopback address; give the PLC a user (mqtt.embedded.users) and set allow_anonymous: false",
@@ -429,9 +429,9 @@ type guardHook struct {
 func newGuardHook(cfg Config, srv *mochi.Server, log *slog.Logger, lim *ratelog.Limiter) *guardHook {
 	h := &guardHook{
 		srv: srv, users: map[string]User{}, anonymous: cfg.Embedded.AllowAnonymous,
-		reserved: map[string]bool{cfg.clientID(): true, mochi.InlineClientId: true},
+		reserved: map[string]bool{cfg.ClientIDOrDefault(): true, mochi.InlineClientId: true},
 		log:      log, lim: lim,
-		fails: newFailTracker(cfg.Embedded.maxAuthFailures(), cfg.Embedded.authBlock()),
+		fails: newFailTracker(cfg.Embedded.AuthFailuresLimit(), cfg.Embedded.AuthBlockTime()),
 	}
 	for _, u := range cfg.Embedded.Users {
 		h.users[u.Username] = u
@@ -680,23 +680,6 @@ func (f *failTracker) makeRoom(now time.Time) {
 	if len(f.addrs) >= maxTrackedAddrs {
 		delete(f.addrs, oldest)
 	}
-}
-
-// validFilter reports whether f is a valid MQTT topic filter.
-func validFilter(f string) bool {
-	if f == "" {
-		return false
-	}
-	lv := strings.Split(f, "/")
-	for i, l := range lv {
-		if strings.Contains(l, "#") && (l != "#" || i != len(lv)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
 }
 
 // filterCovers reports whether every topic matched by sub (a topic or a

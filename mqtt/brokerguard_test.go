@@ -50,9 +50,9 @@ func TestClientIDGuard(t *testing.T) {
 		name, id, user, pass string
 		want                 byte // CONNACK return code
 	}{
-		{"daemon's own client ID", cfg.clientID(), "plc", "plcpw", 2},
+		{"daemon's own client ID", cfg.ClientIDOrDefault(), "plc", "plcpw", 2},
 		{"mochi's inline client ID", "inline", "plc", "plcpw", 2},
-		{"daemon's ID, wrong password", cfg.clientID(), "plc", "nope", 2},
+		{"daemon's ID, wrong password", cfg.ClientIDOrDefault(), "plc", "nope", 2},
 		{"ordinary ID", "plc-other", "plc", "plcpw", 0},
 	}
 	for _, tc := range tests {
@@ -219,8 +219,8 @@ func TestLoginBruteForce(t *testing.T) {
 				}
 			}
 			s := p.Stats().Broker
-			if s.AuthFailures > uint64(cfg.Embedded.maxAuthFailures()+1) {
-				t.Errorf("%d passwords checked and failed, want at most %d before the block", s.AuthFailures, cfg.Embedded.maxAuthFailures()+1)
+			if s.AuthFailures > uint64(cfg.Embedded.AuthFailuresLimit()+1) {
+				t.Errorf("%d passwords checked and failed, want at most %d before the block", s.AuthFailures, cfg.Embedded.AuthFailuresLimit()+1)
 			}
 			if s.AuthBlocked == 0 {
 				t.Error("no login refused by the block")
@@ -398,7 +398,7 @@ func TestBrokerStateDamaged(t *testing.T) {
 			if err := p.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			path := cfg.storePath()
+			path := cfg.StorePath()
 			b, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

@@ -280,7 +280,7 @@ func (p *Publisher) clientOptions() (*paho.ClientOptions, error) {
 	user, pass := cfg.Username, cfg.Password
 	{
 		all := append([]string{cfg.Broker}, cfg.FallbackBrokers...)
-		tlsNeeded := cfg.TLS.enabled()
+		tlsNeeded := cfg.TLS.Enabled()
 		for _, b := range all {
 			opts.AddBroker(b)
 			if s := strings.SplitN(b, ":", 2)[0]; s == "ssl" || s == "tls" || s == "mqtts" || s == "tcps" || s == "wss" {
@@ -296,7 +296,7 @@ func (p *Publisher) clientOptions() (*paho.ClientOptions, error) {
 		}
 		p.brokers = strings.Join(all, ", ")
 	}
-	opts.SetClientID(cfg.clientID())
+	opts.SetClientID(cfg.ClientIDOrDefault())
 	opts.SetUsername(user)
 	opts.SetPassword(pass)
 	opts.SetCleanSession(false)
@@ -344,7 +344,7 @@ func (p *Publisher) onConnect(c paho.Client) {
 	p.connected.Store(true)
 	p.progress.Store(time.Now().UnixNano())
 	p.setErr(nil)
-	p.log.Info("connected to MQTT broker", "broker", p.brokers, "client_id", p.cfg.clientID())
+	p.log.Info("connected to MQTT broker", "broker", p.brokers, "client_id", p.cfg.ClientIDOrDefault())
 	p.poke()
 	go func() {
 		t := c.Publish(p.topics.Status, p.cfg.Topics.Status.QoS, p.cfg.Topics.Status.Retain, "online")
@@ -440,9 +440,6 @@ func (p *Publisher) WaitConnected(ctx context.Context) error {
 // Station, ID and DecidedAt when they are zero. An error means the result is
 // not stored (disk full, outbox closed) and the caller must fail closed.
 func (p *Publisher) Publish(ctx context.Context, r result.Result) error {
-	if r.Schema == 0 {
-		r.Schema = result.SchemaVersion
-	}
 	if r.Station == "" {
 		r.Station = p.cfg.Station
 	}
@@ -459,27 +456,26 @@ func (p *Publisher) Publish(ctx context.Context, r result.Result) error {
 	}
 	// Features are published as given: the daemon fills them only while
 	// mqtt.publish_features is on, which a reload can change.
-	body, err := json.Marshal(r)
+	e, err := entry(&r)
 	if err != nil {
-		return fmt.Errorf("publish result %s: encode: %w", r.ID, err)
-	}
-	e := outbox.Entry{ID: r.ID, Fail: r.Rejected(), Result: body}
-	if r.Rejected() {
-		if e.Reject, err = json.Marshal(RejectFor(&r)); err != nil {
-			return fmt.Errorf("publish result %s: encode reject: %w", r.ID, err)
-		}
+		return fmt.Errorf("publish result %s: %w", r.ID, err)
 	}
 	if _, err := p.ob.Append(ctx, e); err != nil {
-		return fmt.Errorf("publish result %s: %w", r.ID, err)
+		err = fmt.Errorf("publish result %s: %w", r.ID, err)
+		// The outbox could not store it (disk full, closed): send it
+		// straight to the broker so a PLC connected now still hears of a
+		// reject, and report the failure (the result is not durable).
+		if derr := p.sendDirect(e); derr != nil {
+			p.log.Error("result not delivered either", "id", r.ID, "err", derr)
+		}
+		return err
 	}
 	return nil
 }
 
-// PublishDirect sends a result (and its reject) straight to the broker,
-// bypassing the outbox, and waits up to the ack timeout for the PUBACKs.
-// It is the last resort when Publish could not store a result (disk full):
-// not durable, but a PLC connected now still hears of the reject.
-func (p *Publisher) PublishDirect(r result.Result) error {
+// entry encodes a result (and its reject) for the outbox and the wire,
+// filling the schema version and ID when they are unset.
+func entry(r *result.Result) (outbox.Entry, error) {
 	if r.Schema == 0 {
 		r.Schema = result.SchemaVersion
 	}
@@ -488,23 +484,39 @@ func (p *Publisher) PublishDirect(r result.Result) error {
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("publish result %s directly: encode: %w", r.ID, err)
+		return outbox.Entry{}, fmt.Errorf("encode: %w", err)
 	}
 	e := outbox.Entry{ID: r.ID, Fail: r.Rejected(), Result: body}
 	if r.Rejected() {
-		if e.Reject, err = json.Marshal(RejectFor(&r)); err != nil {
-			return fmt.Errorf("publish result %s directly: encode reject: %w", r.ID, err)
+		if e.Reject, err = json.Marshal(RejectFor(r)); err != nil {
+			return outbox.Entry{}, fmt.Errorf("encode reject: %w", err)
 		}
 	}
+	return e, nil
+}
+
+// PublishDirect sends a result (and its reject) straight to the broker,
+// bypassing the outbox, and waits up to the ack timeout for the PUBACKs.
+// Publish falls back to it when the outbox cannot store a result (disk
+// full): not durable, but a PLC connected now still hears of the reject.
+func (p *Publisher) PublishDirect(r result.Result) error {
+	e, err := entry(&r)
+	if err != nil {
+		return fmt.Errorf("publish result %s directly: %w", r.ID, err)
+	}
+	return p.sendDirect(e)
+}
+
+func (p *Publisher) sendDirect(e outbox.Entry) error {
 	if !p.connected.Load() {
-		return fmt.Errorf("publish result %s directly: not connected to %s", r.ID, p.brokers)
+		return fmt.Errorf("publish result %s directly: not connected to %s", e.ID, p.brokers)
 	}
 	for _, t := range p.send(e) {
 		if !t.WaitTimeout(p.cfg.AckTimeout) {
-			return fmt.Errorf("publish result %s directly: no PUBACK from %s within %s", r.ID, p.brokers, p.cfg.AckTimeout)
+			return fmt.Errorf("publish result %s directly: no PUBACK from %s within %s", e.ID, p.brokers, p.cfg.AckTimeout)
 		}
 		if err := t.Error(); err != nil {
-			return fmt.Errorf("publish result %s directly: %w", r.ID, err)
+			return fmt.Errorf("publish result %s directly: %w", e.ID, err)
 		}
 	}
 	return nil

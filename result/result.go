@@ -191,6 +191,9 @@ func FailClosed(r *Result, code string, err error) {
 	r.Verdict = VerdictError
 	r.Score = nil
 	r.ReasonCode = code
+	if err == nil {
+		err = errUnknown
+	}
 	r.Reason = err.Error()
 }
 

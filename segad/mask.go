@@ -18,6 +18,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -419,4 +420,48 @@ func (m *Mask) WriteNpy(path string) error {
 		return fmt.Errorf("write mask: %w", err)
 	}
 	return WriteNames(SidecarPath(path), m.Names)
+}
+
+// BuiltinVAD names the built-in VAD-style mask (VADTemplate) where a mask
+// file is expected.
+const BuiltinVAD = "builtin:vad"
+
+// MaskAt loads a mask (a label file, or BuiltinVAD drawn at w x h) at the
+// anomaly maps' size w x h and validates it: the one way every tool (the
+// line, fit, score) gets its mask. names are the segment names (nil: the
+// sidecar file's, else seg0..). A mask of another size is resized nearest-
+// neighbour (labels stay labels); one of another aspect ratio gives a
+// warning, because its segments are stretched off the part. A mask with no
+// labelled pixel at w x h is refused (Validate); its warnings are returned
+// for the caller to log.
+func MaskAt(source string, names []string, w, h int) (*Mask, []string, error) {
+	var mask *Mask
+	var warnings []string
+	if source == BuiltinVAD {
+		mask = VADTemplate(w, h, DefaultVADGeometry())
+		if len(names) > 0 {
+			if len(names) != mask.NumSegments() {
+				return nil, nil, fmt.Errorf("segad.segments names %d segments but %s has %d", len(names), BuiltinVAD, mask.NumSegments())
+			}
+			mask.Names = append([]string(nil), names...)
+		}
+	} else {
+		var err error
+		if mask, err = LoadMask(source, names); err != nil {
+			return nil, nil, err
+		}
+		if mask.Width != w || mask.Height != h {
+			if ma, ta := float64(mask.Width)/float64(mask.Height), float64(w)/float64(h); math.Abs(ma/ta-1) > 0.02 {
+				warnings = append(warnings, fmt.Sprintf("the mask is %dx%d but the maps are %dx%d: resized with another aspect ratio, the segments are stretched (check with `segad mask preview`)", mask.Width, mask.Height, w, h))
+			}
+			if mask, err = mask.Resize(w, h); err != nil {
+				return nil, nil, fmt.Errorf("resize mask %s to %dx%d: %w", source, w, h, err)
+			}
+		}
+	}
+	more, err := mask.Validate()
+	if err != nil {
+		return nil, nil, fmt.Errorf("mask %s at the map size %dx%d: %w", source, w, h, err)
+	}
+	return mask, append(warnings, more...), nil
 }

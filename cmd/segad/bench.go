@@ -20,6 +20,8 @@ import (
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/logging"
+	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 type benchOptions struct {
@@ -97,15 +99,15 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	}
 	defer src.original.Close()
 	col := &collector{}
-	log := daemon.NewLogger(os.Stderr, "warn", cfg.Log.Format)
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src, Publisher: col})
+	log, _ := logging.New(os.Stderr, "warn", cfg.Log.Format)
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src.open, Publisher: col})
 	if err != nil {
 		return err
 	}
-	model := d.Line().Model()
+	model := d.Model()
 	sizes := model.Detectors.InputSizes()
-	src.pre = model.Preprocess(cfg.Capture.Preprocess)
-	// Prepare one frame for the detectors-alone run before Run closes them.
+	// Prepare one frame for the detectors-alone run before Run closes them,
+	// shaped as the source shapes its frames.
 	probe := capture.DecodeFrame(img, src.pre)
 	defer probe.Close()
 	if probe.Err != nil {
@@ -127,33 +129,15 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) error {
 	}
 	// Detectors alone first (the same sessions the pipeline uses): each
 	// member on its own, then all concurrently as the line runs them.
-	set, ok := model.Detectors.(*infer.Set)
-	if !ok {
-		d.Close()
-		return fmt.Errorf("bench: detectors are not an infer.Set")
-	}
-	var sessions time.Duration
-	for _, det := range set.Detectors() {
-		t0 := time.Now()
-		for i := 0; i < o.frames; i++ {
-			if _, err := det.Run(imgs[0]); err != nil {
-				d.Close()
-				return fmt.Errorf("detector %s alone: %w", det.Name(), err)
-			}
-		}
-		sessions += time.Since(t0)
-	}
-	if c := set.Classifier(); c != nil {
-		t0 := time.Now()
-		for i := 0; i < o.frames; i++ {
-			if _, err := c.Run(imgs[len(imgs)-1]); err != nil {
-				d.Close()
-				return fmt.Errorf("classifier alone: %w", err)
-			}
-		}
-		sessions += time.Since(t0)
-	}
 	t0 := time.Now()
+	for i := 0; i < o.frames; i++ {
+		if err := model.Detectors.RunEach(imgs); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	sessions := time.Since(t0)
+	t0 = time.Now()
 	for i := 0; i < o.frames; i++ {
 		if _, err := model.Detectors.Run(imgs); err != nil {
 			d.Close()
@@ -242,6 +226,13 @@ func newRepeatSource(data []byte, n int) (*repeatSource, error) {
 	return &repeatSource{original: m, n: n}, nil
 }
 
+// open is the daemon's Options.Source: the frames are shaped as the
+// model's preprocessing says.
+func (s *repeatSource) open(pc capture.PreprocessConfig) (capture.Source, error) {
+	s.pre = pc
+	return s, nil
+}
+
 func (s *repeatSource) Name() string { return "bench" }
 
 func (s *repeatSource) Next(ctx context.Context) (*capture.Frame, error) {
@@ -284,6 +275,8 @@ func (c *collector) Publish(_ context.Context, r result.Result) error {
 }
 
 func (c *collector) Close(context.Context) error { return nil }
+
+func (c *collector) Stats() mqtt.Stats { return mqtt.Stats{} }
 
 func (c *collector) latencies() map[string][]float64 {
 	c.mu.Lock()

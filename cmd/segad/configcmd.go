@@ -8,8 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/daemon"
-	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/model"
 )
 
 func init() {
@@ -35,17 +34,11 @@ func init() {
 			}
 			if !shallow {
 				log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-				if err := infer.Init(cfg.ONNXRuntime.Library); err != nil {
-					return err
-				}
-				// The same steps as the daemon's start (daemon.New) and
-				// hot reload: the threshold from the bundle, then the
+				// The same build as the daemon's start and hot reload
+				// (model.Build): the threshold from the bundle, then the
 				// whole model built and run on probe frames.
-				if err := daemon.ResolveThreshold(cfg); err != nil {
-					return err
-				}
 				cfg.Pipeline.Warmup = 1
-				m, err := daemon.BuildModel(cfg, log)
+				m, _, err := model.Build(cfg, model.Options{Log: log})
 				if err != nil {
 					return fmt.Errorf("%s: %w", args[0], err)
 				}

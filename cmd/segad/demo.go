@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/demo"
 )
 
@@ -48,6 +50,7 @@ seconds.`,
 			if jsonOut {
 				o.Out, o.Quiet = io.Discard, true
 			}
+			o.Line = demoLine
 			s, err := demo.RunLine(ctx, o)
 			if err != nil {
 				return err
@@ -72,4 +75,13 @@ seconds.`,
 	f.BoolVar(&jsonOut, "json", false, "print the summary as JSON")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log what every stage does")
 	rootCmd.AddCommand(cmd)
+}
+
+// demoLine is demo.LineOptions.Line: the daemon, as `segad run` starts it.
+func demoLine(cfg *config.Config, log *slog.Logger) (func(context.Context) error, error) {
+	d, err := daemon.New(cfg, daemon.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return d.Run, nil
 }

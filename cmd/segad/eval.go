@@ -3,12 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/fit"
 )
 
@@ -45,7 +43,7 @@ unseen types) as PNG and a Markdown summary.`,
 				return err
 			}
 			o.Config = cfg
-			o.Log = daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+			o.Log = logger(cfg)
 			o.Images.SkipBadImages = skip
 			if o.Images.Synthetic.Kinds, err = fit.ParseKinds(kinds); err != nil {
 				return fmt.Errorf("eval: --kinds: %w", err)

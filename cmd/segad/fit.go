@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/fit"
 )
 
@@ -71,7 +70,7 @@ reporting mean and standard deviation. Prints one JSON summary.`,
 			if err != nil {
 				return err
 			}
-			log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+			log := logger(cfg)
 			applyFitConfig(cmd, cfg.Fit, &o, &opt)
 			opt.Config, opt.Good, opt.Bad, opt.MapsCSV, opt.Out = cfg, good, bad, maps, out
 			opt.Train, opt.Log, opt.ToolVersion = o, log, version

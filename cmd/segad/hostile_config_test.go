@@ -257,7 +257,7 @@ func hostileBinCases(t *testing.T) []hostileBinCase {
 // finding of issue #12 is refused by `segad config check` and by `segad
 // run` at start, with the same message naming the file, and `run` exits
 // (with an error) instead of starting the line. (Reload goes through the
-// same daemon.BuildModel; daemon's TestHostileModelsRefusedAtReload covers
+// same model.Build; daemon's TestHostileModelsRefusedAtReload covers
 // it.)
 func TestHostileConfigRefusedByCheckAndRun(t *testing.T) {
 	if testing.Short() {

@@ -17,6 +17,8 @@ import (
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/logging"
+	"github.com/segad-edge/segad-edge/mqtt"
 )
 
 func init() {
@@ -46,7 +48,7 @@ func runInspect(ctx context.Context, w io.Writer, cfgPath string, files []string
 	if err != nil {
 		return err
 	}
-	log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	log, _ := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	// The line's image limits: inspect reads the files itself, without
 	// opening the configured source (which would apply them).
 	if err := capture.SetLimits(cfg.Capture.Limits); err != nil {
@@ -55,11 +57,10 @@ func runInspect(ctx context.Context, w io.Writer, cfgPath string, files []string
 	cfg.Audit.Dir = "" // inspect is a dry run: no audit entries
 	cfg.Pipeline.Overflow = "block"
 	src := &fileListSource{files: files, log: log}
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src, Publisher: &linePrinter{w: w}})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src.open, Publisher: &linePrinter{w: w}})
 	if err != nil {
 		return err
 	}
-	src.pre = d.Line().Model().Preprocess(cfg.Capture.Preprocess)
 	return d.Run(ctx)
 }
 
@@ -88,6 +89,9 @@ func (p *linePrinter) Publish(_ context.Context, r result.Result) error {
 
 func (p *linePrinter) Close(context.Context) error { return nil }
 
+// Stats: printing never stalls.
+func (p *linePrinter) Stats() mqtt.Stats { return mqtt.Stats{} }
+
 // fileListSource hands out the given files in order, preprocessed as the
 // configured source would; unreadable files become error frames.
 type fileListSource struct {
@@ -96,6 +100,13 @@ type fileListSource struct {
 	log   *slog.Logger
 	next  int
 	seq   uint64
+}
+
+// open is the daemon's Options.Source: files are shaped as the model's
+// preprocessing says.
+func (s *fileListSource) open(pc capture.PreprocessConfig) (capture.Source, error) {
+	s.pre = pc
+	return s, nil
 }
 
 func (s *fileListSource) Name() string { return "files" }

@@ -12,7 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; it is
@@ -39,7 +40,7 @@ var logLevel string
 func init() {
 	rootCmd.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level of the tools: debug, info, warn or error (segad run uses log.level from its config)")
 	rootCmd.PersistentPreRun = func(*cobra.Command, []string) {
-		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: daemon.ParseLevel(logLevel)})))
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logging.ParseLevel(logLevel)})))
 	}
 }
 
@@ -48,4 +49,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "segad:", err)
 		os.Exit(1)
 	}
+}
+
+// logger is the tools' logger as the configuration says (level and format).
+func logger(cfg *config.Config) *slog.Logger {
+	log, _ := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	return log
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/segad-edge/segad-edge/mqtt"
 	"github.com/segad-edge/segad-edge/result"
 
 	"github.com/segad-edge/segad-edge/config"
@@ -58,6 +59,8 @@ func (p *countingPublisher) Publish(_ context.Context, r result.Result) error {
 }
 
 func (p *countingPublisher) Close(context.Context) error { return nil }
+
+func (p *countingPublisher) Stats() mqtt.Stats { return mqtt.Stats{} }
 
 // TestMemoryFlat is the daemon issue's memory acceptance: RSS stays within
 // 5% over 50,000 frames after warm-up. Frames go through the whole line
@@ -113,11 +116,10 @@ pipeline: {overflow: block, queue: 4}
 	defer src.original.Close()
 	var after, end int64
 	pub := &countingPublisher{at: map[int64]*int64{warm: &after, total: &end}, sample: func() int64 { return rssBytes(t) }}
-	d, err := daemon.New(cfg, daemon.Options{Logger: quietLogger(), Source: src, Publisher: pub})
+	d, err := daemon.New(cfg, daemon.Options{Logger: quietLogger(), Source: src.open, Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.pre = d.Line().Model().Preprocess(cfg.Capture.Preprocess)
 	if err := d.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

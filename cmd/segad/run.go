@@ -13,6 +13,7 @@ import (
 
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/logging"
 	"github.com/segad-edge/segad-edge/systemd"
 )
 
@@ -67,7 +68,7 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	log := daemon.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	log, level := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	slog.SetDefault(log)
 	notifier, err := systemd.NewNotifier()
 	if err != nil {
@@ -78,7 +79,7 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	notifier.Status("loading models")
 	log.Info("starting", "version", version, "config", cfgPath, "station", cfg.Station)
 
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, HTTPLimits: daemon.HTTPLimits{
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, LogLevel: level, HTTPLimits: daemon.HTTPLimits{
 		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}})
 	if err != nil {
 		return err

@@ -1,18 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/npy"
+	"github.com/segad-edge/segad-edge/result"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -31,15 +32,15 @@ func init() {
 	var o scoreOptions
 	cmd := &cobra.Command{
 		Use:   "score --mask M --model BRF.json --map NAME=PATH.npy [--map ...] [--threshold T]",
-		Short: "Score precomputed anomaly maps (.npy) with SegAD and print one JSON object",
+		Short: "Score precomputed anomaly maps (.npy) with SegAD and print the result JSON",
 		Long: `score reads float32 anomaly maps in the reference repository's .npy format, one per
 detector in the model's feature order, computes SegAD's per-segment features with the
 given mask and scores them with the boosted random forest.
 
-It prints {"features": {...}, "feature_order": [...], "score": s, "verdict": "pass|fail",
-"threshold": t}; NaN features are written as null. A part that cannot be scored (NaN in
-a map, wrong map size) gets verdict "fail" with a "reason" and exit status 0, as on the
-line; a missing or invalid file is an error (exit status 1).`,
+It prints the result JSON the daemon publishes (docs/mqtt.md), with every feature in
+the model's order; NaN features are written as null. A part that cannot be scored (NaN
+in a map) gets verdict "error" with reason code invalid_map and a "reason", and exit
+status 0, as on the line; a missing or invalid file is an error (exit status 1).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runScore(cmd.OutOrStdout(), o)
@@ -70,7 +71,7 @@ func runScore(w io.Writer, o scoreOptions) error {
 		names = append(names, name)
 		paths = append(paths, path)
 	}
-	model, err := brf.Load(o.model)
+	forest, err := brf.Load(o.model)
 	if err != nil {
 		return err
 	}
@@ -92,18 +93,9 @@ func runScore(w io.Writer, o scoreOptions) error {
 		}
 		maps[i] = data
 	}
-	mask, err := segad.LoadMask(o.mask, o.segments)
+	mask, warnings, err := segad.MaskAt(o.mask, o.segments, mapW, mapH)
 	if err != nil {
 		return err
-	}
-	if mask.Width != mapW || mask.Height != mapH {
-		if mask, err = mask.Resize(mapW, mapH); err != nil {
-			return fmt.Errorf("resize mask %s to the maps' %dx%d: %w", o.mask, mapW, mapH, err)
-		}
-	}
-	warnings, err := mask.Validate()
-	if err != nil {
-		return fmt.Errorf("mask %s: %w", o.mask, err)
 	}
 	for _, wrn := range warnings {
 		slog.Warn("mask", "file", o.mask, "warning", wrn)
@@ -112,54 +104,34 @@ func runScore(w io.Writer, o scoreOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := brf.CheckFeatures(model, ex.NumFeatures()); err != nil {
+	if err := brf.CheckFeatures(forest, ex.NumFeatures()); err != nil {
 		return fmt.Errorf("model %s: %w", o.model, err)
 	}
+	// The result the line publishes, judged the line's way (result.Decide).
 	row := make([]float32, ex.NumFeatures())
-	var v segad.Verdict
+	r := result.Result{Schema: result.SchemaVersion, Source: "score", DecidedAt: time.Now(), Threshold: o.threshold}
+	r.ID = result.NewID(r.DecidedAt)
 	if err := ex.Extract(row, maps, float32(o.extraVal)); err != nil {
-		v = segad.FailClosed(err, o.threshold)
+		result.FailClosed(&r, result.ReasonMap, err)
 		for i := range row {
 			row[i] = float32(math.NaN())
 		}
 	} else {
-		v = segad.Decide(model.Margin(row), o.threshold)
-	}
-	return writeScore(w, ex.Names(), row, v)
-}
-
-// writeScore prints the result object with features in feature order (a Go
-// map would lose it) and NaN as null.
-func writeScore(w io.Writer, names []string, row []float32, v segad.Verdict) error {
-	var b bytes.Buffer
-	b.WriteString(`{"features":{`)
-	for i, n := range names {
-		if i > 0 {
-			b.WriteByte(',')
+		r.Decide(forest.Margin(row), o.threshold, math.NaN())
+		first := 4 * mask.NumSegments() * len(names)
+		r.MapMax = make(map[string]float64, len(names))
+		for i, n := range names {
+			r.MapMax[n] = float64(row[first+i])
 		}
-		k, _ := json.Marshal(n)
-		b.Write(k)
-		b.WriteByte(':')
-		b.WriteString(jsonFloat(float64(row[i])))
 	}
-	b.WriteString(`},"feature_order":`)
-	order, _ := json.Marshal(names)
-	b.Write(order)
-	fmt.Fprintf(&b, `,"score":%s,"verdict":%q,"threshold":%s`, jsonFloat(v.Score), v.Outcome, jsonFloat(v.Threshold))
-	if v.Reason != "" {
-		r, _ := json.Marshal(v.Reason)
-		b.WriteString(`,"reason":`)
-		b.Write(r)
+	r.Features = make([]result.Feature, len(row))
+	for i, n := range ex.Names() {
+		r.Features[i] = result.Feature{Name: n, Value: float64(row[i])}
 	}
-	b.WriteString("}\n")
-	_, err := w.Write(b.Bytes())
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
-}
-
-func jsonFloat(f float64) string {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return "null"
-	}
-	b, _ := json.Marshal(f)
-	return string(b)
 }

@@ -9,15 +9,17 @@ import (
 	"testing"
 
 	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/result"
 
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/npy"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
-// TestScoreCommand: `segad score` prints the features in the model's order
-// (NaN as null), the forest's margin and the verdict at the threshold; a map
-// with a NaN pixel fails closed with a reason; bad arguments are errors.
+// TestScoreCommand: `segad score` prints the daemon's result JSON with the
+// features in the model's order (NaN as null), the forest's margin and the
+// verdict at the threshold; a map with a NaN pixel fails closed with a
+// reason; bad arguments are errors.
 func TestScoreCommand(t *testing.T) {
 	dir := t.TempDir()
 	mask := segad.VADTemplate(64, 64, segad.DefaultVADGeometry())
@@ -64,34 +66,32 @@ func TestScoreCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got struct {
-			Features  map[string]*float64 `json:"features"`
-			Order     []string            `json:"feature_order"`
-			Score     float64             `json:"score"`
-			Verdict   string              `json:"verdict"`
-			Threshold float64             `json:"threshold"`
-		}
+		var got result.Result
 		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 			t.Fatalf("output is not JSON: %v\n%s", err, out.String())
 		}
-		if math.Abs(got.Score-want) > 1e-9 || got.Verdict != tc.verdict || got.Threshold != tc.thr {
+		if got.Score == nil || math.Abs(*got.Score-want) > 1e-9 || string(got.Verdict) != tc.verdict || got.Threshold != tc.thr {
 			t.Errorf("threshold %v: score %v verdict %s, want %v %s", tc.thr, got.Score, got.Verdict, want, tc.verdict)
 		}
-		if strings.Join(got.Order, ",") != strings.Join(ex.Names(), ",") {
-			t.Fatalf("feature_order %v, want %v", got.Order, ex.Names())
+		var order []string
+		for _, f := range got.Features {
+			order = append(order, f.Name)
 		}
-		for i, n := range ex.Names() {
-			v := got.Features[n]
-			if math.IsNaN(float64(row[i])) != (v == nil) || (v != nil && float32(*v) != row[i]) {
-				t.Errorf("feature %s = %v, want %v", n, v, row[i])
+		if strings.Join(order, ",") != strings.Join(ex.Names(), ",") {
+			t.Fatalf("feature order %v, want %v", order, ex.Names())
+		}
+		for i, f := range got.Features {
+			if math.IsNaN(float64(row[i])) != math.IsNaN(f.Value) || (!math.IsNaN(f.Value) && float32(f.Value) != row[i]) {
+				t.Errorf("feature %s = %v, want %v", f.Name, f.Value, row[i])
 			}
 		}
-		if got.Features["background.det.skew"] != nil {
+		if !strings.Contains(out.String(), `{"name":"background.det.skew","value":null}`) {
 			t.Errorf("constant background: skew should be null (NaN)")
 		}
 	}
 
-	// NaN in the map: fail closed, exit status 0, reason names the detector.
+	// NaN in the map: fail closed (verdict error, as on the line), exit
+	// status 0, reason names the detector.
 	m[100] = float32(math.NaN())
 	nanPath := filepath.Join(dir, "nan.npy")
 	if err := npy.WriteFloat32(nanPath, []int{64, 64}, m); err != nil {
@@ -101,7 +101,7 @@ func TestScoreCommand(t *testing.T) {
 	if err := runScore(&out, scoreOptions{mask: maskPath, model: modelPath, maps: []string{"det=" + nanPath}, threshold: 1e9}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), `"verdict":"fail"`) || !strings.Contains(out.String(), `"score":null`) || !strings.Contains(out.String(), "det") {
+	if !strings.Contains(out.String(), `"verdict":"error"`) || !strings.Contains(out.String(), `"score":null`) || !strings.Contains(out.String(), "det") {
 		t.Errorf("NaN map: %s", out.String())
 	}
 

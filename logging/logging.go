@@ -1,4 +1,7 @@
-package daemon
+// Package logging sets up the program's structured logger (text or JSON,
+// with a level that a reload can change) and the rate limit that keeps
+// per-frame and per-message warnings from flooding the journal.
+package logging
 
 import (
 	"context"
@@ -8,9 +11,6 @@ import (
 	"sync"
 	"time"
 )
-
-// LogLevel is the level of the logger NewLogger built; Reload changes it.
-var LogLevel *slog.LevelVar
 
 // ParseLevel maps debug|info|warn|error to a slog level (info otherwise).
 func ParseLevel(s string) slog.Level {
@@ -25,28 +25,29 @@ func ParseLevel(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-// NewLogger builds the daemon's structured logger (text or JSON) and makes
-// its level reloadable. Text without timestamps suits journald, which adds
-// its own; JSON suits log shippers.
-func NewLogger(w io.Writer, level, format string) *slog.Logger {
-	LogLevel = new(slog.LevelVar)
-	LogLevel.Set(ParseLevel(level))
-	opts := &slog.HandlerOptions{Level: LogLevel}
+// New builds the program's structured logger (text or JSON) at a level
+// that can be changed while it runs (the returned LevelVar: the daemon's
+// hot reload sets log.level through it). Text suits journald; JSON suits
+// log shippers.
+func New(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
+	lv.Set(ParseLevel(level))
+	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
 
 // Log flood limits for per-frame and per-message warnings: a camera that
 // delivers corrupt files at 50 frames/s, or a PLC flooding the trigger topic,
 // must not turn the journal into the bottleneck (or fill the disk).
 const (
-	// LogBurst is how many warnings with the same message pass per LogEvery.
-	LogBurst = 10
-	// LogEvery is the window of LogBurst; after it one summary line says how
+	// Burst is how many warnings with the same message pass per Every.
+	Burst = 10
+	// Every is the window of Burst; after it one summary line says how
 	// many were suppressed.
-	LogEvery = 10 * time.Second
+	Every = 10 * time.Second
 )
 
 // NewRateLimitHandler wraps next so that Warn and Error records pass at most
@@ -166,8 +167,8 @@ func (h *rateLimitHandler) WithGroup(name string) slog.Handler {
 	return &rateLimitHandler{next: h.next.WithGroup(name), lim: h.lim}
 }
 
-// rateLimited returns log with its Warn and Error lines limited per message
-// (LogBurst per LogEvery, then a summary).
-func rateLimited(log *slog.Logger) *slog.Logger {
-	return slog.New(NewRateLimitHandler(log.Handler(), LogBurst, LogEvery))
+// RateLimited returns log with its Warn and Error lines limited per message
+// (Burst per Every, then a summary).
+func RateLimited(log *slog.Logger) *slog.Logger {
+	return slog.New(NewRateLimitHandler(log.Handler(), Burst, Every))
 }

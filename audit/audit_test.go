@@ -1,6 +1,8 @@
-package daemon
+package audit
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,12 +43,12 @@ func TestAuditBoundsAndOverlay(t *testing.T) {
 		t.Errorf("hot corner red %d not above cold corner red %d", hr, cr)
 	}
 
-	a, err := NewAudit(dir, 0, 0, quietLog())
+	a, err := Open(dir, 0, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	save := func(a *Audit, id string) {
+	save := func(a *Store, id string) {
 		t.Helper()
 		r := &result.Result{ID: id, DecidedAt: now, Verdict: result.VerdictFail}
 		if err := a.Save(r, img, [][]float32{hot}, 64, 64, mask); err != nil {
@@ -62,7 +64,7 @@ func TestAuditBoundsAndOverlay(t *testing.T) {
 	}
 	one := a.Bytes()
 	// A bound of about two entries keeps the newest two only.
-	b, err := NewAudit(dir, 2*one+one/2, 0, quietLog())
+	b, err := Open(dir, 2*one+one/2, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestAuditBoundsAndOverlay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := NewAudit(dir, 0, 24*time.Hour, quietLog()); err != nil {
+	if _, err := Open(dir, 0, 24*time.Hour, quietLog()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(day, "r3.json")); err == nil {
@@ -96,3 +98,5 @@ func TestAuditBoundsAndOverlay(t *testing.T) {
 		t.Error("fresh entry deleted by the age bound")
 	}
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,4 +1,4 @@
-package mqtt
+package mqttconfig
 
 import (
 	"strings"
@@ -100,28 +100,5 @@ outbox: {path: /var/lib/segad/outbox.db, max_results: 5000, max_age: 24h}
 	}
 	if got := c.Resolve().Reject; got != "segad/line1/reject" {
 		t.Fatalf("reject topic %q", got)
-	}
-}
-
-func TestParseTrigger(t *testing.T) {
-	tests := []struct {
-		in, want string
-		bad      bool
-	}{
-		{"", "", false},
-		{"  ", "", false},
-		{`{"part_id":"A1"}`, "A1", false},
-		{`{}`, "", false},
-		{"P-123", "P-123", false},
-		{`{"part_id":1}`, "", true},
-		{`[1,2]`, "", true},
-		{"\xff\xfe", "", true},
-		{"a\tb", "", true},
-	}
-	for _, tc := range tests {
-		got, err := ParseTrigger([]byte(tc.in))
-		if (err != nil) != tc.bad || got != tc.want {
-			t.Errorf("ParseTrigger(%q) = %q, %v; want %q, bad=%v", tc.in, got, err, tc.want, tc.bad)
-		}
 	}
 }

@@ -1,4 +1,8 @@
-package daemon
+// Package audit keeps evidence for quality audits: for every rejected part
+// (and a share of passed ones) the original image with the detectors'
+// anomaly heatmap and the segment outlines drawn over it, plus the result
+// JSON, in a folder bounded in size and age.
+package audit
 
 import (
 	"encoding/json"
@@ -24,11 +28,11 @@ import (
 	"github.com/segad-edge/segad-edge/segad"
 )
 
-// Audit keeps evidence for quality audits: for every failed part (and a
+// Store keeps evidence for quality audits: for every failed part (and a
 // sample of passed ones) the original image with the anomaly heatmap and the
 // segment outlines drawn over it, plus the result JSON. The folder is bounded
 // in size and age; the oldest entries go first.
-type Audit struct {
+type Store struct {
 	dir      string
 	maxBytes int64
 	maxAge   time.Duration
@@ -45,13 +49,13 @@ type auditFile struct {
 	mod  time.Time
 }
 
-// NewAudit opens (creating it if needed) an audit folder and indexes what it
+// Open opens (creating it if needed) an audit folder and indexes what it
 // already holds, so the bounds hold across restarts.
-func NewAudit(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger) (*Audit, error) {
+func Open(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("audit folder %s: %w", dir, err)
 	}
-	a := &Audit{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log}
+	a := &Store{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -77,7 +81,7 @@ func NewAudit(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger
 // dropped frame, an unserved trigger): then only the JSON is written, because
 // an error frame is exactly what an auditor needs to see. maps are the
 // detectors' anomaly maps (any may be nil).
-func (a *Audit) Save(res *result.Result, original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) error {
+func (a *Store) Save(res *result.Result, original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) error {
 	day := res.DecidedAt.UTC().Format("2006-01-02")
 	dir := filepath.Join(a.dir, day)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -131,7 +135,7 @@ func matUsable(m gocv.Mat) bool { return m.Ptr() != nil && !m.Empty() }
 // prune deletes the oldest entries until the folder is within its bounds.
 // An entry (<id>.jpg and <id>.json) goes as a whole: half an entry is of no
 // use to an auditor. Callers hold mu (or own a exclusively).
-func (a *Audit) prune(now time.Time) {
+func (a *Store) prune(now time.Time) {
 	gone := map[string]bool{} // entry bases deleted in this pass
 	kept := a.files[:0]
 	for i, f := range a.files {
@@ -158,7 +162,7 @@ func (a *Audit) prune(now time.Time) {
 	a.files = out
 }
 
-func (a *Audit) remove(f auditFile) {
+func (a *Store) remove(f auditFile) {
 	if err := os.Remove(f.path); err != nil && !os.IsNotExist(err) {
 		a.log.Warn("audit: cannot delete old entry", "file", f.path, "err", err)
 	}
@@ -166,7 +170,7 @@ func (a *Audit) remove(f auditFile) {
 }
 
 // Bytes returns the audit folder's current size as indexed.
-func (a *Audit) Bytes() int64 {
+func (a *Store) Bytes() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.total

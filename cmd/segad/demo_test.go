@@ -1,4 +1,4 @@
-package demo
+package main
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segad-edge/segad-edge/demo"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 )
 
@@ -16,10 +17,10 @@ import (
 func TestRunLineShort(t *testing.T) {
 	t.Setenv("SEGAD_ONNXRUNTIME_LIB", testenv.ORTLib(t))
 	dir := t.TempDir()
-	o := LineOptions{Dir: dir, Seed: 3, DetectorGood: 60, FitGood: 120, FitBadPerKind: 12, Stream: 90, Trees: 50, Rounds: 5}
+	o := demo.LineOptions{Line: demoLine, Dir: dir, Seed: 3, DetectorGood: 60, FitGood: 120, FitBadPerKind: 12, Stream: 90, Trees: 50, Rounds: 5}
 	var out bytes.Buffer
 	o.Out = &out
-	s, err := RunLine(context.Background(), o)
+	s, err := demo.RunLine(context.Background(), o)
 	if err != nil {
 		t.Fatalf("RunLine: %v\n%s", err, out.String())
 	}
@@ -37,7 +38,7 @@ func TestRunLineShort(t *testing.T) {
 	t.Logf("AUROC SegAD %.3f, alone %v; recall at 5%% false rejects %v", s.AUROCSegAD, s.AUROCMax, s.RecallAt5)
 
 	out.Reset()
-	s2, err := RunLine(context.Background(), o)
+	s2, err := demo.RunLine(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,127 +1,47 @@
-package daemon
+package model
 
 import (
-	"errors"
 	"fmt"
 	"image"
 	"math"
 	"sync"
 	"time"
 
-	"github.com/segad-edge/segad-edge/result"
-
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/result"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
-// Model is everything that turns an image into a score. It is built once
-// per configuration and swapped as a whole on reload, between two frames.
-type Model struct {
-	// Detectors runs the K detectors and the optional classifier.
-	Detectors Detectors
-	// Names are the detector names in feature order.
-	Names []string
-	// Mask is the segmentation, at the detectors' map size.
-	Mask *segad.Mask
-	// Extractor computes the feature row.
-	Extractor *segad.Extractor
-	// Scorer is the boosted random forest.
-	Scorer Scorer
-	// Bundle identifies the model (bundle ID or model file hash).
-	Bundle string
-
-	sizes   []infer.Size // input size per member (detectors, then classifier)
-	imgs    []infer.Image
-	resized map[infer.Size]*gocv.Mat
-
-	// scoreMu guards the extractor and row: an Extractor is not safe for
-	// concurrent use, and the pipeline and the HTTP API both score.
-	scoreMu sync.Mutex
-	row     []float32
-	// buffers recycles map copies between the two stages (see Infer).
-	buffers chan [][]float32
-}
-
-// inFlight is how many frames can be between Infer and Score at once: one
-// being scored while the next is inferred, one more queued.
-const inFlight = 3
-
-// newModel finishes a Model's scratch space.
-func newModel(det Detectors, names []string, mask *segad.Mask, ex *segad.Extractor) *Model {
-	sizes := det.InputSizes()
-	m := &Model{Detectors: det, Names: names, Mask: mask, Extractor: ex, sizes: sizes,
-		imgs: make([]infer.Image, len(sizes)), resized: map[infer.Size]*gocv.Mat{},
-		row: make([]float32, ex.NumFeatures()), buffers: make(chan [][]float32, inFlight)}
-	for i := 0; i < inFlight; i++ {
-		b := make([][]float32, len(names))
-		for k := range b {
-			b[k] = make([]float32, mask.Width*mask.Height)
-		}
-		m.buffers <- b
-	}
-	return m
-}
-
-// Preprocess completes a capture preprocessing config for this model:
-// frames are resized to the first detector's input size unless the config
-// sets a size, and delivered in BGR (infer converts colour per detector).
-// The line's source, the HTTP API, bench and fit all use it, so every
-// path shapes frames alike.
-func (m *Model) Preprocess(pc capture.PreprocessConfig) capture.PreprocessConfig {
-	if len(m.sizes) > 0 && pc.Width == 0 && pc.Height == 0 {
-		pc.Width, pc.Height = m.sizes[0].Width, m.sizes[0].Height
-	}
-	if pc.Color != capture.ColorGray {
-		pc.Color = capture.ColorBGR
-	}
-	return pc
-}
-
-// Close releases the detectors and scratch images.
-func (m *Model) Close() error {
-	for _, r := range m.resized {
-		r.Close()
-	}
-	return m.Detectors.Close()
-}
-
-// Settings are the parts of the configuration that apply between two
-// frames without rebuilding anything (hot reload).
-type Settings struct {
-	Station         string
-	Threshold       float64
-	Warn            float64 // NaN: no warn band
-	PublishFeatures bool
-}
-
-// Line inspects frames in two stages that the pipeline overlaps: Infer
-// (detectors) for frame n+1 runs while Score (features, forest, verdict)
-// finishes frame n. Inspect runs both for one frame. All are safe for
-// concurrent use (the pipeline and the HTTP /inspect endpoint).
-type Line struct {
+// Inspector judges frames with a model and the settings in force, in two
+// stages that the daemon overlaps: Infer (detectors) for frame n+1 runs
+// while Score (features, forest, verdict) finishes frame n. Inspect runs
+// both for one frame. All are safe for concurrent use (the pipeline and
+// the HTTP /inspect endpoint), and a reload swaps model and settings
+// together between two frames (Swap).
+type Inspector struct {
 	mu       sync.Mutex // guards model and settings
 	model    *Model
 	settings Settings
-	// runMu serialises detector runs (detectors own their output buffers)
-	// and model swaps, so a model is never closed mid-run.
+	// runMu serialises detector runs and model swaps, so a model is never
+	// swapped out mid-run.
 	runMu sync.Mutex
 }
 
-// NewLine starts a line with a model and settings.
-func NewLine(m *Model, s Settings) *Line { return &Line{model: m, settings: s} }
+// NewInspector starts an inspector with a model and settings.
+func NewInspector(m *Model, s Settings) *Inspector { return &Inspector{model: m, settings: s} }
 
 // SetSettings applies new thresholds/options from the next frame on.
-func (l *Line) SetSettings(s Settings) {
+func (l *Inspector) SetSettings(s Settings) {
 	l.mu.Lock()
 	l.settings = s
 	l.mu.Unlock()
 }
 
 // Settings returns the settings in force.
-func (l *Line) Settings() Settings {
+func (l *Inspector) Settings() Settings {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.settings
@@ -132,7 +52,7 @@ func (l *Line) Settings() Settings {
 // already inferred with it are still scored with it: their features come
 // from its detectors and mask). Swapping both at once means no frame is
 // ever judged by a new forest against an old threshold.
-func (l *Line) Swap(m *Model, s Settings) *Model {
+func (l *Inspector) Swap(m *Model, s Settings) *Model {
 	l.runMu.Lock()
 	defer l.runMu.Unlock()
 	l.mu.Lock()
@@ -142,22 +62,24 @@ func (l *Line) Swap(m *Model, s Settings) *Model {
 	return old
 }
 
-// Close closes the model in force once no detector run is in progress
-// (a run in flight finishes first).
-func (l *Line) Close() error {
+// Close closes the model in force once no detector run is in progress.
+func (l *Inspector) Close() error {
 	l.runMu.Lock()
 	defer l.runMu.Unlock()
-	l.mu.Lock()
-	m := l.model
-	l.mu.Unlock()
-	return m.Close()
+	return l.Model().Close()
 }
 
-// Model returns the model in force (for reporting).
-func (l *Line) Model() *Model {
+// Model returns the model in force.
+func (l *Inspector) Model() *Model {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.model
+}
+
+func (l *Inspector) current() (*Model, Settings) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.model, l.settings
 }
 
 // Inspection is one part's result plus what the audit needs.
@@ -185,92 +107,106 @@ type Inferred struct {
 // Inspect is the path of one frame, top to bottom: Infer then Score. It
 // never fails: a part that cannot be judged gets a fail-closed result with
 // a reason code.
-func (l *Line) Inspect(f *capture.Frame, keepMaps bool) Inspection {
+func (l *Inspector) Inspect(f *capture.Frame, keepMaps bool) Inspection {
 	return l.Score(l.Infer(f), keepMaps)
 }
 
 // Rejected is a frame that will not be inspected (dropped by the overflow
-// policy, or still queued at shutdown): Score turns it into a fail-closed
-// result, published in order with the others.
-func (l *Line) Rejected(f *capture.Frame, code string, err error) *Inferred {
-	l.mu.Lock()
-	m, s := l.model, l.settings
-	l.mu.Unlock()
+// policy, still queued at shutdown, a trigger not served): Score turns it
+// into a fail-closed result with code and err's text.
+func (l *Inspector) Rejected(f *capture.Frame, code string, err error) *Inferred {
+	m, s := l.current()
 	in := &Inferred{model: m, set: s, start: time.Now(), done: true}
-	in.res = result.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
-		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.Bundle, LatencyMS: map[string]float64{}}
+	in.res = newResult(f, m, s, 0)
 	result.FailClosed(&in.res, code, err)
 	return in
+}
+
+func newResult(f *capture.Frame, m *Model, s Settings, latencies int) result.Result {
+	return result.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
+		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.ForestHash, LatencyMS: make(map[string]float64, latencies)}
 }
 
 // Infer is the first stage: the frame's image through the K detectors (and
 // the classifier), concurrently. The maps are copied out, so the detectors
 // are free for the next frame while this one is scored. The frame itself
 // is not needed after Infer (the caller keeps it for the audit).
-func (l *Line) Infer(f *capture.Frame) *Inferred {
+func (l *Inspector) Infer(f *capture.Frame) *Inferred {
 	l.runMu.Lock()
 	defer l.runMu.Unlock()
-	l.mu.Lock()
-	m, s := l.model, l.settings
-	l.mu.Unlock()
+	m, s := l.current()
 	in := &Inferred{model: m, set: s, start: time.Now()}
-	in.res = result.Result{
-		Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
-		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.Bundle,
-		LatencyMS: make(map[string]float64, 5),
-	}
+	in.res = newResult(f, m, s, 5)
 	if !f.Captured.IsZero() {
 		in.res.LatencyMS["queue"] = ms(in.start.Sub(f.Captured))
 	}
-
-	// 1. The frame: a part whose image could not be read is rejected.
-	if f.Err != nil {
-		result.FailClosed(&in.res, result.ReasonCapture, f.Err)
+	r := m.infer(f)
+	if r.ran {
+		in.res.LatencyMS["infer"] = ms(r.took)
+	}
+	if r.err != nil {
+		result.FailClosed(&in.res, r.code, r.err)
 		in.done = true
 		return in
+	}
+	in.maps, in.class = r.maps, r.class
+	return in
+}
+
+// inferred is what the detectors made of one frame: the maps (a buffer
+// from m.buffers, for the caller to give back) and the classifier score,
+// or the reason code and error of a part that failed closed.
+type inferred struct {
+	maps  [][]float32
+	class float32
+	ran   bool // the detectors ran (took is their time)
+	took  time.Duration
+	code  string
+	err   error
+}
+
+// infer runs the detectors on f: 1. the frame (a part whose image could not
+// be read is rejected), 2. the K detectors and the classifier,
+// concurrently, their maps copied out and checked.
+func (m *Model) infer(f *capture.Frame) inferred {
+	m.runMu.Lock()
+	defer m.runMu.Unlock()
+	if f.Err != nil {
+		return inferred{code: result.ReasonCapture, err: f.Err}
 	}
 	if err := m.images(f); err != nil {
-		result.FailClosed(&in.res, result.ReasonCapture, err)
-		in.done = true
-		return in
+		return inferred{code: result.ReasonCapture, err: err}
 	}
-
-	// 2. Inference: K detectors (and the classifier) run concurrently.
 	t := time.Now()
 	out, err := m.Detectors.Run(m.imgs)
-	in.res.LatencyMS["infer"] = ms(time.Since(t))
+	r := inferred{ran: true, took: time.Since(t)}
 	if err != nil {
-		result.FailClosed(&in.res, result.ReasonInference, err)
-		in.done = true
-		return in
+		r.code, r.err = result.ReasonInference, err
+		return r
 	}
-	in.maps = <-m.buffers
+	maps := <-m.buffers
 	for i, o := range out.Detectors {
-		if len(o.Map) != len(in.maps[i]) {
-			m.buffers <- in.maps
-			in.maps = nil
-			result.FailClosed(&in.res, result.ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height))
-			in.done = true
-			return in
+		if len(o.Map) != len(maps[i]) {
+			m.buffers <- maps
+			r.code, r.err = result.ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height)
+			return r
 		}
-		copy(in.maps[i], o.Map)
+		copy(maps[i], o.Map)
 	}
 	if out.HasClass && (math.IsNaN(float64(out.Class)) || math.IsInf(float64(out.Class), 0)) {
 		// A NaN feature would follow the forest's default branches and
 		// could pass the part: a classifier that gives no number fails it.
-		m.buffers <- in.maps
-		in.maps = nil
-		result.FailClosed(&in.res, result.ReasonInference, fmt.Errorf("classifier score is %v", out.Class))
-		in.done = true
-		return in
+		m.buffers <- maps
+		r.code, r.err = result.ReasonInference, fmt.Errorf("classifier score is %v", out.Class)
+		return r
 	}
-	in.class = out.Class
-	return in
+	r.maps, r.class = maps, out.Class
+	return r
 }
 
 // Score is the second stage: SegAD's per-segment features of every map, the
-// forest's score, and the verdict against the threshold.
-func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
+// forest's score, and the verdict against the threshold (result.Decide).
+func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 	m, s, res := in.model, in.set, &in.res
 	ins := Inspection{Mask: m.Mask}
 	finish := func() Inspection {
@@ -309,16 +245,19 @@ func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
 	}
 	// The per-detector maxima are features already: 4*L*K statistics,
 	// then one map maximum per detector.
-	first := 4 * m.Mask.NumSegments() * len(m.Names)
+	first := m.firstMax()
 	for i, n := range m.Names {
 		res.MapMax[n] = float64(m.row[first+i])
 	}
 
 	// 4. The forest's score against the threshold is the verdict.
-	score := m.Scorer.Margin(m.row)
+	var score float64
+	if m.Scorer != nil {
+		score = m.Scorer.Margin(m.row)
+	} else {
+		score = math.NaN() // a features-only model cannot judge: fail closed
+	}
 	res.LatencyMS["segad"] = ms(time.Since(t))
-	v := segad.Decide(score, s.Threshold)
-	res.Score = &score
 	if s.PublishFeatures {
 		names := m.Extractor.Names()
 		res.Features = make([]result.Feature, len(names))
@@ -326,19 +265,38 @@ func (l *Line) Score(in *Inferred, keepMaps bool) Inspection {
 			res.Features[i] = result.Feature{Name: n, Value: float64(m.row[i])}
 		}
 	}
-	switch {
-	case v.Reason != "": // NaN/Inf score or threshold: fail closed
-		result.FailClosed(res, result.ReasonScore, errors.New(v.Reason))
-		res.Score = &score
-	case v.Outcome == segad.Fail:
-		res.Verdict = result.VerdictFail
-		res.ReasonCode = result.ReasonAnomaly
-		res.Reason = fmt.Sprintf("score %.4g >= threshold %.4g", score, s.Threshold)
-	default:
-		res.Verdict = result.VerdictPass
-		res.Warn = !math.IsNaN(s.Warn) && score >= s.Warn
-	}
+	res.Decide(score, s.Threshold, s.Warn)
 	return finish()
+}
+
+// firstMax is the index of the first per-detector map maximum in a feature
+// row: after 4 statistics per segment and detector.
+func (m *Model) firstMax() int { return 4 * m.Mask.NumSegments() * len(m.Names) }
+
+// Features computes one frame's feature row and per-detector map maxima
+// into row and maxes (len Extractor.NumFeatures(), len Names) with the
+// line's own code (the same images, detectors, mask and extractor as
+// Inspector.Inspect), without a forest or thresholds: `segad fit` trains
+// on these rows. A part the line would fail closed is an error naming the
+// frame's file and the reason code.
+func (m *Model) Features(f *capture.Frame, row, maxes []float32) error {
+	if len(row) != m.Extractor.NumFeatures() || len(maxes) != len(m.Names) {
+		return fmt.Errorf("features: row of %d and maxima of %d, want %d and %d", len(row), len(maxes), m.Extractor.NumFeatures(), len(m.Names))
+	}
+	r := m.infer(f)
+	if r.err != nil {
+		return fmt.Errorf("image %s: %s (%s)", f.Path, r.err, r.code)
+	}
+	defer func() { m.buffers <- r.maps }()
+	m.scoreMu.Lock()
+	defer m.scoreMu.Unlock()
+	if err := m.Extractor.Extract(m.row, r.maps, r.class); err != nil {
+		return fmt.Errorf("image %s: %s (%s)", f.Path, err, result.ReasonMap)
+	}
+	copy(row, m.row)
+	first := m.firstMax()
+	copy(maxes, m.row[first:first+len(m.Names)])
+	return nil
 }
 
 // images fills m.imgs from the frame: the preprocessed image for every

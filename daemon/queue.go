@@ -1,0 +1,150 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+
+	"github.com/segad-edge/segad-edge/capture"
+)
+
+// queued is a frame between capture and inference. A frame dropped by the
+// overflow policy stays in its place (its images released) so that its
+// fail-closed result is published in order with the others.
+type queued struct {
+	f       *capture.Frame
+	ref     *sourceRef
+	dropped bool
+	// reject is set for a part the line will not inspect because it never
+	// got a frame (a trigger that could not be served): it carries no image,
+	// and gets a capture_error result with this reason in queue order, so
+	// it is published, counted and audited like every other part.
+	reject error
+}
+
+// live reports whether the item is a frame still to be inspected (it counts
+// against the queue's capacity).
+func (it *queued) live() bool { return !it.dropped && it.reject == nil }
+
+// maxRejects bounds the unserved-trigger answers waiting in the queue. They
+// hold no image (a few hundred bytes each), but a trigger flood must not
+// grow memory without bound: beyond it, the trigger handler waits for the
+// line, which pushes back on the MQTT trigger queue (whose own overflow
+// comes back here as more unserved triggers, answered in turn).
+const maxRejects = 1024
+
+// frameQueue is the bounded queue between capture and inference. It counts
+// only frames still to be inspected against its capacity: with drop_oldest,
+// a push into a full queue marks the oldest live frame dropped instead of
+// waiting; with block, it waits for room.
+type frameQueue struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	items   []*queued
+	live    int
+	rejects int // items with reject set
+	cap     int
+	block   bool
+	closed  bool
+}
+
+func newFrameQueue(capacity int, policy string) *frameQueue {
+	q := &frameQueue{cap: max(capacity, 1), block: policy == "block"}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// push adds a frame. It returns the frame it dropped to make room (nil if
+// none), or ok=false when ctx ended while a blocking push waited or the
+// queue is closed (the caller then answers the frame itself).
+func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, false
+	}
+	if q.block {
+		stop := context.AfterFunc(ctx, func() {
+			q.mu.Lock()
+			q.cond.Broadcast()
+			q.mu.Unlock()
+		})
+		defer stop()
+		for q.live >= q.cap && ctx.Err() == nil {
+			q.cond.Wait()
+		}
+		if (ctx.Err() != nil && q.live >= q.cap) || q.closed {
+			return nil, false
+		}
+	} else if q.live >= q.cap {
+		for _, old := range q.items {
+			if old.live() {
+				old.dropped = true
+				old.f.ReleaseImages()
+				q.live--
+				dropped = old
+				break
+			}
+		}
+	}
+	q.items = append(q.items, it)
+	q.live++
+	q.cond.Broadcast()
+	return dropped, true
+}
+
+// pushReject queues an answer for a part that gets no frame (it.reject
+// set). It does not count against the frame capacity (there is nothing to
+// inspect) and never drops; it waits only while maxRejects answers are
+// already waiting. ok=false once the queue is closed: the caller answers
+// the part itself.
+func (q *frameQueue) pushReject(it *queued) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.rejects >= maxRejects && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		return false
+	}
+	q.items = append(q.items, it)
+	q.rejects++
+	q.cond.Broadcast()
+	return true
+}
+
+// pop takes the oldest frame, waiting for one; ok=false once the queue is
+// closed and empty.
+func (q *frameQueue) pop() (*queued, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return nil, false
+	}
+	it := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	switch {
+	case it.reject != nil:
+		q.rejects--
+	case !it.dropped:
+		q.live--
+	}
+	q.cond.Broadcast()
+	return it, true
+}
+
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *frameQueue) depth() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
