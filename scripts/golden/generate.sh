@@ -13,3 +13,4 @@ PY=${PYTHON:-/usr/bin/python3}
 "$PY" scripts/golden/onnx_fixtures.py
 "$PY" scripts/golden/brf.py
 "$PY" scripts/golden/fit_parity.py fit/testdata
+"$PY" scripts/golden/intervals.py fit/testdata
