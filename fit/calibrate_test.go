@@ -169,7 +169,7 @@ func TestOperatingTable(t *testing.T) {
 		t.Errorf("table header %+v", tab)
 	}
 	want := []bundle.PointCounts{
-		{Caught: 9, Bad: 10, Rejected: 2, Good: 10}, // recall 0.9: 11 and above, the two high goods fail
+		{Caught: 9, Bad: 10, Rejected: 2, Good: 10},  // recall 0.9: 11 and above, the two high goods fail
 		{Caught: 10, Bad: 10, Rejected: 6, Good: 10}, // recall 1: down to 5 (goods 20, 14.5, 9, 8, 7, 6)
 		{Caught: 5, Bad: 10, Rejected: 1, Good: 10},  // fpr <= 0.1: down to 15 (14.5 would add a good)
 		{Caught: 5, Bad: 10, Rejected: 1, Good: 10},  // fpr 0: impossible (the top part is good): the strictest row
