@@ -1,12 +1,15 @@
 package fit
 
 import (
+	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/bundle"
 )
 
@@ -341,5 +344,117 @@ func TestPromiseReport(t *testing.T) {
 	old := bundle.Threshold{Suggested: 4.5, Recall: 0.95, Calibration: CalibrationTraining, Points: []bundle.OperatingPoint{{Recall: 0.95, Threshold: 4.5, FPR: 0}}}
 	if r := promiseReport(old, 4.5, scores, bad); r.Promised.RecallCI != nil || !strings.Contains(r.Verdict, "in-sample") {
 		t.Errorf("old bundle: %+v", r)
+	}
+}
+
+// tireCalibration is one split of the calibration acceptance protocol.
+type tireCalibration struct {
+	OOFPromise, OOFHeldOut, TrainPromise, TrainHeldOut float64
+	OOFFRR, TrainFRR                                   float64
+}
+
+// calibrationSplit trains on validation/good + half of every test defect
+// type (drawn by seed) and measures the out-of-fold and the in-sample
+// suggested thresholds (recall budget r) on test/good + the other half.
+func calibrationSplit(t *testing.T, c *tireCache, o TrainOptions, seed int, r float64) tireCalibration {
+	t.Helper()
+	val, test := c.realRows(t, "val"), c.realRows(t, "test")
+	byType := map[string][]int{}
+	var goodIdx []int
+	for i, s := range test.Samples {
+		if s.Bad {
+			byType[s.Type] = append(byType[s.Type], i)
+		} else {
+			goodIdx = append(goodIdx, i)
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xca1))
+	var trainBad, heldBad []int
+	for _, typ := range sortedKeys(byType) {
+		idx := slices.Clone(byType[typ])
+		rng.Shuffle(len(idx), func(a, b int) { idx[a], idx[b] = idx[b], idx[a] })
+		h := len(idx) / 2
+		trainBad, heldBad = append(trainBad, idx[:h]...), append(heldBad, idx[h:]...)
+	}
+	// test/good is split too: validation/good alone scores lower than the
+	// test parts (docs/fit.md), which would make every defect trivially
+	// separable from the training goods and every recall 1.
+	rng.Shuffle(len(goodIdx), func(a, b int) { goodIdx[a], goodIdx[b] = goodIdx[b], goodIdx[a] })
+	hg := len(goodIdx) / 2
+	train := val.Subset(allIdx(val.Len()))
+	train.Append(test.Subset(append(slices.Clone(goodIdx[:hg]), trainBad...)))
+	held := test.Subset(append(slices.Clone(goodIdx[hg:]), heldBad...))
+	o.Seed = seed
+	model, _, err := Train(train, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forest, err := brf.LoadBytes(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	var res tireCalibration
+	heldScores := Score(forest, held)
+	for _, m := range []string{CalibrationOutOfFold, CalibrationTraining} {
+		th, err := calibrate(Options{Train: o, Recalls: []float64{r}, Calibrate: CalibrateOptions{Method: m}}, train, train, forest, nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := promiseReport(th, th.Suggested, heldScores, held.Bad())
+		if m == CalibrationOutOfFold {
+			if th.Folds != 5 || th.Promise == nil || th.Promise.Counts.Bad != len(trainBad) {
+				t.Fatalf("out-of-fold threshold record %+v", th)
+			}
+			res.OOFPromise, res.OOFHeldOut, res.OOFFRR = th.Recall, pr.Measured.Recall, pr.Measured.FalseReject
+		} else {
+			if th.Warning == "" || th.Folds != 0 {
+				t.Fatalf("in-sample threshold record %+v", th)
+			}
+			res.TrainPromise, res.TrainHeldOut, res.TrainFRR = th.Recall, pr.Measured.Recall, pr.Measured.FalseReject
+		}
+	}
+	return res
+}
+
+// TestCalibrationTire is issue 14's acceptance on the real tire (cached
+// PatchCore + variation rows, 3x3 grid): the out-of-fold suggested
+// threshold's recall on held-out parts is within 5 points of its promise,
+// while the in-sample one promises far more than it keeps. Averaged over
+// splits, since one split of ~44 held-out defects alone moves recall by
+// about 3 points (binomial noise). A smaller forest than the paper's keeps it
+// fast; SEGAD_LONG=1 runs the paper's forest on more splits.
+func TestCalibrationTire(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real detectors on real images")
+	}
+	c := openTireCache(t)
+	o := DefaultTrainOptions()
+	o.Params.NumParallelTree, o.Params.NThread = 40, 1
+	splits := 4
+	if os.Getenv("SEGAD_LONG") == "1" {
+		o, splits = DefaultTrainOptions(), 10
+	}
+	var oofP, oofH, trP, trH, oofF, trF []float64
+	for s := 0; s < splits; s++ {
+		r := calibrationSplit(t, c, o, s, 0.95)
+		t.Logf("split %d: out-of-fold promise %.3f held-out %.3f (FRR %.3f); in-sample promise %.3f held-out %.3f (FRR %.3f)",
+			s, r.OOFPromise, r.OOFHeldOut, r.OOFFRR, r.TrainPromise, r.TrainHeldOut, r.TrainFRR)
+		oofP, oofH, trP, trH = append(oofP, r.OOFPromise), append(oofH, r.OOFHeldOut), append(trP, r.TrainPromise), append(trH, r.TrainHeldOut)
+		oofF, trF = append(oofF, r.OOFFRR), append(trF, r.TrainFRR)
+	}
+	mp, _ := meanStd(oofP)
+	mh, sh := meanStd(oofH)
+	tp, _ := meanStd(trP)
+	th, sth := meanStd(trH)
+	of, _ := meanStd(oofF)
+	tf, _ := meanStd(trF)
+	t.Logf("recall budget 0.95, %d splits, %d trees: out-of-fold promise %.3f, held-out %.3f ± %.3f (FRR %.3f); in-sample promise %.3f, held-out %.3f ± %.3f (FRR %.3f)",
+		splits, o.Params.NumParallelTree*o.Rounds, mp, mh, sh, of, tp, th, sth, tf)
+	if math.Abs(mh-mp) > 0.05 {
+		t.Errorf("out-of-fold: held-out recall %.3f is more than 5 points from the promised %.3f", mh, mp)
+	}
+	if tp-th <= 0.05 {
+		t.Errorf("in-sample: held-out recall %.3f is within 5 points of the promised %.3f (expected the in-sample promise to be optimistic)", th, tp)
 	}
 }
