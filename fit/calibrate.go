@@ -567,8 +567,9 @@ type PromiseReport struct {
 	Verdict string `json:"verdict"`
 }
 
-// promiseReport measures the bundle's promise on held-out scores.
-func promiseReport(th bundle.Threshold, thr float64, scores []float64, bad []bool) *PromiseReport {
+// MeasurePromise measures a threshold record's promise at thr on labelled
+// scores (held-out parts, or the line's labelled history).
+func MeasurePromise(th bundle.Threshold, thr float64, scores []float64, bad []bool) *PromiseReport {
 	conf := th.Confidence
 	if conf == 0 {
 		conf = DefaultConfidence

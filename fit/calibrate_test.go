@@ -334,15 +334,15 @@ func TestPromiseReport(t *testing.T) {
 	th := tab.Threshold(CalibrationOutOfFold)
 	// Held out: 3 of 4 bad parts score below the threshold, below the
 	// promise's interval (recall 1 of 4 parts: low end 0.398).
-	r := promiseReport(th, th.Suggested, []float64{1, 2, 3, 9, 4, 4, 4, 7}, bad)
+	r := MeasurePromise(th, th.Suggested, []float64{1, 2, 3, 9, 4, 4, 4, 7}, bad)
 	if r.Measured.Counts.Caught != 1 || r.Measured.Counts.Rejected != 1 || r.Promised.Recall != 1 || !strings.HasPrefix(r.Verdict, "broken: recall 0.250") {
 		t.Errorf("report %+v verdict %q", r, r.Verdict)
 	}
-	if r := promiseReport(th, th.Suggested, scores, bad); r.Verdict != "kept" {
+	if r := MeasurePromise(th, th.Suggested, scores, bad); r.Verdict != "kept" {
 		t.Errorf("same data: verdict %q", r.Verdict)
 	}
 	old := bundle.Threshold{Suggested: 4.5, Recall: 0.95, Calibration: CalibrationTraining, Points: []bundle.OperatingPoint{{Recall: 0.95, Threshold: 4.5, FPR: 0}}}
-	if r := promiseReport(old, 4.5, scores, bad); r.Promised.RecallCI != nil || !strings.Contains(r.Verdict, "in-sample") {
+	if r := MeasurePromise(old, 4.5, scores, bad); r.Promised.RecallCI != nil || !strings.Contains(r.Verdict, "in-sample") {
 		t.Errorf("old bundle: %+v", r)
 	}
 }
@@ -401,7 +401,7 @@ func calibrationSplit(t *testing.T, c *tireCache, o TrainOptions, seed int, r fl
 		if err != nil {
 			t.Fatal(err)
 		}
-		pr := promiseReport(th, th.Suggested, heldScores, held.Bad())
+		pr := MeasurePromise(th, th.Suggested, heldScores, held.Bad())
 		if m == CalibrationOutOfFold {
 			if th.Folds != 5 || th.Promise == nil || th.Promise.Counts.Bad != len(trainBad) {
 				t.Fatalf("out-of-fold threshold record %+v", th)

@@ -177,7 +177,7 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 	if res.ScoreReport, err = scoreReport(scores, d, thr); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	res.Promise = promiseReport(b.Manifest.Threshold, thr, scores, d.Bad())
+	res.Promise = MeasurePromise(b.Manifest.Threshold, thr, scores, d.Bad())
 	baselines := map[string][]float64{}
 	for k, n := range d.Detectors {
 		thr := math.NaN()
