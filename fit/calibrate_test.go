@@ -5,11 +5,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/segad-edge/segad-edge/brf"
+	"github.com/segad-edge/segad-edge/brf/xgboost"
 	"github.com/segad-edge/segad-edge/bundle"
 )
 
@@ -457,4 +459,67 @@ func TestCalibrationTire(t *testing.T) {
 	if tp-th <= 0.05 {
 		t.Errorf("in-sample: held-out recall %.3f is within 5 points of the promised %.3f (expected the in-sample promise to be optimistic)", th, tp)
 	}
+}
+
+// TestFitCalibrationDefault: `segad fit` without --cv calibrates
+// out-of-fold, with fewer folds than 5 when there are few bad images (and
+// says why); --calibration training is labelled and warned about; a
+// false-reject budget gives the threshold when it is the primary one; eval
+// sets the promise next to the measured rates.
+func TestFitCalibrationDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	if err := xgboost.Open(); err != nil {
+		t.Skip(err)
+	}
+	dir, cfg := tireSetup(t, 8, 2) // 8 good, 4 bad (2 cut, 2 hole)
+	run := func(name string, c CalibrateOptions) *bundle.Manifest {
+		out := filepath.Join(dir, name)
+		if _, err := Run(Options{Config: cfg, Good: filepath.Join(dir, "good"), Bad: filepath.Join(dir, "bad"), Out: out,
+			Train: smallTrain(), ToolVersion: "test", Calibrate: c}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := bundle.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Manifest
+	}
+	m := run("oof", CalibrateOptions{})
+	th := m.Threshold
+	if th.Calibration != CalibrationOutOfFold || th.Folds != 4 || !strings.Contains(th.FoldsNote, "only 4 bad images") || th.Warning != "" {
+		t.Errorf("default calibration: %s, %d folds (%q), warning %q", th.Calibration, th.Folds, th.FoldsNote, th.Warning)
+	}
+	if th.Promise == nil || th.Promise.Counts.Bad != 4 || th.Promise.Counts.Good != 8 || th.Interval != IntervalMethod || th.Confidence != 0.95 ||
+		len(th.Table) == 0 || len(th.Points) != 2 || th.Budget == nil || *th.Budget != (bundle.Budget{Kind: bundle.BudgetRecall, Value: 0.95}) ||
+		th.Suggested != th.Promise.Threshold || th.Recall != th.Promise.Recall {
+		t.Errorf("threshold record %+v", th)
+	}
+	if ms := m.Baseline["ms"]; len(ms) != 2 || ms[0].Budget == nil || !sameBudget(ms[0], th) {
+		t.Errorf("baseline points %+v", ms)
+	}
+	if m := run("train", CalibrateOptions{Method: CalibrationTraining}); m.Threshold.Calibration != CalibrationTraining ||
+		m.Threshold.Folds != 0 || !strings.Contains(m.Threshold.Warning, "in-sample") {
+		t.Errorf("training calibration: %+v", m.Threshold)
+	}
+	m = run("yield", CalibrateOptions{MaxFalseReject: []float64{0.25}, Primary: bundle.BudgetMaxFalseReject})
+	if b := m.Threshold.Budget; b == nil || b.Kind != bundle.BudgetMaxFalseReject || len(m.Threshold.Points) != 3 ||
+		(m.Threshold.Promise.FPR > 0.25 && (m.Threshold.Promise.Met == nil || *m.Threshold.Promise.Met)) {
+		t.Errorf("yield budget: %+v", m.Threshold)
+	}
+	res, err := Eval(EvalOptions{Bundle: filepath.Join(dir, "oof"), Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Promise
+	if p == nil || p.Measured.Counts.Bad != 4 || p.Measured.Counts.Good != 8 || p.Measured.Recall != res.Recall || p.Measured.FalseReject != res.FPR ||
+		p.Promised.RecallCI == nil || p.Verdict == "" || p.Calibration != CalibrationOutOfFold {
+		t.Errorf("eval promise %+v", p)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report", "summary.md"))
+	if !strings.Contains(string(md), "| promised |") || !strings.Contains(string(md), "calibration: out-of-fold") {
+		t.Errorf("summary.md has no promise table:\n%s", md)
+	}
+	t.Logf("eval promise: %s; promised recall %.3f %+v, measured %.3f %+v", p.Verdict, p.Promised.Recall, *p.Promised.RecallCI, p.Measured.Recall, *p.Measured.RecallCI)
 }
