@@ -434,6 +434,9 @@ func calibrate(o Options, d, td *Dataset, forest brf.Model, cv *CVReport, log *s
 		scores, bad = ks, kb
 		note = strings.TrimPrefix(note+fmt.Sprintf("; %d synthetic defects left out of the table (real defects only)", synth), "; ")
 	}
+	if real == 0 && synth > 0 {
+		note = strings.TrimPrefix(note+"; one-class: the bad rows are synthetic defects, so recall is promised for those, not for real defects", "; ")
+	}
 	t, err := OperatingTable(scores, bad, budgets, c.Confidence, c.TableRows)
 	if err != nil {
 		return bundle.Threshold{}, err
