@@ -116,19 +116,97 @@ type Threshold struct {
 	Suggested float64 `json:"suggested"`
 	// Recall is the recall Suggested keeps on the calibration data.
 	Recall float64 `json:"recall"`
-	// Calibration says which scores the points come from ("training" or
-	// "out-of-fold").
+	// Calibration says which scores the points come from: "out-of-fold"
+	// (each row scored by a forest that did not train on it: honest),
+	// "training" (the shipped forest's own training rows: optimistic, only
+	// on request) or "history" (labelled results of the line).
 	Calibration string `json:"calibration"`
-	// Points are the operating points (default recall 0.95 and 0.99).
+	// Folds is the number of stratified folds of an out-of-fold
+	// calibration; FoldsNote says why when it is fewer than asked.
+	Folds     int    `json:"folds,omitempty"`
+	FoldsNote string `json:"folds_note,omitempty"`
+	// Budget is the budget that chose Suggested (absent in bundles written
+	// before budgets existed: then it was the first recall of Points).
+	Budget *Budget `json:"budget,omitempty"`
+	// Promise is the suggested operating point with its calibration counts
+	// and confidence intervals: what `segad eval` checks on held-out parts.
+	Promise *OperatingPoint `json:"promise,omitempty"`
+	// Interval names the confidence interval method of every *_ci field
+	// ("clopper-pearson": exact binomial) and Confidence its level (0.95).
+	Interval   string  `json:"interval,omitempty"`
+	Confidence float64 `json:"confidence,omitempty"`
+	// Good and Bad count the calibration parts the rates are shares of.
+	Good int `json:"good,omitempty"`
+	Bad  int `json:"bad,omitempty"`
+	// Points are the operating points of the requested budgets (default
+	// recall 0.95 and 0.99).
 	Points []OperatingPoint `json:"points"`
+	// Table is every achievable operating point worth choosing (one per
+	// step of the calibration data's recall / false-reject staircase, from
+	// the strictest threshold to the most lenient; thinned to a few dozen
+	// rows on large data), for a technician to pick from.
+	Table []OperatingPoint `json:"table,omitempty"`
+	// Warning says why these numbers should not be trusted, when they
+	// should not (in-sample calibration, a budget that was not met).
+	Warning string `json:"warning,omitempty"`
 }
 
-// OperatingPoint is one threshold with its recall and false-positive rate
-// on the calibration data.
+// Budget is what a plant asks of the threshold: an escape budget (keep at
+// least this recall) or a yield budget (fail at most this share of the good
+// parts).
+type Budget struct {
+	// Kind is BudgetRecall or BudgetMaxFalseReject.
+	Kind string `json:"kind"`
+	// Value is the recall to keep or the false-reject rate not to exceed.
+	Value float64 `json:"value"`
+}
+
+// Budget kinds.
+const (
+	BudgetRecall         = "recall"
+	BudgetMaxFalseReject = "max_false_reject"
+)
+
+// String renders a budget as its flag ("recall 0.95").
+func (b Budget) String() string {
+	return fmt.Sprintf("%s %g", b.Kind, b.Value)
+}
+
+// OperatingPoint is one threshold with its recall and false-positive
+// (false-reject) rate on the calibration data.
 type OperatingPoint struct {
 	Recall    float64 `json:"recall"`
 	Threshold float64 `json:"threshold"`
-	FPR       float64 `json:"fpr"`
+	// FPR is the false-reject rate: the share of good parts scoring at or
+	// above Threshold.
+	FPR float64 `json:"fpr"`
+	// Budget is the budget this point answers (requested points only).
+	Budget *Budget `json:"budget,omitempty"`
+	// Counts are the calibration counts behind Recall and FPR.
+	Counts *PointCounts `json:"counts,omitempty"`
+	// RecallCI and FPRCI are confidence intervals of the true recall and
+	// false-reject rate given Counts (Threshold.Interval, .Confidence).
+	RecallCI *Interval `json:"recall_ci,omitempty"`
+	FPRCI    *Interval `json:"fpr_ci,omitempty"`
+	// Met is false when the budget could not be met on the calibration
+	// data (the point is then the closest one); absent otherwise.
+	Met *bool `json:"met,omitempty"`
+}
+
+// PointCounts are the calibration counts at one threshold.
+type PointCounts struct {
+	// Caught of Bad bad parts score at or above the threshold.
+	Caught int `json:"caught"`
+	Bad    int `json:"bad"`
+	// Rejected of Good good parts score at or above the threshold.
+	Rejected int `json:"rejected"`
+	Good     int `json:"good"`
+}
+
+// Interval is a two-sided confidence interval of a share.
+type Interval struct {
+	Low  float64 `json:"low"`
+	High float64 `json:"high"`
 }
 
 // Bundle is a loaded bundle folder.

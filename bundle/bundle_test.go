@@ -40,7 +40,7 @@ func testManifest(t *testing.T, dir string) (*Manifest, []string) {
 		Params:    map[string]string{"eta": "0.3"},
 		Rounds:    10,
 		Data:      Counts{Good: 3, Bad: 2, BadTypes: map[string]int{"cut": 2}},
-		Threshold: Threshold{Suggested: 1.5, Recall: 0.95, Calibration: "training", Points: []OperatingPoint{{0.95, 1.5, 0.1}, {0.99, 1.0, 0.3}}},
+		Threshold: Threshold{Suggested: 1.5, Recall: 0.95, Calibration: "training", Points: []OperatingPoint{{Recall: 0.95, Threshold: 1.5, FPR: 0.1}, {Recall: 0.99, Threshold: 1.0, FPR: 0.3}}},
 	}, paths
 }
 

@@ -64,6 +64,10 @@ type EvalResult struct {
 	Baseline map[string]ScoreReport `json:"baseline"`
 	// UnseenTypes are defect types absent from the bundle's training data.
 	UnseenTypes []string `json:"unseen_types"`
+	// Promise sets the bundle's promised recall and false-reject rate at the
+	// suggested threshold (calibration counts and intervals) next to what
+	// these held-out parts measured.
+	Promise *PromiseReport `json:"promise"`
 	// Report is the report folder, when written.
 	Report string `json:"report,omitempty"`
 	// OneClass is true when the bundle's forest saw no real bad image.
@@ -173,11 +177,12 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 	if res.ScoreReport, err = scoreReport(scores, d, thr); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
+	res.Promise = MeasurePromise(b.Manifest.Threshold, thr, scores, d.Bad())
 	baselines := map[string][]float64{}
 	for k, n := range d.Detectors {
 		thr := math.NaN()
 		for _, p := range b.Manifest.Baseline[n] {
-			if p.Recall == b.Manifest.Threshold.Recall {
+			if sameBudget(p, b.Manifest.Threshold) {
 				thr = p.Threshold
 			}
 		}
@@ -279,6 +284,8 @@ func writeReport(dir string, b *bundle.Bundle, d *Dataset, scores []float64, bas
 		fmt.Fprintf(&md, "| %s | %.3f | %.3f | %.3f | %.3f |\n", name, r.AUROC, r.FPRAt95TPR, r.Recall, r.FPR)
 	}
 	row("SegAD", res.ScoreReport)
+	md.WriteString("\n")
+	writePromise(&md, res.Promise)
 	for _, n := range sortedKeys(res.Baseline) {
 		row(n+" alone (max)", res.Baseline[n])
 	}

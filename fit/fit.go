@@ -39,6 +39,9 @@ type Options struct {
 	Seeds int
 	// CV > 1 evaluates on K held-out folds.
 	CV int
+	// Calibrate says how the suggested threshold is chosen (out-of-fold by
+	// default) and by which budgets.
+	Calibrate CalibrateOptions
 	// ToolVersion is recorded in the manifest.
 	ToolVersion string
 	// Log receives progress logs (default slog.Default()).
@@ -118,26 +121,24 @@ func Run(o Options) (*Summary, error) {
 		return nil, fmt.Errorf("fit: %w", err)
 	}
 
-	// Threshold: out-of-fold scores when cross-validated (honest), else the
-	// training rows' scores (optimistic: the forest has seen them).
-	calScores, calBad, calib := Score(forest, td), td.Bad(), "training"
-	if sum.CV != nil && o.BadLimit == 0 {
-		calScores, calBad, calib = sum.CV.OOFScores, d.Bad(), "out-of-fold"
-	}
-	pts, err := OperatingPoints(calScores, calBad, o.Recalls)
-	if err != nil {
+	// Threshold: out-of-fold scores by default (the --cv folds' when
+	// cross-validated, else a k-fold run of its own); the training rows'
+	// scores only on request (optimistic: the forest has seen them).
+	if man.Threshold, err = calibrate(o, d, td, forest, sum.CV, log); err != nil {
 		return nil, fmt.Errorf("fit: threshold: %w", err)
 	}
-	man.Threshold = bundle.Threshold{Suggested: pts[0].Threshold, Recall: pts[0].Recall, Calibration: calib, Points: pts}
 	man.Baseline = map[string][]bundle.OperatingPoint{}
+	budgets, _ := Budgets(o.Recalls, o.Calibrate.MaxFalseReject, o.Calibrate.Primary)
 	sum.Training = map[string]Metrics{}
 	if m, err := metricsOf(Score(forest, td), td.Bad()); err == nil {
 		sum.Training["segad"] = m
 	}
 	for k, n := range td.Detectors {
 		bs := BaselineScores(td, k)
-		if bp, err := OperatingPoints(bs, td.Bad(), o.Recalls); err == nil {
-			man.Baseline[n] = bp
+		// The detector alone did not train on these rows: its own
+		// operating points at the same budgets are honest in-sample.
+		if bp, err := OperatingTable(bs, td.Bad(), budgets, DefaultConfidence, DefaultTableRows); err == nil {
+			man.Baseline[n] = bp.Points
 		}
 		if m, err := metricsOf(bs, td.Bad()); err == nil {
 			sum.Training[n] = m

@@ -21,7 +21,10 @@ func init() {
 		Short: "Score held-out labelled images with a bundle and print AUROC, FPR@95TPR and recall per defect type",
 		Long: `eval checks that the bundle matches the configuration's detectors and mask, scores
 every image with the line's own code and prints one JSON object: auroc, fpr_at_95tpr,
-recall and FPR at the bundle's suggested threshold, recall per defect type, counts,
+recall and FPR at the bundle's suggested threshold, "promise" (the recall and
+false-reject rate the bundle promised at that threshold next to the measured ones,
+both with 95% Clopper-Pearson intervals, and whether the promise was kept),
+recall per defect type, counts,
 and the same for the "detector alone" baseline (each detector's map maximum, at its
 own threshold for the same recall on the training data), so SegAD's gain is visible.
 One-class bundles (trained on synthetic defects only) say so ("one_class") with

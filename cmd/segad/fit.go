@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/fit"
 )
@@ -50,6 +51,11 @@ displace, missing, duplicate, stretch), each confined to one segment, kept only
 when their map maxima land between --severity-low and --severity-high (levels on
 the good images' scale: 0 median, 1 q99.5). With --bad as well (mixed low-shot
 mode) each synthetic defect weighs --synthetic-weight.
+Threshold: calibrated on out-of-fold scores (stratified k-fold, k = 5 or fewer
+when a class has fewer images; the forest in the bundle still trains on all
+rows), by an escape budget (--recall 0.95) or a yield budget (--max-false-reject
+0.02); the manifest records a table of operating points with 95% Clopper-Pearson
+intervals. --calibration training calibrates on the training rows (optimistic).
 --cv K measures the forest on K held-out folds; with --bad-limit N --seeds S the
 training folds keep N random bad images and the run is repeated S times (low-shot),
 reporting mean and standard deviation. Prints one JSON summary.`,
@@ -57,6 +63,7 @@ reporting mean and standard deviation. Prints one JSON summary.`,
   segad fit -c segad.yaml --good data/good --synthetic-defects 200 -o bundles/oneclass
   segad fit -c segad.yaml --good data/good --synthetic-defects 200 --kinds paper --no-severity -o b
   segad fit -c segad.yaml --good data/good --bad data/bad --synthetic-defects 200 -o bundles/mixed
+  segad fit -c segad.yaml --good data/good --bad data/bad --max-false-reject 0.02 -o bundles/line1
   segad fit -c segad.yaml --good data/good --bad data/bad --bad-limit 10 --seeds 5 --cv 5 -o b`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -82,6 +89,13 @@ reporting mean and standard deviation. Prints one JSON summary.`,
 				return fmt.Errorf("fit: --kinds: %w", err)
 			}
 			opt.Images.Progress = progressWriter(quiet)
+			if len(opt.Calibrate.MaxFalseReject) > 0 {
+				opt.Calibrate.Primary = bundle.BudgetMaxFalseReject
+				if cmd.Flags().Changed("recall") {
+					opt.Calibrate.Primary = bundle.BudgetRecall
+					log.Warn("both --recall and --max-false-reject given: the recall budget gives the suggested threshold, the false-reject budget is an extra operating point")
+				}
+			}
 			sum, err := fit.Run(opt)
 			if err != nil {
 				return err
@@ -108,7 +122,10 @@ reporting mean and standard deviation. Prints one JSON summary.`,
 	f.IntVar(&opt.BadLimit, "bad-limit", 0, "train on at most N random bad images (low-shot)")
 	f.IntVar(&opt.Seeds, "seeds", 1, "repeat cross-validation with S seeds and report mean and std (needs --cv)")
 	f.IntVar(&opt.CV, "cv", 0, "evaluate on K held-out stratified folds")
-	f.Float64SliceVar(&opt.Recalls, "recall", fit.DefaultRecalls, "operating points (recall); the first gives the suggested threshold")
+	f.Float64SliceVar(&opt.Recalls, "recall", fit.DefaultRecalls, "escape budgets: operating points keeping at least this recall; the first gives the suggested threshold (it wins over --max-false-reject when both are given)")
+	f.Float64SliceVar(&opt.Calibrate.MaxFalseReject, "max-false-reject", nil, "yield budgets: operating points failing at most this share of good parts; without --recall the first gives the suggested threshold")
+	f.StringVar(&opt.Calibrate.Method, "calibration", fit.CalibrationOutOfFold, "scores the threshold is calibrated on: out-of-fold (stratified k-fold, honest) or training (the forest's own training rows: optimistic, warned about)")
+	f.IntVar(&opt.Calibrate.Folds, "calibration-folds", fit.DefaultCalibrationFolds, "k of the out-of-fold calibration (fewer when a class has fewer images; --cv K's folds are used when given)")
 	f.IntVar(&o.Seed, "seed", 0, "random seed (XGBoost sampling, subsets, folds, synthetic defects)")
 	f.IntVar(&o.Rounds, "rounds", o.Rounds, "boosting rounds (n_estimators)")
 	f.IntVar(&o.Params.NumParallelTree, "trees", o.Params.NumParallelTree, "trees per round (num_parallel_tree)")

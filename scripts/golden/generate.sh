@@ -15,3 +15,4 @@ PY=${PYTHON:-/usr/bin/python3}
 "$PY" scripts/golden/brf.py
 "$PY" scripts/golden/explain.py
 "$PY" scripts/golden/fit_parity.py fit/testdata
+"$PY" scripts/golden/intervals.py fit/testdata
