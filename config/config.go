@@ -58,6 +58,10 @@ type Config struct {
 	Pipeline PipelineConfig `yaml:"pipeline"`
 	// Fit holds `segad fit`'s training hyper-parameters (the daemon ignores it).
 	Fit FitConfig `yaml:"fit"`
+	// History records every result (queries, labels, training).
+	History HistoryConfig `yaml:"history"`
+	// PLC holds the Modbus TCP and OPC UA servers.
+	PLC PLCConfig `yaml:"plc"`
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -390,6 +394,7 @@ func (c *Config) Defaults() {
 	if c.Pipeline.Warmup == 0 {
 		c.Pipeline.Warmup = 3
 	}
+	c.outputDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -412,6 +417,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	abs(&c.Audit.Dir)
 	abs(&c.MQTT.Outbox.Path)
+	abs(&c.History.Path)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
 	switch c.Capture.Kind {
@@ -481,6 +487,7 @@ func (c *Config) Validate() error {
 	add(c.validateHTTP())
 	add(c.validateRanges())
 	add(c.validateFit())
+	add(c.validateOutputs())
 	return errors.Join(errs...)
 }
 

@@ -59,6 +59,8 @@ var reloadClasses = []struct {
 	{"audit.max_age", Restart},
 	{"pipeline", Restart},
 	{"fit", FitOnly},
+	{"history", Restart},
+	{"plc", Restart},
 }
 
 // ClassOf is the reload class of a dotted key ("segad.threshold",

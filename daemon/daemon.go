@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/segad-edge/segad-edge/audit"
 	"github.com/segad-edge/segad-edge/capture"
@@ -78,6 +81,9 @@ type Daemon struct {
 	httpLimits HTTPLimits
 	freeing    atomic.Bool // returnMemory is running
 	linkWatch  linkWatch   // the result link's progress
+
+	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
+	outputHealth func() map[string]string
 }
 
 // Options are what New needs besides the configuration.
@@ -100,6 +106,16 @@ type Options struct {
 	Source func(capture.PreprocessConfig) (capture.Source, error)
 	// HTTPLimits bound the HTTP API (zero fields: DefaultHTTPLimits).
 	HTTPLimits HTTPLimits
+	// Routes, when set, adds routes to the HTTP API (the result history's
+	// /api/results); each must be wrapped with auth, the API's own bearer
+	// token check.
+	Routes func(mux *http.ServeMux, auth func(http.HandlerFunc) http.HandlerFunc)
+	// OutputHealth, when set, names the outputs that cannot do their work
+	// and why (a full history disk, say). It shows in health and the log;
+	// the line keeps inspecting, so it never makes /readyz fail.
+	OutputHealth func() map[string]string
+	// Collectors are extra Prometheus metrics served on /metrics.
+	Collectors []prometheus.Collector
 }
 
 // New builds every stage from the configuration: the model stage
@@ -112,7 +128,13 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 		log = slog.Default()
 	}
 	d = &Daemon{log: log, floodLog: logging.RateLimited(log), logLevel: opt.LogLevel, metrics: newMetrics(), cfg: cfg, started: time.Now(),
-		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits}
+		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits,
+		routes: opt.Routes, outputHealth: opt.OutputHealth}
+	for _, c := range opt.Collectors {
+		if err := d.metrics.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("register output metrics: %w", err)
+		}
+	}
 	var closers []func()
 	defer func() {
 		if err != nil {

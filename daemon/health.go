@@ -186,6 +186,9 @@ func (d *Daemon) health() mqtt.Health {
 	if e := d.configError.Load(); e != nil {
 		h.LastConfigError = *e
 	}
+	if d.outputHealth != nil {
+		h.Outputs = d.outputHealth()
+	}
 	return h
 }
 

@@ -116,6 +116,9 @@ func (d *Daemon) Handler(token string) http.Handler {
 		d.metrics.HTTPRefused.WithLabelValues(reason).Inc()
 		http.Error(w, msg, status)
 	}
+	if d.routes != nil {
+		d.routes(mux, auth)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

@@ -67,6 +67,9 @@ type Health struct {
 	TriggersLost uint64 `json:"triggers_lost,omitempty"`
 	// LastError is the last broker error (connect, publish), empty when none.
 	LastError string `json:"last_error,omitempty"`
+	// Outputs names the outputs beside MQTT that cannot do their work and
+	// why (history, PLC servers); omitted when all work.
+	Outputs map[string]string `json:"outputs,omitempty"`
 }
 
 // Trigger is an on-demand capture request from the trigger topic.

@@ -79,11 +79,19 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	notifier.Status("loading models")
 	log.Info("starting", "version", version, "config", cfgPath, "station", cfg.Station)
 
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, LogLevel: level, HTTPLimits: daemon.HTTPLimits{
-		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}})
+	outs, err := openOutputs(parent, cfg, log)
 	if err != nil {
 		return err
 	}
+	opt := daemon.Options{Logger: log, LogLevel: level, HTTPLimits: daemon.HTTPLimits{
+		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}}
+	outs.options(&opt)
+	d, err := daemon.New(cfg, opt)
+	if err != nil {
+		outs.close()
+		return err
+	}
+	outs.attach(d)
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.HTTP.Listen != "off" {

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/history"
+	"github.com/segad-edge/segad-edge/plc"
+	"github.com/segad-edge/segad-edge/plc/modbus"
+	"github.com/segad-edge/segad-edge/plc/opcua"
+)
+
+// outputs are the result outputs beside MQTT that the config enables: the
+// history store and the PLC servers. They are opened before the daemon
+// (which takes them in its Options) and reach the daemon for triggers and
+// status through line, which is set once the daemon exists.
+type outputs struct {
+	list    []daemon.Output
+	history *history.Store
+	line    lineRef
+	closers []func() error
+}
+
+// lineRef is the plc.Line of the PLC servers: the daemon, once New has
+// returned. Before that (and after a failed start) triggers are refused and
+// the status is "starting".
+type lineRef struct{ d atomic.Pointer[daemon.Daemon] }
+
+func (l *lineRef) Trigger(ctx context.Context, partID string) error {
+	d := l.d.Load()
+	if d == nil {
+		return errors.New("the daemon is starting")
+	}
+	return d.PLCTrigger(ctx, partID)
+}
+
+func (l *lineRef) Status() plc.Status {
+	d := l.d.Load()
+	if d == nil {
+		return plc.Status{Online: true, Error: "starting"}
+	}
+	return d.PLCStatus()
+}
+
+// openOutputs opens what cfg enables. On error, what was opened is closed.
+func openOutputs(ctx context.Context, cfg *config.Config, log *slog.Logger) (o *outputs, err error) {
+	o = &outputs{}
+	defer func() {
+		if err != nil {
+			o.close()
+		}
+	}()
+	if h := cfg.History; h.On() {
+		hc := history.Config{Path: h.Path, URL: h.URL, MaxAge: h.Retention.MaxAge, MaxRows: h.Retention.MaxRows,
+			MaxBytes: h.Retention.MaxBytes, QueueSize: h.QueueSize, Logger: log.With("component", "history")}
+		if h.URL != "" {
+			hc.Path = ""
+		}
+		s, err := history.Open(ctx, hc)
+		if err != nil {
+			return nil, fmt.Errorf("history %s: %w", historyTarget(h), err)
+		}
+		o.history = s
+		o.list = append(o.list, s)
+		o.closers = append(o.closers, s.Close)
+		log.Info("recording results in the history", "store", historyTarget(h))
+	}
+	if m := cfg.PLC.Modbus; m.Enabled {
+		s, err := modbus.Listen(m, &o.line, log.With("component", "modbus"))
+		if err != nil {
+			return nil, fmt.Errorf("plc.modbus: %w", err)
+		}
+		o.list = append(o.list, s)
+		o.closers = append(o.closers, s.Close)
+		log.Info("Modbus TCP server listening", "addr", s.Addr().String())
+	}
+	if u := cfg.PLC.OPCUA; u.Enabled {
+		state := filepath.Dir(cfg.MQTT.Outbox.Path)
+		s, err := opcua.New(u, opcua.Options{StateDir: state, Status: o.line.Status, Logger: log.With("component", "opcua"), Version: version})
+		if err != nil {
+			return nil, fmt.Errorf("plc.opcua: %w", err)
+		}
+		o.list = append(o.list, s)
+		o.closers = append(o.closers, s.Close)
+		log.Info("OPC UA server listening", "endpoint", s.Endpoint())
+	}
+	return o, nil
+}
+
+func historyTarget(h config.HistoryConfig) string {
+	if h.URL != "" {
+		return "postgresql"
+	}
+	return h.Path
+}
+
+// attach hands the daemon to the PLC servers.
+func (o *outputs) attach(d *daemon.Daemon) { o.line.d.Store(d) }
+
+// close closes what was opened when the daemon never took them over (the
+// daemon closes its outputs when it stops).
+func (o *outputs) close() {
+	for i := len(o.closers) - 1; i >= 0; i-- {
+		_ = o.closers[i]()
+	}
+}
+
+// options fills the daemon options that serve the outputs: the history's
+// HTTP API, its health and metrics.
+func (o *outputs) options(opt *daemon.Options) {
+	opt.Outputs = o.list
+	if o.history == nil {
+		return
+	}
+	api := &history.API{Store: o.history, Log: opt.Logger}
+	opt.Routes = func(mux *http.ServeMux, auth func(http.HandlerFunc) http.HandlerFunc) { api.Register(mux, auth) }
+	opt.OutputHealth = func() map[string]string {
+		if h := o.history.Health(); !h.OK {
+			return map[string]string{"history": h.Reason}
+		}
+		return nil
+	}
+	hist := o.history
+	opt.Collectors = append(opt.Collectors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_history_written", Help: "Results recorded in the history since start."},
+			func() float64 { return float64(hist.Health().Written) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_history_not_recorded", Help: "Results the history could not record (queue full or store failing) since start."},
+			func() float64 { return float64(hist.Health().NotRecorded) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_history_ok", Help: "1 while the history records results."},
+			func() float64 {
+				if hist.Health().OK {
+					return 1
+				}
+				return 0
+			}),
+	)
+}
