@@ -69,6 +69,9 @@ type Manifest struct {
 	// package's SyntheticReport, kept opaque here so bundle does not depend
 	// on fit. Absent when no synthetic defects were used.
 	Synthetic json.RawMessage `json:"synthetic,omitempty"`
+	// History records the rows taken from the line's results history
+	// (`segad fit --history`); absent when none were. Data counts them too.
+	History *HistorySource `json:"history,omitempty"`
 }
 
 // Detector is one detector as the forest saw it.

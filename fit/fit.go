@@ -42,6 +42,10 @@ type Options struct {
 	// Calibrate says how the suggested threshold is chosen (out-of-fold by
 	// default) and by which budgets.
 	Calibrate CalibrateOptions
+	// History, when set, adds the line's labelled results' recorded
+	// feature rows to the training data; without Good and MapsCSV they are
+	// the training data (no images needed).
+	History *HistoryInput
 	// ToolVersion is recorded in the manifest.
 	ToolVersion string
 	// Log receives progress logs (default slog.Default()).
@@ -56,9 +60,11 @@ type Summary struct {
 	Threshold bundle.Threshold   `json:"threshold"`
 	Training  map[string]Metrics `json:"training_metrics"`
 	// Synthetic reports the synthetic defects (kinds, shares, severity).
-	Synthetic *SyntheticReport   `json:"synthetic,omitempty"`
-	CV        *CVReport          `json:"cv,omitempty"`
-	Seconds   map[string]float64 `json:"seconds"`
+	Synthetic *SyntheticReport `json:"synthetic,omitempty"`
+	CV        *CVReport        `json:"cv,omitempty"`
+	// History reports the rows taken from the results history.
+	History *bundle.HistorySource `json:"history,omitempty"`
+	Seconds map[string]float64    `json:"seconds"`
 }
 
 // Run computes features, trains the forest, chooses the threshold and
@@ -161,7 +167,7 @@ func Run(o Options) (*Summary, error) {
 	if err := bundle.Write(o.Out, model, man); err != nil {
 		return nil, err
 	}
-	sum.Features, sum.Counts, sum.Threshold = d.NCols, man.Data, man.Threshold
+	sum.Features, sum.Counts, sum.Threshold, sum.History = d.NCols, man.Data, man.Threshold, man.History
 	log.Info("bundle written", "dir", o.Out, "good", man.Data.Good, "bad", man.Data.Bad, "threshold", man.Threshold.Suggested)
 	return sum, nil
 }
@@ -182,12 +188,56 @@ func countsOf(d *Dataset) bundle.Counts {
 	return c
 }
 
-// buildDataset computes the feature rows from images or maps and the
-// manifest's detector and mask identity.
+// buildDataset computes the feature rows from images or maps, adds the
+// history's (Options.History), and returns the manifest's detector and mask
+// identity (and history source).
 func buildDataset(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, error) {
 	if o.Config == nil {
 		return nil, nil, fmt.Errorf("fit: no configuration")
 	}
+	if o.History == nil {
+		return buildInputs(o, log)
+	}
+	var d *Dataset
+	man := &bundle.Manifest{}
+	if o.Good == "" && o.MapsCSV == "" {
+		// History alone: the configured model gives the feature order, the
+		// detectors' hashes and the mask; no image is read.
+		if o.Images.Synthetic.N > 0 {
+			return nil, nil, fmt.Errorf("fit: --synthetic-defects makes defects from --good images; give --good DIR with --history")
+		}
+		f, err := NewFeaturizer(o.Config, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer f.Close()
+		if man.Detectors, err = f.ManifestDetectors(); err != nil {
+			return nil, nil, err
+		}
+		man.Mask = bundle.Mask{Source: maskSource(f.MaskSource), Hash: f.Mask.Hash(), Width: f.Mask.Width, Height: f.Mask.Height, Segments: f.Mask.Names}
+		d = &Dataset{Features: f.Features, Detectors: f.Detectors, NCols: len(f.Features)}
+	} else {
+		var err error
+		if d, man, err = buildInputs(o, log); err != nil {
+			return nil, nil, err
+		}
+	}
+	hd, src, err := historyDataset(o.History, d.Features, d.Detectors)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fit: --history %s: %w", o.History.Path, err)
+	}
+	d.Append(hd)
+	man.History = src
+	log.Info("history rows", "path", src.Path, "good", src.Good, "bad", src.Bad, "types", historyTypes(src), "no_features", src.NoFeatures)
+	if err := checkHistoryCounts(d, o.History, src); err != nil {
+		return nil, nil, fmt.Errorf("fit: %w", err)
+	}
+	return d, man, nil
+}
+
+// buildInputs computes the feature rows from images or maps and the
+// manifest's detector and mask identity.
+func buildInputs(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, error) {
 	man := &bundle.Manifest{}
 	if o.MapsCSV != "" {
 		if o.Images.Synthetic.N > 0 {
@@ -213,7 +263,7 @@ func buildDataset(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("fit: %w", err)
 	}
-	if o.Images.Synthetic.N == 0 {
+	if o.Images.Synthetic.N == 0 && o.History == nil {
 		if err := checkClasses(samples, fmt.Sprintf("--good %s / --bad %s", o.Good, o.Bad)); err != nil {
 			return nil, nil, fmt.Errorf("fit: %w", err)
 		}

@@ -81,7 +81,7 @@ fit: {trees: 3, rounds: 2, threads: 1}
 	}
 	okCfg := cfg("ms")
 	bundleDir := filepath.Join(dir, "bundle")
-	if out, err := execRoot(t, "fit", "--config", okCfg, "--good", filepath.Join(dir, "good"), "--bad", filepath.Join(dir, "bad"),
+	if out, err := execFit(t, "--config", okCfg, "--good", filepath.Join(dir, "good"), "--bad", filepath.Join(dir, "bad"),
 		"-o", bundleDir, "--rounds", "1", "-q"); err != nil {
 		t.Fatalf("fit: %v\n%s", err, out)
 	}

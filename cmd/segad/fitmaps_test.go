@@ -60,7 +60,7 @@ segad: {mask: builtin:vad, bundle: bundle}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := execRoot(t, "fit", "--config", cfg, "--maps", csvPath, "-o", filepath.Join(dir, "bundle"),
+	out, err := execFit(t, "--config", cfg, "--maps", csvPath, "-o", filepath.Join(dir, "bundle"),
 		"--trees", "4", "--rounds", "2", "--threads", "1", "-q")
 	if err != nil {
 		t.Fatalf("fit --maps: %v\n%s", err, out)
@@ -78,7 +78,7 @@ segad: {mask: builtin:vad, bundle: bundle}
 	// A CSV without the label column is refused, naming what it has.
 	bad := filepath.Join(dir, "bad.csv")
 	os.WriteFile(bad, []byte("filepath,an_map_path\nx.png,m00.npy\n"), 0o644)
-	if _, err := execRoot(t, "fit", "--config", cfg, "--maps", bad, "-o", filepath.Join(dir, "b2"), "-q"); err == nil || !strings.Contains(err.Error(), "label") {
+	if _, err := execFit(t, "--config", cfg, "--maps", bad, "-o", filepath.Join(dir, "b2"), "-q"); err == nil || !strings.Contains(err.Error(), "label") {
 		t.Fatalf("CSV without labels: %v", err)
 	}
 }

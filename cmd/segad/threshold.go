@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -13,12 +15,99 @@ import (
 
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/fit"
+	"github.com/segad-edge/segad-edge/history"
 )
 
 // openLabelledHistory opens a results history database for reading its
-// labelled results (`--history DB`). It is nil until the history store is
-// wired in; the returned close function releases the database.
-var openLabelledHistory func(path string) (src fit.LabelledSource, closeFn func() error, err error)
+// labelled results (`--history DB`); the returned close function releases
+// the database. A variable so tests can stand in for the store.
+var openLabelledHistory = func(path string) (src fit.LabelledSource, closeFn func() error, err error) {
+	st, err := openHistoryReadOnly(context.Background(), path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &historyScores{st: st}, st.Close, nil
+}
+
+// openHistoryReadOnly opens a history database (a SQLite file or a
+// postgres:// URL) read-only: safe while the daemon writes to it.
+func openHistoryReadOnly(ctx context.Context, db string) (*history.Store, error) {
+	cfg := history.Config{Path: db, ReadOnly: true}
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		cfg = history.Config{Backend: history.BackendPostgres, URL: db, ReadOnly: true}
+	} else if _, err := os.Stat(db); err != nil {
+		// SQLite would say "unable to open database file"; say which.
+		return nil, err
+	}
+	return history.Open(ctx, cfg)
+}
+
+// redactDB is a history database as outputs may show it: a PostgreSQL URL
+// without its password.
+func redactDB(db string) string {
+	if u, err := url.Parse(db); err == nil && u.User != nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return u.Redacted()
+	}
+	return db
+}
+
+// historyScores is the history store as `threshold suggest`'s source:
+// labelled production results with a score. With keep set (--bundle) only
+// the results the bundle's forest scored count: another forest's scores are
+// on another scale.
+type historyScores struct {
+	st   *history.Store
+	keep string
+	// bundles counts the labelled scores per forest; leftOut those of
+	// other forests than keep.
+	bundles map[string]int
+	leftOut int
+}
+
+func (h *historyScores) LabelledScores(ctx context.Context, since time.Time) ([]fit.LabelledScore, error) {
+	ls, err := h.st.LabelledScores(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	h.bundles, h.leftOut = map[string]int{}, 0
+	out := make([]fit.LabelledScore, 0, len(ls))
+	for _, l := range ls {
+		h.bundles[l.Bundle]++
+		if h.keep != "" && l.Bundle != h.keep {
+			h.leftOut++
+			continue
+		}
+		out = append(out, fit.LabelledScore{Score: l.Score, Bad: l.Bad})
+	}
+	if h.keep != "" && len(out) == 0 && len(ls) > 0 {
+		var by []string
+		for _, k := range sortedBundles(h.bundles) {
+			by = append(by, fmt.Sprintf("%s (%d)", k, h.bundles[k]))
+		}
+		return nil, fmt.Errorf("none of the %d labelled results was scored by the bundle's forest (%s): they were scored by %s; drop --bundle to use their scores anyway", len(ls), h.keep, strings.Join(by, ", "))
+	}
+	return out, nil
+}
+
+func sortedBundles(m map[string]int) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// forestID is how results name the forest that scored them
+// (result.Result.Bundle, model.Model.ForestHash): "sha256:" and the first
+// 16 hex digits of model.json's sha256.
+func forestID(b *bundle.Bundle) (string, error) {
+	sum, err := bundle.FileSHA256(b.ModelPath)
+	if err != nil {
+		return "", err
+	}
+	return "sha256:" + sum[:16], nil
+}
 
 // thresholdSuggestion is what `segad threshold suggest` prints.
 type thresholdSuggestion struct {
@@ -26,6 +115,12 @@ type thresholdSuggestion struct {
 	// history (absent: all of it).
 	Source string     `json:"source"`
 	Since  *time.Time `json:"since,omitempty"`
+	// Forest is the bundle's forest (--bundle with --history): only the
+	// results it scored count; LeftOut counts the labelled results other
+	// forests scored, Bundles the labelled scores per forest.
+	Forest  string         `json:"forest,omitempty"`
+	LeftOut int            `json:"left_out,omitempty"`
+	Bundles map[string]int `json:"bundles,omitempty"`
 	*fit.Table
 	// Current is the bundle's own threshold measured on these parts, next
 	// to what its manifest promised (when --bundle is given).
@@ -120,6 +215,7 @@ func runThresholdSuggest(ctx context.Context, cmd *cobra.Command, o thresholdSug
 		}
 	}
 	res := &thresholdSuggestion{}
+	var mixed []string // warnings about the history's forests
 	var ls []fit.LabelledScore
 	if o.scores != "" {
 		if o.since != "" {
@@ -144,13 +240,28 @@ func runThresholdSuggest(ctx context.Context, cmd *cobra.Command, o thresholdSug
 		}
 		src, closeFn, err := openLabelledHistory(o.history)
 		if err != nil {
-			return nil, fmt.Errorf("threshold suggest: open history %s: %w", o.history, err)
+			return nil, fmt.Errorf("threshold suggest: open history %s: %w", redactDB(o.history), err)
 		}
 		defer closeFn()
-		if ls, err = src.LabelledScores(ctx, since); err != nil {
-			return nil, fmt.Errorf("threshold suggest: history %s: %w", o.history, err)
+		hs, _ := src.(*historyScores)
+		if hs != nil && b != nil {
+			if hs.keep, err = forestID(b); err != nil {
+				return nil, fmt.Errorf("threshold suggest: %w", err)
+			}
+			res.Forest = hs.keep
 		}
-		res.Source = o.history
+		if ls, err = src.LabelledScores(ctx, since); err != nil {
+			return nil, fmt.Errorf("threshold suggest: history %s: %w", redactDB(o.history), err)
+		}
+		res.Source = redactDB(o.history)
+		if hs != nil {
+			res.LeftOut, res.Bundles = hs.leftOut, hs.bundles
+			if len(hs.bundles) > 1 && hs.keep == "" {
+				mixed = append(mixed, fmt.Sprintf("the labelled results were scored by %d forests (see bundles): their scores are on different scales; give --bundle to keep only one forest's", len(hs.bundles)))
+			} else if hs.leftOut > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "segad threshold suggest: %d labelled results scored by other forests than %s left out\n", hs.leftOut, hs.keep)
+			}
+		}
 		if !since.IsZero() {
 			res.Since = &since
 		}
@@ -167,6 +278,7 @@ func runThresholdSuggest(ctx context.Context, cmd *cobra.Command, o thresholdSug
 			res.Current = fit.MeasurePromise(b.Manifest.Threshold, thr, scores, bad)
 		}
 	}
+	res.Warnings = append(res.Warnings, mixed...)
 	for _, w := range res.Warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "segad threshold suggest: warning:", w)
 	}

@@ -88,7 +88,7 @@ func TestThresholdSuggestScores(t *testing.T) {
 	}{
 		{[]string{"suggest"}, "either --history DB or --scores"},
 		{[]string{"suggest", "--scores", scores, "--history", "h.db"}, "either --history DB or --scores"},
-		{[]string{"suggest", "--history", "h.db"}, "no results history store"},
+		{[]string{"suggest", "--history", filepath.Join(dir, "h.db")}, "open history " + filepath.Join(dir, "h.db")},
 		{[]string{"suggest", "--scores", scores, "--since", "7d"}, "--since filters --history"},
 		{[]string{"suggest", "--history", "h.db", "--since", "last week"}, "--since"},
 		{[]string{"suggest", "--scores", filepath.Join(dir, "missing.csv")}, "missing.csv"},
@@ -113,10 +113,11 @@ func (f *labelledFake) LabelledScores(_ context.Context, since time.Time) ([]fit
 func TestThresholdSuggestHistory(t *testing.T) {
 	f := &labelledFake{}
 	closed := false
+	real := openLabelledHistory
 	openLabelledHistory = func(string) (fit.LabelledSource, func() error, error) {
 		return f, func() error { closed = true; return nil }, nil
 	}
-	t.Cleanup(func() { openLabelledHistory = nil })
+	t.Cleanup(func() { openLabelledHistory = real })
 	out, err := runThresholdCmd(t, "suggest", "--history", "h.db", "--since", "7d")
 	if err != nil {
 		t.Fatal(err)
