@@ -38,6 +38,7 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 var logLevel string
 
 func init() {
+	rootCmd.AddCommand(newFitCmd(), newResultsCmd(), newThresholdCmd(), newPLCCmd())
 	rootCmd.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level of the tools: debug, info, warn or error (segad run uses log.level from its config)")
 	rootCmd.PersistentPreRun = func(*cobra.Command, []string) {
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logging.ParseLevel(logLevel)})))
