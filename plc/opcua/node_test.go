@@ -6,76 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/plc/opcua/opcuatest"
 )
-
-// nodeOPCUAVersion is the npm package the peer tests install.
-const nodeOPCUAVersion = "node-opcua-client@2.x"
-
-var (
-	nodeOnce sync.Once
-	nodeDir  string
-	nodeErr  error
-	nodeSkip string
-)
-
-// nodeOPCUA returns the folder whose node_modules holds node-opcua-client,
-// installing it once into the git-ignored .cache/node-opcua at the
-// repository root. It skips when node or npm is absent.
-func nodeOPCUA(t *testing.T) string {
-	t.Helper()
-	nodeOnce.Do(func() {
-		if _, err := exec.LookPath("node"); err != nil {
-			nodeSkip = "node not found on PATH: install Node.js and npm (Debian: apt-get install nodejs npm) to run the node-opcua peer tests"
-			return
-		}
-		dir := filepath.Join(testenv.RepoRoot(t), ".cache", "node-opcua")
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "node-opcua-client", "package.json")); err == nil {
-			nodeDir = dir
-			return
-		}
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			nodeSkip = "npm not found on PATH and node-opcua-client is not installed in " + dir + ": install npm (Debian: apt-get install npm) to run the node-opcua peer tests"
-			return
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			nodeErr = err
-			return
-		}
-		pkg := filepath.Join(dir, "package.json")
-		if _, err := os.Stat(pkg); err != nil {
-			if err := os.WriteFile(pkg, []byte(`{"name":"segad-opcua-test","private":true}`+"\n"), 0o644); err != nil {
-				nodeErr = err
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", nodeOPCUAVersion)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			nodeErr = fmt.Errorf("npm install %s in %s: %v\n%s", nodeOPCUAVersion, dir, err, out)
-			return
-		}
-		nodeDir = dir
-	})
-	if nodeSkip != "" {
-		t.Skip(nodeSkip)
-	}
-	if nodeErr != nil {
-		t.Fatal(nodeErr)
-	}
-	return nodeDir
-}
 
 // nodeEvent is one line the node-opcua script prints.
 type nodeEvent map[string]any
@@ -93,16 +29,13 @@ type nodeRun struct {
 
 func startNode(t *testing.T, args map[string]any) *nodeRun {
 	t.Helper()
-	dir := nodeOPCUA(t)
 	if _, ok := args["pki"]; !ok {
 		args["pki"] = t.TempDir()
 	}
 	args["ns"] = NamespaceURI
 	js, _ := json.Marshal(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	script, _ := filepath.Abs(filepath.Join("testdata", "client.js"))
-	cmd := exec.CommandContext(ctx, "node", script, string(js))
-	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(dir, "node_modules"))
+	cmd := opcuatest.Command(ctx, t, string(js))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,18 @@ violation is an exception, exit 1):
   busy            triggers while busy (max_pending_triggers 1), without
                   TriggerEnable, with a bad part ID
   connect         one read; prints whether the server answered (allow-list)
+  line N          N cycles against a real daemon (segad run): the verdict is
+                  whatever the daemon decides, so every answer is reported
+                  (InspectionID, part, code, reason, score, threshold, seq,
+                  the wall time ResultValid was seen) for the caller to
+                  check against MQTT; starts like a PLC after a reboot
+                  (clears its bits, ResetError, drains shown results)
+  linenoack N     N triggers against a real daemon, each waiting for its
+                  result to enter the buffer, without ResultAck; then reads
+                  the overrun state and the buffered results
+Options for line/linenoack: --prefix P (part IDs P00001..; every 10th left
+empty in line mode, so the server makes one), --progress (one line on
+stderr per answered cycle).
 
 The verdict rule is shared with the Go fake line: crc32(part ID) % 10:
 0..6 pass, 7..8 fail, 9 error; score (crc % 1000) / 100, threshold 7.
@@ -117,11 +129,13 @@ class PLC:
     def result(self, timeout=5.0):
         """Wait ResultValid, read the result, acknowledge it."""
         self.wait(VALID, VALID, "ResultValid", timeout)
+        seen = time.time()
         w = self.rd(RESULT_BLOCK, RESULT_LEN)
         r = {
             "id": w[0], "code": w[1], "reason": w[2], "flags": w[3], "seq": w[4],
             "score": self.f32(w[6:8]), "threshold": self.f32(w[8:10]),
             "part": self.decode(self.rd(RESULT_PART_ID, self.regs)) if self.regs else "",
+            "seen": seen,
         }
         self.wr(CONTROL, EN | ACK)
         if self.status() & VALID:
@@ -180,6 +194,71 @@ def noack(p, n):
     s = p.status()
     regs = p.rd(0, 9)
     before = {"status": s, "error_code": regs[ERROR_CODE], "buffered": regs[BUFFERED],
+              "overrun_id": regs[OVERRUN_ID], "counters": p.counters()}
+    got = []
+    while p.status() & VALID:
+        r = p.result()
+        got.append([r["id"], r["seq"], r["part"]])
+    p.wr(CONTROL, EN | RESET)
+    p.wr(CONTROL, EN)
+    return {"trigger_ids": ids, "before": before, "results": got, "status_after_reset": p.status()}
+
+
+def startup(p):
+    """A PLC after a (re)boot: clear Trigger and ResultAck, ResetError
+    (abandons triggers of a previous connection), drain shown results."""
+    p.wr(CONTROL, EN)
+    p.wr(CONTROL, EN | RESET)
+    p.wr(CONTROL, EN)
+    drained = 0
+    while p.status() & VALID:  # late results arrive as free ones later
+        p.result()
+        drained += 1
+    return drained
+
+
+def line(p, n, prefix, progress):
+    drained = startup(p)
+    answered, free, last_seq, t0 = [], [], None, time.monotonic()
+    for i in range(1, n + 1):
+        part = "" if i % 10 == 0 else f"{prefix}{i:05d}"
+        tid = p.trigger(part)
+        check(tid != 0, "TriggerID 0")
+        while True:
+            r = p.result(timeout=10)
+            if last_seq is not None:
+                check(r["seq"] == (last_seq % 65535) + 1, f"result seq {r['seq']} after {last_seq}: a result was lost")
+            last_seq = r["seq"]
+            if r["id"] == 0:
+                check(not r["flags"] & F_TRIGGERED, f"free result with Triggered flag: {r}")
+                free.append(r)
+                continue
+            check(r["flags"] & F_TRIGGERED, f"answer without Triggered flag: {r}")
+            check(r["id"] == tid, f"InspectionID {r['id']} answered while waiting for {tid}: out of order or twice")
+            if part:
+                check(r["part"] == part, f"part {r['part']!r} answered for {part!r}")
+            else:
+                check(r["part"].startswith("plc-"), f"generated part ID expected, got {r['part']!r}")
+            answered.append(r)
+            if progress:
+                print(f"cycle {i} {tid} {r['part']}", file=sys.stderr, flush=True)
+            break
+    check(len({r["id"] for r in answered}) == n, "an InspectionID was answered twice")
+    return {"cycles": n, "drained": drained, "answered": answered, "free": free,
+            "seconds": round(time.monotonic() - t0, 3), "counters": p.counters()}
+
+
+def linenoack(p, n, prefix):
+    startup(p)
+    ids = []
+    for i in range(1, n + 1):
+        ids.append(p.trigger(f"{prefix}{i:05d}"))
+        end = time.monotonic() + 10
+        while p.rd(PENDING, 1)[0] and time.monotonic() < end:
+            time.sleep(0.005)
+        check(p.rd(PENDING, 1)[0] == 0, f"trigger {ids[-1]}: no result within 10s")
+    regs = p.rd(0, 9)
+    before = {"status": regs[STATUS], "error_code": regs[ERROR_CODE], "buffered": regs[BUFFERED],
               "overrun_id": regs[OVERRUN_ID], "counters": p.counters()}
     got = []
     while p.status() & VALID:
@@ -289,6 +368,8 @@ def main():
     ap.add_argument("--regs", type=int, default=16)
     ap.add_argument("--order", default="big")
     ap.add_argument("--source")
+    ap.add_argument("--prefix", default="L")
+    ap.add_argument("--progress", action="store_true")
     a = ap.parse_args()
     p = PLC(a.host, a.port, a.unit, a.regs, a.order, a.source)
     if a.mode == "connect":
@@ -308,6 +389,10 @@ def main():
         res = cycles(p, a.n)
     elif a.mode == "noack":
         res = noack(p, a.n)
+    elif a.mode == "line":
+        res = line(p, a.n, a.prefix, a.progress)
+    elif a.mode == "linenoack":
+        res = linenoack(p, a.n, a.prefix)
     elif a.mode == "badinput":
         res = badinput(p, a.host, a.port)
     elif a.mode == "busy":

@@ -134,7 +134,8 @@ async function main() {
           if (Array.isArray(value) && value.length === 2) value = Number(BigInt(value[0] >>> 0) * 4294967296n + BigInt(value[1] >>> 0));
           if (typeof value === "bigint") value = Number(value);
           if (typeof value === "number" && Number.isNaN(value)) value = "NaN";
-          out({ event: "change", key: k, value, status: dv.statusCode.name });
+          // at: the wall time the change arrived (ms since the epoch, sub-ms)
+          out({ event: "change", key: k, value, status: dv.statusCode.name, at: performance.timeOrigin + performance.now() });
           if (k === "Result.ResultCounter") {
             if (initial++ === 0) out({ event: "subscribed" });
             counter = value;
