@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -91,7 +92,7 @@ func (a *Store) Save(res *result.Result, original gocv.Mat, maps [][]float32, ma
 	var written []string
 	var imgErr error
 	if matUsable(original) {
-		img := Overlay(original, maps, mapW, mapH, mask)
+		img := OverlayExplained(original, maps, mapW, mapH, mask, TopSegment(res.Explain))
 		switch {
 		case !matUsable(img):
 			imgErr = fmt.Errorf("audit: image of %s not written: unsupported frame type %v", res.ID, original.Type())
@@ -194,6 +195,16 @@ func fileSafe(s string) string {
 // of a type that cannot be shown as 8-bit BGR, gives an empty Mat (never an
 // OpenCV exception, which would abort the process).
 func Overlay(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask) gocv.Mat {
+	return OverlayExplained(original, maps, mapW, mapH, mask, nil)
+}
+
+// OverlayExplained is Overlay that also names the segment that moved the
+// score most (top, from TopSegment; nil for none): its outline is drawn
+// thicker in yellow over the white ones, and its name and contribution
+// ("wires +1.9") are written next to it. A top entry that is no segment
+// of the mask ("(whole map)", the classifier score) is written in the
+// corner under the map maximum.
+func OverlayExplained(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Mask, top *result.Contribution) gocv.Mat {
 	out, ok := bgr8(original)
 	if !ok {
 		return gocv.NewMat()
@@ -253,14 +264,78 @@ func Overlay(original gocv.Mat, maps [][]float32, mapW, mapH int, mask *segad.Ma
 			g.Close()
 		}
 	}
+	hi := -1 // the top segment's label
+	if top != nil && mask != nil {
+		hi = slices.Index(mask.Names, top.Name)
+	}
 	if mask != nil {
-		drawOutlines(&out, mask)
+		drawOutlines(&out, mask, hi)
 	}
 	if !math.IsInf(float64(peak), -1) {
 		gocv.PutText(&out, fmt.Sprintf("max %.3g", peak), image.Pt(8, 24), gocv.FontHersheySimplex, 0.7,
 			color.RGBA{255, 255, 255, 0}, 2)
 	}
+	if top != nil {
+		at := image.Pt(8, 52) // under the maximum
+		if hi >= 0 {
+			if box, ok := labelBox(mask, hi, w, h); ok {
+				at = image.Pt(box.Min.X+4, box.Min.Y+22)
+			}
+		}
+		drawLabel(&out, fmt.Sprintf("%s %+.2g", top.Name, top.Value), at)
+	}
 	return out
+}
+
+// highlight is the colour of the top segment's outline and name: yellow.
+var highlight = color.RGBA{255, 255, 0, 0}
+
+// TopSegment is the explanation's entry the overlay names: the segment
+// that pushed the score furthest toward "bad" (the first positive entry of
+// the table, which is sorted by |value|), else the one that moved it most.
+// Nil without an explanation.
+func TopSegment(x *result.Explanation) *result.Contribution {
+	if x == nil || len(x.Segments) == 0 {
+		return nil
+	}
+	for i := range x.Segments {
+		if x.Segments[i].Value > 0 {
+			c := x.Segments[i]
+			return &c
+		}
+	}
+	c := x.Segments[0]
+	return &c
+}
+
+// labelBox is the bounding box of mask label l scaled to a w x h image.
+func labelBox(m *segad.Mask, l, w, h int) (image.Rectangle, bool) {
+	if m == nil || m.Width <= 0 || m.Height <= 0 || len(m.Labels) != m.Width*m.Height {
+		return image.Rectangle{}, false
+	}
+	x0, y0, x1, y1 := m.Width, m.Height, -1, -1
+	for i, v := range m.Labels {
+		if int(v) != l {
+			continue
+		}
+		x, y := i%m.Width, i/m.Width
+		x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x), max(y1, y)
+	}
+	if x1 < 0 {
+		return image.Rectangle{}, false
+	}
+	return image.Rect(x0*w/m.Width, y0*h/m.Height, (x1+1)*w/m.Width, (y1+1)*h/m.Height), true
+}
+
+// drawLabel writes text at (x, baseline y), moved inside the image, in the
+// highlight colour over a dark outline so it reads on any heatmap.
+func drawLabel(img *gocv.Mat, text string, at image.Point) {
+	const scale = 0.7
+	sz := gocv.GetTextSize(text, gocv.FontHersheySimplex, scale, 2)
+	at.X = max(min(at.X, img.Cols()-sz.X-2), 2)
+	at.Y = min(max(at.Y, sz.Y+2), img.Rows()-4)
+	gocv.PutText(img, text, at, gocv.FontHersheySimplex, scale, color.RGBA{0, 0, 0, 0}, 5)
+	gocv.PutText(img, text, at, gocv.FontHersheySimplex, scale, highlight, 2)
 }
 
 // bgr8 returns a new 8-bit, 3-channel copy of m (the only type the overlay
@@ -294,8 +369,9 @@ func bgr8(m gocv.Mat) (gocv.Mat, bool) {
 }
 
 // drawOutlines paints white the pixels where the (nearest-neighbour
-// scaled) mask label changes to the right or below.
-func drawOutlines(img *gocv.Mat, m *segad.Mask) {
+// scaled) mask label changes to the right or below; the border of label hi
+// (-1 for none) is painted over in the highlight colour, thicker.
+func drawOutlines(img *gocv.Mat, m *segad.Mask, hi int) {
 	if m == nil || m.Width <= 0 || m.Height <= 0 || len(m.Labels) != m.Width*m.Height {
 		return
 	}
@@ -314,6 +390,32 @@ func drawOutlines(img *gocv.Mat, m *segad.Mask) {
 			if (x+1 < w && label(x+1, y) != l) || (y+1 < h && label(x, y+1) != l) {
 				i := (y*w + x) * 3
 				pix[i], pix[i+1], pix[i+2] = 255, 255, 255
+			}
+		}
+	}
+	if hi < 0 || hi >= 255 {
+		return
+	}
+	// The top segment's border: every pixel of it next to another label,
+	// widened to r pixels either side (3 on a 256-pixel image).
+	r := max(1, min(w, h)/128)
+	own := func(x, y int) bool { return int(label(x, y)) == hi }
+	var border []image.Point
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			if !own(x, y) {
+				continue
+			}
+			if x == 0 || y == 0 || x == w-1 || y == h-1 || !own(x-1, y) || !own(x+1, y) || !own(x, y-1) || !own(x, y+1) {
+				border = append(border, image.Pt(x, y))
+			}
+		}
+	}
+	for _, p := range border {
+		for y := max(p.Y-r, 0); y <= min(p.Y+r, h-1); y++ {
+			for x := max(p.X-r, 0); x <= min(p.X+r, w-1); x++ {
+				i := (y*w + x) * 3
+				pix[i], pix[i+1], pix[i+2] = highlight.B, highlight.G, highlight.R // BGR
 			}
 		}
 	}

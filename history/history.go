@@ -201,7 +201,8 @@ type Extra struct {
 	Kind Kind
 	// Contributions is the per-segment explanation as JSON, stored as
 	// given (opaque to this package). Invalid JSON is stored as NULL and
-	// logged.
+	// logged. When empty, the result's own Explain is stored (all its
+	// tables: segments, detectors and features).
 	Contributions json.RawMessage
 	// AuditPath is where the audit store kept this part's image, if it did.
 	AuditPath string
@@ -761,9 +762,17 @@ func (s *Store) toRow(e *entry) row {
 		b, _ := json.Marshal(wireFeatures(r.Features))
 		out.Features = string(b)
 	}
-	if len(e.x.Contributions) > 0 {
-		if json.Valid(e.x.Contributions) && !strings.Contains(string(e.x.Contributions), `\u0000`) {
-			out.Contributions = string(e.x.Contributions)
+	contrib := e.x.Contributions
+	if len(contrib) == 0 && r.Explain != nil {
+		// The result's own explanation, every table in full (the MQTT
+		// payload carries only its top three).
+		if b, err := json.Marshal(r.Explain); err == nil {
+			contrib = b
+		}
+	}
+	if len(contrib) > 0 {
+		if json.Valid(contrib) && !strings.Contains(string(contrib), `\u0000`) {
+			out.Contributions = string(contrib)
 		} else {
 			s.logLimited("contrib", func() {
 				s.log.Warn("history: contributions are not valid JSON; recorded without them", "id", out.ID)

@@ -136,7 +136,7 @@ func (l *Inspector) Infer(f *capture.Frame) *Inferred {
 	defer l.runMu.Unlock()
 	m, s := l.current()
 	in := &Inferred{model: m, set: s, start: time.Now()}
-	in.res = newResult(f, m, s, 5)
+	in.res = newResult(f, m, s, 6)
 	if !f.Captured.IsZero() {
 		in.res.LatencyMS["queue"] = ms(in.start.Sub(f.Captured))
 	}
@@ -205,7 +205,9 @@ func (m *Model) infer(f *capture.Frame) inferred {
 }
 
 // Score is the second stage: SegAD's per-segment features of every map, the
-// forest's score, and the verdict against the threshold (result.Decide).
+// forest's score, its explanation (Result.Explain, path attribution, when
+// the forest can be explained) and the verdict against the threshold
+// (result.Decide).
 func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 	m, s, res := in.model, in.set, &in.res
 	ins := Inspection{Mask: m.Mask}
@@ -258,6 +260,12 @@ func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 		score = math.NaN() // a features-only model cannot judge: fail closed
 	}
 	res.LatencyMS["segad"] = ms(time.Since(t))
+	// 5. Which segment made the score: path attribution, every frame.
+	if x := m.explainerInForce(); x != nil && !math.IsNaN(score) && !math.IsInf(score, 0) {
+		t := time.Now()
+		res.Explain = x.pathExplain(m.row)
+		res.LatencyMS["explain"] = ms(time.Since(t))
+	}
 	if s.PublishFeatures {
 		names := m.Extractor.Names()
 		res.Features = make([]result.Feature, len(names))

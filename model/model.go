@@ -61,6 +61,8 @@ type Model struct {
 	// Extractor computes the feature row.
 	Extractor *segad.Extractor
 	// Scorer is the boosted random forest (nil for a features-only model).
+	// An XGBoost JSON forest is a *brf.Explainer, which also explains
+	// every score (Result.Explain); set it through New or Build.
 	Scorer Scorer
 	// ForestHash identifies the forest in results ("bundle" in the result
 	// JSON): "sha256:" and the first 16 hex digits of the forest file's
@@ -77,6 +79,9 @@ type Model struct {
 	// concurrent use.
 	scoreMu sync.Mutex
 	row     []float32
+	// explain explains every score when Scorer is explainable (nil
+	// otherwise); its buffers are guarded by scoreMu.
+	explain *explainer
 	// buffers recycles map copies between the two stages (see Infer).
 	buffers chan [][]float32
 }
@@ -87,11 +92,15 @@ const inFlight = 3
 
 // New assembles a Model from its parts (Build does it from a
 // configuration; tests give small fakes of Detectors and Scorer).
+//
+// A scorer that is a *brf.Explainer (brf.LoadExplainer) makes every
+// result carry its explanation (Result.Explain); any other scores without.
 func New(det Detectors, names []string, mask *segad.Mask, ex *segad.Extractor, sc Scorer) *Model {
 	sizes := det.InputSizes()
-	m := &Model{Detectors: det, Names: names, Mask: mask, Extractor: ex, Scorer: sc, sizes: sizes,
+	m := &Model{Detectors: det, Names: names, Mask: mask, Extractor: ex, sizes: sizes,
 		imgs: make([]infer.Image, len(sizes)), resized: map[infer.Size]*gocv.Mat{},
 		row: make([]float32, ex.NumFeatures()), buffers: make(chan [][]float32, inFlight)}
+	_ = m.setScorer(sc) // not explainable: scored without explanations
 	for i := 0; i < inFlight; i++ {
 		b := make([][]float32, len(names))
 		for k := range b {
@@ -179,7 +188,7 @@ func Build(cfg *config.Config, o Options) (*Model, Settings, error) {
 	}
 	forest := ""
 	if !o.FeaturesOnly {
-		if forest, err = m.loadForest(cfg, b); err != nil {
+		if forest, err = m.loadForest(cfg, b, log); err != nil {
 			m.Close()
 			return nil, Settings{}, err
 		}
@@ -300,8 +309,9 @@ func LoadMask(c config.SegADConfig, w, h int, log *slog.Logger) (*segad.Mask, er
 
 // loadForest loads segad.model, or the model of bundle b after verifying
 // that b matches the detectors, mask and features; it returns the forest's
-// file for messages.
-func (m *Model) loadForest(cfg *config.Config, b *bundle.Bundle) (string, error) {
+// file for messages. An XGBoost JSON forest is loaded once, as an explainer
+// that also scores; one that cannot be explained (LightGBM) scores alone.
+func (m *Model) loadForest(cfg *config.Config, b *bundle.Bundle, log *slog.Logger) (string, error) {
 	modelPath := cfg.SegAD.Model
 	if b != nil {
 		paths := make([]string, len(cfg.Detectors))
@@ -316,14 +326,27 @@ func (m *Model) loadForest(cfg *config.Config, b *bundle.Bundle) (string, error)
 		}
 		modelPath = b.ModelPath
 	}
-	forest, err := brf.Load(modelPath)
-	if err != nil {
-		return "", err
+	var forest brf.Model
+	e, xerr := brf.LoadExplainer(modelPath)
+	if xerr == nil {
+		forest = e
+	} else {
+		// Not explainable, or not loadable at all: Load says which.
+		var err error
+		if forest, err = brf.Load(modelPath); err != nil {
+			return "", err
+		}
 	}
 	if err := brf.CheckFeatures(forest, m.Extractor.NumFeatures()); err != nil {
 		return "", fmt.Errorf("model %s: %w", modelPath, err)
 	}
-	m.Scorer, m.ForestHash = forest, fileHash(modelPath)
+	if err := m.setScorer(forest); err != nil {
+		if xerr == nil {
+			xerr = err
+		}
+		log.Info("results carry no explanation", "model", modelPath, "reason", xerr)
+	}
+	m.ForestHash = fileHash(modelPath)
 	return modelPath, nil
 }
 

@@ -111,3 +111,21 @@ func ParseTrigger(payload []byte) (string, error) {
 	}
 	return partid.Check(s)
 }
+
+// ExplainTop is how many segments and detectors of a result's explanation
+// the result topic carries; the full tables (and the per-feature one) go to
+// the history and the audit JSON.
+const ExplainTop = 3
+
+// wireResult is r as the result topic carries it: its explanation trimmed
+// to the top ExplainTop segments and detectors, without the per-feature
+// table. r itself is not changed (other outputs get the full result).
+func wireResult(r *result.Result) *result.Result {
+	if r.Explain == nil {
+		return r
+	}
+	w, x := *r, *r.Explain
+	x.Segments, x.Detectors, x.Features = result.Top(x.Segments, ExplainTop), result.Top(x.Detectors, ExplainTop), nil
+	w.Explain = &x
+	return &w
+}

@@ -482,7 +482,7 @@ func entry(r *result.Result) (outbox.Entry, error) {
 	if r.ID == "" {
 		r.ID = result.NewID(time.Now())
 	}
-	body, err := json.Marshal(r)
+	body, err := json.Marshal(wireResult(r))
 	if err != nil {
 		return outbox.Entry{}, fmt.Errorf("encode: %w", err)
 	}

@@ -76,6 +76,10 @@ type Result struct {
 	Reason string `json:"reason,omitempty"`
 	// ReasonCode is a stable machine-readable code (see docs/mqtt.md).
 	ReasonCode string `json:"reason_code,omitempty"`
+	// Explain splits Score into a bias and contributions per segment,
+	// detector and feature (docs/brf.md); nil when the forest cannot be
+	// explained (LightGBM) or the part was not scored.
+	Explain *Explanation `json:"explain,omitempty"`
 }
 
 // Rejected reports whether the part must be rejected (fail or error).

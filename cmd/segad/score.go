@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segad-edge/segad-edge/brf"
+	"github.com/segad-edge/segad-edge/model"
 	"github.com/segad-edge/segad-edge/npy"
 	"github.com/segad-edge/segad-edge/result"
 	"github.com/segad-edge/segad-edge/segad"
@@ -26,6 +27,7 @@ type scoreOptions struct {
 	threshold float64
 	extra     string
 	extraVal  float64
+	explain   string
 }
 
 func init() {
@@ -40,7 +42,12 @@ given mask and scores them with the boosted random forest.
 It prints the result JSON the daemon publishes (docs/mqtt.md), with every feature in
 the model's order; NaN features are written as null. A part that cannot be scored (NaN
 in a map) gets verdict "error" with reason code invalid_map and a "reason", and exit
-status 0, as on the line; a missing or invalid file is an error (exit status 1).`,
+status 0, as on the line; a missing or invalid file is an error (exit status 1).
+
+--explain path|exact adds "explain": the score split into a bias plus contributions per
+segment, detector and feature (docs/brf.md). path is the path attribution every result
+of the line carries; exact is TreeSHAP (XGBoost's pred_contribs), on demand. It needs
+an XGBoost JSON model.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runScore(cmd.OutOrStdout(), o)
@@ -54,6 +61,7 @@ status 0, as on the line; a missing or invalid file is an error (exit status 1).
 	f.Float64Var(&o.threshold, "threshold", 0, "score at and above which a part fails (raw margin)")
 	f.StringVar(&o.extra, "extra", "", "name of an extra (supervised classifier) feature appended last")
 	f.Float64Var(&o.extraVal, "extra-value", 0, "value of the extra feature")
+	f.StringVar(&o.explain, "explain", "", "add the score's explanation: path (path attribution, as on the line) or exact (TreeSHAP)")
 	for _, req := range []string{"mask", "model", "map"} {
 		_ = cmd.MarkFlagRequired(req)
 	}
@@ -71,9 +79,24 @@ func runScore(w io.Writer, o scoreOptions) error {
 		names = append(names, name)
 		paths = append(paths, path)
 	}
-	forest, err := brf.Load(o.model)
-	if err != nil {
-		return err
+	var forest brf.Model
+	var explainer *brf.Explainer
+	if o.explain != "" {
+		// One load serves scoring and explaining.
+		if _, err := brf.ParseMethod(o.explain); err != nil {
+			return fmt.Errorf("--explain: %w", err)
+		}
+		e, err := brf.LoadExplainer(o.model)
+		if err != nil {
+			return fmt.Errorf("--explain: %w", err)
+		}
+		forest, explainer = e, e
+	} else {
+		f, err := brf.Load(o.model)
+		if err != nil {
+			return err
+		}
+		forest = f
 	}
 	maps := make([][]float32, len(paths))
 	var mapW, mapH int
@@ -118,6 +141,11 @@ func runScore(w io.Writer, o scoreOptions) error {
 		}
 	} else {
 		r.Decide(forest.Margin(row), o.threshold, math.NaN())
+		if explainer != nil && r.Score != nil {
+			if r.Explain, err = model.Explain(explainer, ex.Names(), row, o.explain); err != nil {
+				return err
+			}
+		}
 		first := 4 * mask.NumSegments() * len(names)
 		r.MapMax = make(map[string]float64, len(names))
 		for i, n := range names {
