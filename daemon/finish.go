@@ -30,7 +30,11 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 	// path), so the audit entry, the log line and every output carry the same.
 	t := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := d.pub.Publish(ctx, *res)
+	wire := *res
+	if !d.insp.Settings().PublishFeatures {
+		wire.Features = nil // only with mqtt.publish_features; outputs and audit keep the row
+	}
+	err := d.pub.Publish(ctx, wire)
 	cancel()
 	d.metrics.StageSeconds.WithLabelValues("publish").Observe(time.Since(t).Seconds())
 	stored := err == nil

@@ -266,7 +266,11 @@ func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 		res.Explain = x.pathExplain(m.row)
 		res.LatencyMS["explain"] = ms(time.Since(t))
 	}
-	if s.PublishFeatures {
+	// The feature row goes with every result: the history records it (it
+	// is what `segad fit --history` trains on and what an explanation is
+	// recomputed from); the MQTT payload carries it only with
+	// mqtt.publish_features (the daemon strips it).
+	{
 		names := m.Extractor.Names()
 		res.Features = make([]result.Feature, len(names))
 		for i, n := range names {

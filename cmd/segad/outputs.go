@@ -121,7 +121,23 @@ func (o *outputs) options(opt *daemon.Options) {
 	if o.history == nil {
 		return
 	}
-	api := &history.API{Store: o.history, Log: opt.Logger}
+	api := &history.API{Store: o.history, Log: opt.Logger,
+		// Explained with the model loaded now: a result judged by another
+		// forest (before a model change) is refused with the difference.
+		Explain: func(_ context.Context, row history.Row, method string) (any, error) {
+			d := o.line.d.Load()
+			if d == nil {
+				return nil, errors.New("the daemon is starting")
+			}
+			m := d.Model()
+			if row.Bundle != "" && row.Bundle != m.ForestHash {
+				return nil, fmt.Errorf("result %s was judged by forest %s, the line now runs %s: explain it with `segad score --explain` and that bundle", row.ID, row.Bundle, m.ForestHash)
+			}
+			if method != "exact" && method != "path" {
+				return nil, &history.ParamError{Param: "method", Value: method, Reason: "want exact or path"}
+			}
+			return m.ExplainRow(row.Result().Features, method)
+		}}
 	opt.Routes = func(mux *http.ServeMux, auth func(http.HandlerFunc) http.HandlerFunc) { api.Register(mux, auth) }
 	opt.OutputHealth = func() map[string]string {
 		if h := o.history.Health(); !h.OK {
