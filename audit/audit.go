@@ -42,6 +42,36 @@ type Store struct {
 	mu    sync.Mutex
 	files []auditFile // oldest first
 	total int64
+
+	// keep, when set, says an entry must outlive the bounds (its result is
+	// labelled: training data); kept remembers its answers, since a label
+	// is not taken back.
+	keep func(id string) bool
+	kept map[string]bool
+}
+
+// KeepWhen makes pruning skip the entries whose result ID keep reports
+// (labelled results: the history says so). Their bytes still count, so the
+// other entries go sooner.
+func (a *Store) KeepWhen(keep func(id string) bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.keep, a.kept = keep, map[string]bool{}
+}
+
+func (a *Store) keeps(base string) bool {
+	if a.keep == nil {
+		return false
+	}
+	id := filepath.Base(base)
+	if a.kept[id] {
+		return true
+	}
+	if a.keep(id) {
+		a.kept[id] = true
+		return true
+	}
+	return false
 }
 
 type auditFile struct {
@@ -53,10 +83,16 @@ type auditFile struct {
 // Open opens (creating it if needed) an audit folder and indexes what it
 // already holds, so the bounds hold across restarts.
 func Open(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger) (*Store, error) {
+	return OpenKeeping(dir, maxBytes, maxAge, log, nil)
+}
+
+// OpenKeeping is Open with a keep rule (see KeepWhen) applied from the
+// first pruning on, so a restart never deletes a labelled result's entry.
+func OpenKeeping(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger, keep func(id string) bool) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("audit folder %s: %w", dir, err)
 	}
-	a := &Store{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log}
+	a := &Store{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log, keep: keep, kept: map[string]bool{}}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -146,6 +182,10 @@ func (a *Store) prune(now time.Time) {
 		if !gone[base] && !tooOld && !tooBig {
 			kept = append(kept, a.files[i:]...)
 			break
+		}
+		if !gone[base] && a.keeps(base) {
+			kept = append(kept, f)
+			continue
 		}
 		gone[base] = true
 		a.remove(f)

@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,3 +102,75 @@ func TestAuditBoundsAndOverlay(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestAuditKeepsLabelledEntries: entries whose result is labelled (the keep
+// rule says so) outlive the byte bound, at runtime and when a restart
+// re-indexes the folder; the others still go oldest first.
+func TestAuditKeepsLabelledEntries(t *testing.T) {
+	dir := t.TempDir()
+	mask := segad.VADTemplate(64, 64, segad.DefaultVADGeometry())
+	img := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(60, 60, 60, 0), 120, 160, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	maps := [][]float32{make([]float32, 64*64)}
+	labelled := map[string]bool{"r0": true, "r2": true}
+	var asked int
+	keep := func(id string) bool { asked++; return labelled[id] }
+	save := func(a *Store, id string, at time.Time) {
+		t.Helper()
+		if err := a.Save(&result.Result{ID: id, DecidedAt: at, Verdict: result.VerdictFail}, img, maps, 64, 64, mask); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe, err := Open(t.TempDir(), 0, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	save(probe, "x", time.Now())
+	one := probe.Bytes()
+
+	a, err := OpenKeeping(dir, 3*one+one/2, 0, quietLog(), keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := 0; i < 8; i++ {
+		save(a, fmt.Sprintf("r%d", i), now)
+		time.Sleep(5 * time.Millisecond) // distinct modification times: oldest first
+	}
+	ids := func() map[string]bool {
+		out := map[string]bool{}
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && filepath.Ext(p) == ".jpg" {
+				out[strings.TrimSuffix(filepath.Base(p), ".jpg")] = true
+			}
+			return nil
+		})
+		return out
+	}
+	got := ids()
+	if !got["r0"] || !got["r2"] {
+		t.Fatalf("labelled entries pruned: left %v", got)
+	}
+	if got["r1"] || got["r3"] {
+		t.Fatalf("old unlabelled entries kept beyond the bound: left %v", got)
+	}
+	if !got["r7"] {
+		t.Fatalf("newest entry missing: %v", got)
+	}
+	// A restart with a smaller bound keeps them too; without the rule they go.
+	if _, err := OpenKeeping(dir, one, 0, quietLog(), keep); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); !got["r0"] || !got["r2"] {
+		t.Fatalf("labelled entries pruned at restart: left %v", got)
+	}
+	if _, err := Open(dir, one, 0, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); got["r0"] || got["r2"] {
+		t.Fatalf("without a keep rule the bound must hold: left %v", got)
+	}
+	if asked == 0 {
+		t.Fatal("keep rule never consulted")
+	}
+}

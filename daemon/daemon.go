@@ -116,6 +116,9 @@ type Options struct {
 	OutputHealth func() map[string]string
 	// Collectors are extra Prometheus metrics served on /metrics.
 	Collectors []prometheus.Collector
+	// AuditKeep, when set, names audit entries that outlive the audit
+	// bounds (labelled results, which are training data).
+	AuditKeep func(resultID string) bool
 }
 
 // New builds every stage from the configuration: the model stage
@@ -152,7 +155,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	d.metrics.setModel(m)
 
 	if cfg.Audit.Dir != "" {
-		if d.audit, err = audit.Open(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, d.floodLog); err != nil {
+		if d.audit, err = audit.OpenKeeping(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, d.floodLog, opt.AuditKeep); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -121,6 +122,7 @@ func (o *outputs) options(opt *daemon.Options) {
 	if o.history == nil {
 		return
 	}
+	hist := o.history
 	api := &history.API{Store: o.history, Log: opt.Logger,
 		// Explained with the model loaded now: a result judged by another
 		// forest (before a model change) is refused with the difference.
@@ -139,13 +141,18 @@ func (o *outputs) options(opt *daemon.Options) {
 			return m.ExplainRow(row.Result().Features, method)
 		}}
 	opt.Routes = func(mux *http.ServeMux, auth func(http.HandlerFunc) http.HandlerFunc) { api.Register(mux, auth) }
+	opt.AuditKeep = func(id string) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		ok, err := hist.IsLabelled(ctx, id)
+		return err == nil && ok
+	}
 	opt.OutputHealth = func() map[string]string {
 		if h := o.history.Health(); !h.OK {
 			return map[string]string{"history": h.Reason}
 		}
 		return nil
 	}
-	hist := o.history
 	opt.Collectors = append(opt.Collectors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_history_written", Help: "Results recorded in the history since start."},
 			func() float64 { return float64(hist.Health().Written) }),
