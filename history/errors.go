@@ -68,13 +68,36 @@ func classify(err error) string {
 		return "permission denied"
 	case errors.Is(err, ErrNewerSchema), errors.Is(err, errNotHistory):
 		return "wrong database"
+	case errors.Is(err, syscall.ENOTDIR):
+		return "cannot create the database folder (a part of the path is a file)"
 	}
-	var ne net.Error
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, syscall.ECONNREFUSED) {
+	if networkError(err) {
 		return "database unreachable"
 	}
 	return "write failed"
+}
+
+// networkError reports whether err is about reaching a database server.
+// A bare syscall.Errno satisfies net.Error (it has Timeout and Temporary),
+// so "is a net.Error" alone would call every file-system error (ENOTDIR,
+// EIO, EMFILE) of a SQLite history "unreachable"; an errno counts only
+// inside a network operation or when it is a network errno.
+func networkError(err error) bool {
+	var ope *net.OpError
+	var dnse *net.DNSError
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ope) || errors.As(err, &dnse) || errors.As(err, &ce) {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
+		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ETIMEDOUT, syscall.EPIPE} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var errno syscall.Errno
+	var ne net.Error
+	return errors.As(err, &ne) && !errors.As(err, &errno)
 }
 
 // environmental reports whether err is about the database's surroundings

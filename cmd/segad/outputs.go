@@ -20,6 +20,12 @@ import (
 	"github.com/segad-edge/segad-edge/plc/opcua"
 )
 
+// `segad results` (results.go) works on the database the history output
+// writes; it was built for the lead to register and never was, so the
+// binary had no such command. Registered here, beside the history's
+// wiring in `segad run`.
+func init() { rootCmd.AddCommand(newResultsCmd()) }
+
 // outputs are the result outputs beside MQTT that the config enables: the
 // history store and the PLC servers. They are opened before the daemon
 // (which takes them in its Options) and reach the daemon for triggers and
