@@ -582,13 +582,15 @@ func TestHistoryE2EStoreFailing(t *testing.T) {
 				t.Errorf("the log does not name the history's failure, or shows the password")
 			}
 			t.Logf("health: outputs.history = %q; metrics: not_recorded %v", reason, nr)
-			// SIGTERM stops it in bounded time. The exit status is not 0:
-			// the history's Close reports the results it lost, and `segad
-			// run` returns the outputs' close errors.
+			// SIGTERM stops it cleanly in bounded time: outputs are best
+			// effort beside the outbox, so what the history lost is logged,
+			// not a failed stop (systemd would mark the unit failed).
 			err, el := p.stop(t, 30*time.Second)
-			t.Logf("stopped after %s: %v", el.Round(time.Millisecond), err)
-			if err != nil && !strings.Contains(lastLines(p.logs.String(), 1), "results not recorded") {
-				t.Errorf("exit after %s: %v, and the last log line does not say why", el, err)
+			if err != nil {
+				t.Errorf("exit after %s: %v, want a clean stop", el, err)
+			}
+			if !strings.Contains(p.logs.String(), "an output did not close cleanly") {
+				t.Errorf("the log does not say the history could not finish")
 			}
 		})
 	}

@@ -24,7 +24,6 @@ import (
 // writes; it was built for the lead to register and never was, so the
 // binary had no such command. Registered here, beside the history's
 // wiring in `segad run`.
-func init() { rootCmd.AddCommand(newResultsCmd()) }
 
 // outputs are the result outputs beside MQTT that the config enables: the
 // history store and the PLC servers. They are opened before the daemon
