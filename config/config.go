@@ -151,7 +151,8 @@ type PipelineConfig struct {
 // FitConfig overrides the boosted random forest's hyper-parameters for
 // `segad fit`. Unset keys keep the paper's values (200 parallel trees x 10
 // rounds, eta 0.3, depth 5, subsample and colsample 0.6, reg_alpha 1,
-// scale_pos_weight n_good/n_bad); command-line flags override both.
+// scale_pos_weight n_good/n_bad); command-line flags override both. The
+// keys are merged with the flags in one place, fit.TrainOptions.ApplyConfig.
 type FitConfig struct {
 	Trees           *int      `yaml:"trees"`            // num_parallel_tree
 	Rounds          *int      `yaml:"rounds"`           // boosting rounds (n_estimators)
