@@ -28,7 +28,8 @@ type scoreOptions struct {
 	extraVal  float64
 }
 
-func init() {
+// newScoreCmd is `segad score`.
+func newScoreCmd() *cobra.Command {
 	var o scoreOptions
 	cmd := &cobra.Command{
 		Use:   "score --mask M --model BRF.json --map NAME=PATH.npy [--map ...] [--threshold T]",
@@ -57,7 +58,7 @@ status 0, as on the line; a missing or invalid file is an error (exit status 1).
 	for _, req := range []string{"mask", "model", "map"} {
 		_ = cmd.MarkFlagRequired(req)
 	}
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func runScore(w io.Writer, o scoreOptions) error {
