@@ -7,8 +7,8 @@ import (
 	"sort"
 
 	"github.com/segad-edge/segad-edge/capture"
-	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 // EvalResult is the image-level evaluation of a model on a labelled folder.
@@ -49,7 +49,7 @@ func RunImage(d *infer.Detector, data []byte, what string) ([]float32, error) {
 // EvalFolder runs the ONNX model file through the infer stage on every image
 // of an MVTec-style test folder (test/<class>/[rgb/]*.png, class "good" is
 // negative, every other class positive) and returns the image-level AUROC of
-// the map maximum (eval.AUROC, sklearn semantics).
+// the map maximum (metrics.AUROC, sklearn semantics).
 func EvalFolder(modelPath string, size int, testDir string) (EvalResult, error) {
 	classes, err := os.ReadDir(testDir)
 	if err != nil {
@@ -97,7 +97,7 @@ func EvalFolder(modelPath string, size int, testDir string) (EvalResult, error) 
 			}
 		}
 	}
-	res.AUROC, err = eval.AUROC(scores, labels)
+	res.AUROC, err = metrics.AUROC(scores, labels)
 	if err != nil {
 		return EvalResult{}, fmt.Errorf("evaluate on %s: %w", testDir, err)
 	}

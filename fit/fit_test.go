@@ -19,8 +19,8 @@ import (
 	"github.com/segad-edge/segad-edge/brf/xgboost"
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/metrics"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -70,7 +70,7 @@ func TestParityWithPythonXGBoost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auc, err := eval.AUROC(Score(m, test), test.Bad())
+	auc, err := metrics.AUROC(Score(m, test), test.Bad())
 	if err != nil {
 		t.Fatal(err)
 	}
