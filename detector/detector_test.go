@@ -168,7 +168,7 @@ func loadGolden(t *testing.T) golden {
 	return g
 }
 
-// TestEvalAUROCMatchesScipy checks metrics.AUROC, which EvalFolder reports,
+// TestEvalAUROCMatchesScipy checks metrics.AUROC, which FolderAUROC reports,
 // against scipy's Mann-Whitney U on tie-heavy scores.
 func TestEvalAUROCMatchesScipy(t *testing.T) {
 	g := loadGolden(t)
@@ -512,7 +512,7 @@ func TestTireAUROC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := map[string]EvalResult{}
+	res := map[string]AUROCResult{}
 	for name, m := range map[string]interface{ ONNX() ([]byte, error) }{"variation": v, "patchcore": p, "patchcore exact search": exact} {
 		model, err := m.ONNX()
 		if err != nil {
@@ -522,7 +522,7 @@ func TestTireAUROC(t *testing.T) {
 		if err := os.WriteFile(path, model, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r, err := EvalFolder(path, 256, filepath.Join(d, "test"))
+		r, err := FolderAUROC(path, 256, filepath.Join(d, "test"))
 		if err != nil {
 			t.Fatal(err)
 		}

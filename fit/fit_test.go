@@ -429,7 +429,7 @@ func TestFitEvalEndToEnd(t *testing.T) {
 		t.Errorf("cv %+v", sum.CV)
 	}
 	// The suggested threshold keeps at least 95% of the calibration bad parts.
-	res, err := Eval(EvalOptions{Bundle: out, Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
+	res, err := EvaluateBundle(EvaluateOptions{Bundle: out, Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestFitEvalEndToEnd(t *testing.T) {
 	if err := g.WritePNG(other.SegAD.Mask); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Eval(EvalOptions{Bundle: out, Config: &other, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad")})
+	_, err = EvaluateBundle(EvaluateOptions{Bundle: out, Config: &other, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad")})
 	if err == nil || !strings.Contains(err.Error(), "mask differs") {
 		t.Errorf("other mask: err = %v", err)
 	}

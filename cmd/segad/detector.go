@@ -178,7 +178,7 @@ func runDetectorEval(w io.Writer, o detectorEvalOptions) error {
 	if err := infer.Init(o.ortLib); err != nil {
 		return err
 	}
-	r, err := detector.EvalFolder(o.model, o.size, o.test)
+	r, err := detector.FolderAUROC(o.model, o.size, o.test)
 	if err != nil {
 		return err
 	}

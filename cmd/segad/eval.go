@@ -11,7 +11,7 @@ import (
 	"github.com/segad-edge/segad-edge/fit"
 )
 
-// evalFlags are `segad eval`'s flags besides fit.EvalOptions.
+// evalFlags are `segad eval`'s flags besides fit.EvaluateOptions.
 type evalFlags struct {
 	cfgPath, kinds string
 	quiet, skip    bool
@@ -21,7 +21,7 @@ type evalFlags struct {
 func newEvalCmd() *cobra.Command {
 	var (
 		ef evalFlags
-		o  fit.EvalOptions
+		o  fit.EvaluateOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --bundle DIR --config FILE (--good DIR --bad DIR | --maps CSV) [--report OUT]",
@@ -61,7 +61,7 @@ unseen types) as PNG and a Markdown summary.`,
 }
 
 // runEval measures the bundle and prints the JSON report to w.
-func runEval(w io.Writer, o fit.EvalOptions, ef evalFlags) error {
+func runEval(w io.Writer, o fit.EvaluateOptions, ef evalFlags) error {
 	if ef.cfgPath == "" || o.Bundle == "" {
 		return fmt.Errorf("eval: --config and --bundle are required")
 	}
@@ -79,7 +79,7 @@ func runEval(w io.Writer, o fit.EvalOptions, ef evalFlags) error {
 		return fmt.Errorf("eval: --kinds: %w", err)
 	}
 	o.Images.Progress = progressWriter(ef.quiet)
-	res, err := fit.Eval(o)
+	res, err := fit.EvaluateBundle(o)
 	if err != nil {
 		return err
 	}
