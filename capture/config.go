@@ -149,14 +149,17 @@ type ReconnectConfig struct {
 	Max     time.Duration `yaml:"max"`     // default 30s
 }
 
-// withDefaults returns a copy with every zero field set to its default.
-func (c Config) withDefaults() Config {
-	if c.Preprocess.Width == 0 {
-		c.Preprocess.Width = 256
-	}
-	if c.Preprocess.Height == 0 {
-		c.Preprocess.Height = 256
-	}
+// defaultFrameSize is the side of Frame.Image when neither the
+// configuration nor the model sets one.
+const defaultFrameSize = 256
+
+// Defaults fills every unset key with its default (config.Parse applies it
+// to the file's capture: section). Two keys are left alone: preprocess
+// width and height stay 0 when unset, because the model completes them with
+// the first detector's input size (model.Model.Preprocess); a source opened
+// with 0 takes defaultFrameSize. The name is derived from the kind and its
+// target, so call Defaults after relative paths are resolved.
+func (c *Config) Defaults() {
 	if c.Preprocess.Interpolation == "" {
 		c.Preprocess.Interpolation = "area"
 	}
@@ -196,8 +199,22 @@ func (c Config) withDefaults() Config {
 	if c.Watch.Grace == 0 {
 		c.Watch.Grace = 10 * time.Second
 	}
+	c.Limits.Defaults()
 	if c.Name == "" {
 		c.Name = string(c.Kind) + ":" + c.target()
+	}
+}
+
+// withDefaults returns a copy ready to open: Defaults, the default frame
+// size where neither the configuration nor the model set one, and the
+// logger.
+func (c Config) withDefaults() Config {
+	c.Defaults()
+	if c.Preprocess.Width == 0 {
+		c.Preprocess.Width = defaultFrameSize
+	}
+	if c.Preprocess.Height == 0 {
+		c.Preprocess.Height = defaultFrameSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -58,8 +58,8 @@ const (
 // a wedged decoder shows up as errors rather than a silent stop.
 const decodeWait = 30 * time.Second
 
-// withDefaults fills zero fields.
-func (l Limits) withDefaults() Limits {
+// Defaults fills every unset limit with its default.
+func (l *Limits) Defaults() {
 	if l.MaxPixels == 0 {
 		l.MaxPixels = DefaultMaxPixels
 	}
@@ -69,6 +69,11 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConcurrentDecodes == 0 {
 		l.MaxConcurrentDecodes = DefaultMaxConcurrentDecodes
 	}
+}
+
+// withDefaults returns a copy with Defaults applied.
+func (l Limits) withDefaults() Limits {
+	l.Defaults()
 	return l
 }
 

@@ -155,7 +155,8 @@ type PipelineConfig struct {
 // FitConfig overrides the boosted random forest's hyper-parameters for
 // `segad fit`. Unset keys keep the paper's values (200 parallel trees x 10
 // rounds, eta 0.3, depth 5, subsample and colsample 0.6, reg_alpha 1,
-// scale_pos_weight n_good/n_bad); command-line flags override both.
+// scale_pos_weight n_good/n_bad); command-line flags override both. The
+// keys are merged with the flags in one place, fit.TrainOptions.ApplyConfig.
 type FitConfig struct {
 	Trees           *int      `yaml:"trees"`            // num_parallel_tree
 	Rounds          *int      `yaml:"rounds"`           // boosting rounds (n_estimators)
@@ -227,14 +228,18 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := checkNodes(path, f.Docs); err != nil {
 		return nil, err
 	}
-	// Stage defaults first: keys the file leaves out keep them.
+	// MQTT's defaults are set before decoding, because some of its zero
+	// values are choices (qos: 0, retain: false); every other default
+	// fills a zero value afterwards (Defaults).
 	c := &Config{Path: path, MQTT: mqttconfig.Defaults()}
 	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
 		return nil, yamlError(path, err)
 	}
 	c.lines = lineIndex(f)
-	c.Defaults()
+	// Paths first: defaults derived from them (the capture source's name)
+	// see the resolved path.
 	c.resolvePaths(filepath.Dir(path))
+	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -337,7 +342,11 @@ func (c *Config) sectionError(section string, err error) error {
 	return errors.Join(out...)
 }
 
-// Defaults fills every unset key with its documented default.
+// Defaults fills every unset key with its documented default, every
+// section's included (capture, detectors, classifier); config.Parse calls it
+// after resolving relative paths. The default values are written once, here
+// or in the section's own Defaults; config/example.yaml and the key tables in
+// README.md and docs/ are held against them by tests.
 func (c *Config) Defaults() {
 	if c.Station == "" {
 		if h, err := os.Hostname(); err == nil && h != "" {
@@ -353,8 +362,10 @@ func (c *Config) Defaults() {
 		c.Log.Format = "text"
 	}
 	if c.ONNXRuntime.Library == "" {
-		c.ONNXRuntime.Library = os.Getenv("SEGAD_ONNXRUNTIME_LIB")
+		// Relative to the config file's folder, like a path in the file.
+		c.ONNXRuntime.Library = resolvePath(filepath.Dir(c.Path), os.Getenv("SEGAD_ONNXRUNTIME_LIB"))
 	}
+	c.Capture.Defaults()
 	for i := range c.Detectors {
 		c.Detectors[i].Defaults()
 	}
@@ -400,11 +411,7 @@ func (c *Config) Defaults() {
 // resolvePaths makes file paths relative to the config file's folder, so a
 // config and its models can move together.
 func (c *Config) resolvePaths(dir string) {
-	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) && !strings.HasPrefix(*p, "builtin:") {
-			*p = filepath.Join(dir, *p)
-		}
-	}
+	abs := func(p *string) { *p = resolvePath(dir, *p) }
 	abs(&c.ONNXRuntime.Library)
 	abs(&c.SegAD.Mask)
 	abs(&c.SegAD.Model)
@@ -424,6 +431,15 @@ func (c *Config) resolvePaths(dir string) {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
 	}
+}
+
+// resolvePath joins a relative path to dir; empty, absolute and builtin:
+// paths stay as they are.
+func resolvePath(dir, p string) string {
+	if p != "" && !filepath.IsAbs(p) && !strings.HasPrefix(p, "builtin:") {
+		return filepath.Join(dir, p)
+	}
+	return p
 }
 
 // Validate checks every section and how they fit together. It does not open

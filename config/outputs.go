@@ -55,6 +55,10 @@ type PLCConfig struct {
 
 func (c *Config) outputDefaults() {
 	h := &c.History
+	if h.Enabled == nil {
+		on := true
+		h.Enabled = &on
+	}
 	if h.Path == "" && h.URL == "" {
 		dir := "."
 		if c.MQTT.Outbox.Path != "" {

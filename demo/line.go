@@ -24,9 +24,9 @@ import (
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/detector"
-	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/fit"
 	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 // LineOptions size the demo line. The zero value of a count means its default.
@@ -487,12 +487,12 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 		}
 		lat = append(lat, r.LatencyMS["total"])
 	}
-	s.AUROCSegAD, _ = eval.AUROC(seg, bad)
+	s.AUROCSegAD, _ = metrics.AUROC(seg, bad)
 	s.AUROCMax = map[string]float64{}
-	s.RecallAt5 = map[string]float64{"segad": eval.RecallAtFPR(seg, bad, 0.05)}
+	s.RecallAt5 = map[string]float64{"segad": metrics.RecallAtFPR(seg, bad, 0.05)}
 	for name, xs := range mx {
-		s.AUROCMax[name], _ = eval.AUROC(xs, bad)
-		s.RecallAt5[name] = eval.RecallAtFPR(xs, bad, 0.05)
+		s.AUROCMax[name], _ = metrics.AUROC(xs, bad)
+		s.RecallAt5[name] = metrics.RecallAtFPR(xs, bad, 0.05)
 	}
 	ratio := func(a, b int) float64 {
 		if b == 0 {

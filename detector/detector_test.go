@@ -19,9 +19,9 @@ import (
 	"gocv.io/x/gocv"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/infer"
 	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 var ortOnce sync.Once
@@ -168,12 +168,12 @@ func loadGolden(t *testing.T) golden {
 	return g
 }
 
-// TestEvalAUROCMatchesScipy checks eval.AUROC, which EvalFolder reports,
+// TestEvalAUROCMatchesScipy checks metrics.AUROC, which FolderAUROC reports,
 // against scipy's Mann-Whitney U on tie-heavy scores.
 func TestEvalAUROCMatchesScipy(t *testing.T) {
 	g := loadGolden(t)
 	for i, c := range g.AUROC {
-		got, err := eval.AUROC(c.Scores, c.Bad)
+		got, err := metrics.AUROC(c.Scores, c.Bad)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +190,7 @@ func TestEvalAUROCMatchesScipy(t *testing.T) {
 		{"only bad", []float64{1, 2}, []bool{true, true}},
 		{"length mismatch", []float64{1, 2}, []bool{true}},
 	} {
-		if _, err := eval.AUROC(tc.scores, tc.bad); err == nil {
+		if _, err := metrics.AUROC(tc.scores, tc.bad); err == nil {
 			t.Errorf("%s: no error", tc.name)
 		}
 	}
@@ -512,7 +512,7 @@ func TestTireAUROC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := map[string]EvalResult{}
+	res := map[string]AUROCResult{}
 	for name, m := range map[string]interface{ ONNX() ([]byte, error) }{"variation": v, "patchcore": p, "patchcore exact search": exact} {
 		model, err := m.ONNX()
 		if err != nil {
@@ -522,7 +522,7 @@ func TestTireAUROC(t *testing.T) {
 		if err := os.WriteFile(path, model, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r, err := EvalFolder(path, 256, filepath.Join(d, "test"))
+		r, err := FolderAUROC(path, 256, filepath.Join(d, "test"))
 		if err != nil {
 			t.Fatal(err)
 		}

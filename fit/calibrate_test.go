@@ -508,7 +508,7 @@ func TestFitCalibrationDefault(t *testing.T) {
 		(m.Threshold.Promise.FPR > 0.25 && (m.Threshold.Promise.Met == nil || *m.Threshold.Promise.Met)) {
 		t.Errorf("yield budget: %+v", m.Threshold)
 	}
-	res, err := Eval(EvalOptions{Bundle: filepath.Join(dir, "oof"), Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
+	res, err := EvaluateBundle(EvaluateOptions{Bundle: filepath.Join(dir, "oof"), Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
 	if err != nil {
 		t.Fatal(err)
 	}

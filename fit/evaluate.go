@@ -19,8 +19,8 @@ import (
 	"github.com/segad-edge/segad-edge/config"
 )
 
-// EvalOptions are `segad eval`'s inputs.
-type EvalOptions struct {
+// EvaluateOptions are `segad eval`'s inputs.
+type EvaluateOptions struct {
 	// Bundle is the folder `segad fit` wrote.
 	Bundle string
 	// Config is the daemon configuration (its detectors and mask must match
@@ -55,11 +55,11 @@ type ScoreReport struct {
 	RecallPerType map[string]float64 `json:"recall_per_type"`
 }
 
-// EvalResult is the JSON object `segad eval` prints.
-type EvalResult struct {
+// Evaluation is the JSON object `segad eval` prints.
+type Evaluation struct {
 	Bundle string `json:"bundle"`
 	ScoreReport
-	Counts EvalCounts `json:"counts"`
+	Counts EvaluationCounts `json:"counts"`
 	// Baseline is "detector alone" (each detector's map maximum) per detector.
 	Baseline map[string]ScoreReport `json:"baseline"`
 	// UnseenTypes are defect types absent from the bundle's training data.
@@ -76,22 +76,22 @@ type EvalResult struct {
 	// shares, severity bounds), when it used synthetic defects.
 	SyntheticTraining *SyntheticReport `json:"synthetic_training,omitempty"`
 	// PerKind scores synthetic defects of each kind made from the held-out
-	// good images, SegAD next to each detector alone (EvalOptions.Images).
+	// good images, SegAD next to each detector alone (EvaluateOptions.Images).
 	PerKind map[string]KindMetrics `json:"per_synthetic_kind,omitempty"`
 	// SyntheticEval records the held-out synthetic defects' making.
 	SyntheticEval *SyntheticReport `json:"synthetic_eval,omitempty"`
 }
 
-// EvalCounts are the held-out data counts.
-type EvalCounts struct {
+// EvaluationCounts are the held-out data counts.
+type EvaluationCounts struct {
 	Good     int            `json:"good"`
 	Bad      int            `json:"bad"`
 	BadTypes map[string]int `json:"bad_types"`
 	Skipped  int            `json:"skipped"`
 }
 
-// Eval scores held-out data with a bundle and its configuration.
-func Eval(o EvalOptions) (*EvalResult, error) {
+// EvaluateBundle scores held-out data with a bundle and its configuration.
+func EvaluateBundle(o EvaluateOptions) (*Evaluation, error) {
 	log := o.Log
 	if log == nil {
 		log = slog.Default()
@@ -153,8 +153,8 @@ func Eval(o EvalOptions) (*EvalResult, error) {
 	if err := brf.CheckFeatures(forest, d.NCols); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	res := &EvalResult{Bundle: o.Bundle, Baseline: map[string]ScoreReport{}}
-	res.Counts = EvalCounts{BadTypes: map[string]int{}, Skipped: len(d.Skipped)}
+	res := &Evaluation{Bundle: o.Bundle, Baseline: map[string]ScoreReport{}}
+	res.Counts = EvaluationCounts{BadTypes: map[string]int{}, Skipped: len(d.Skipped)}
 	seen := b.Manifest.Data.BadTypes
 	unseen := map[string]bool{}
 	for _, s := range d.Samples {
@@ -259,7 +259,7 @@ func scoreReport(scores []float64, d *Dataset, thr float64) (ScoreReport, error)
 
 // writeReport writes one histogram per score (SegAD and each detector
 // alone) like the paper's Fig. 6 and a Markdown summary.
-func writeReport(dir string, b *bundle.Bundle, d *Dataset, scores []float64, baselines map[string][]float64, res *EvalResult, unseen map[string]bool) error {
+func writeReport(dir string, b *bundle.Bundle, d *Dataset, scores []float64, baselines map[string][]float64, res *Evaluation, unseen map[string]bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/segad-edge/segad-edge/brf/xgboost"
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
-	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/metrics"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -70,7 +70,7 @@ func TestParityWithPythonXGBoost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auc, err := eval.AUROC(Score(m, test), test.Bad())
+	auc, err := metrics.AUROC(Score(m, test), test.Bad())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func TestFitEvalEndToEnd(t *testing.T) {
 		t.Errorf("cv %+v", sum.CV)
 	}
 	// The suggested threshold keeps at least 95% of the calibration bad parts.
-	res, err := Eval(EvalOptions{Bundle: out, Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
+	res, err := EvaluateBundle(EvaluateOptions{Bundle: out, Config: cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"), Report: filepath.Join(dir, "report")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestFitEvalEndToEnd(t *testing.T) {
 	if err := g.WritePNG(other.SegAD.Mask); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Eval(EvalOptions{Bundle: out, Config: &other, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad")})
+	_, err = EvaluateBundle(EvaluateOptions{Bundle: out, Config: &other, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad")})
 	if err == nil || !strings.Contains(err.Error(), "mask differs") {
 		t.Errorf("other mask: err = %v", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/segad-edge/segad-edge/eval"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 // DefaultKinds are the kinds --synthetic-defects draws when --kinds is not
@@ -146,7 +146,7 @@ func NewSeverityBounds(d *Dataset, s Severity) (*SeverityBounds, error) {
 		if len(good) == 0 {
 			return nil, errors.New("severity bounds need good images")
 		}
-		q, m := eval.Quantile(good, s.Quantile), eval.Quantile(good, 0.5)
+		q, m := metrics.Quantile(good, s.Quantile), metrics.Quantile(good, 0.5)
 		if !(q > m) {
 			return nil, fmt.Errorf("severity bounds: detector %s's good maps have equal median and q%.1f maxima (%g): no scale to measure defects on (use --severity off)", n, 100*s.Quantile, q)
 		}
@@ -364,7 +364,7 @@ func perKind(d *Dataset, scores []float64, baselines map[string][]float64, thr f
 				hit++
 			}
 		}
-		a, err := eval.AUROC(v, lab)
+		a, err := metrics.AUROC(v, lab)
 		if err != nil {
 			a = math.NaN()
 		}

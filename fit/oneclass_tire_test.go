@@ -731,7 +731,7 @@ func TestOneClassFitEvalFast(t *testing.T) {
 		t.Error("two one-class fits with the same seed gave different models")
 	}
 	// Eval: one-class flagged, every synthetic kind next to each detector.
-	res, err := Eval(EvalOptions{Bundle: out, Config: c.cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"),
+	res, err := EvaluateBundle(EvaluateOptions{Bundle: out, Config: c.cfg, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad"),
 		Images: ImageOptions{Synthetic: SyntheticOptions{N: 22, Kinds: AllKinds, Seed: 5}}})
 	if err != nil {
 		t.Fatal(err)

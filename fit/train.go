@@ -14,7 +14,7 @@ import (
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/brf/xgboost"
 	"github.com/segad-edge/segad-edge/bundle"
-	"github.com/segad-edge/segad-edge/eval"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 // DefaultRecalls are the operating points a bundle records; the first is
@@ -106,7 +106,7 @@ func OperatingPoints(scores []float64, bad []bool, recalls []float64) ([]bundle.
 		if !(r > 0 && r <= 1) {
 			return nil, fmt.Errorf("recall %v: want a share in (0, 1]", r)
 		}
-		fpr, thr, err := eval.FPRAtTPR(scores, bad, r)
+		fpr, thr, err := metrics.FPRAtTPR(scores, bad, r)
 		if err != nil {
 			return nil, err
 		}
@@ -161,11 +161,11 @@ type Metrics struct {
 }
 
 func metricsOf(scores []float64, bad []bool) (Metrics, error) {
-	a, err := eval.AUROC(scores, bad)
+	a, err := metrics.AUROC(scores, bad)
 	if err != nil {
 		return Metrics{}, err
 	}
-	f, _, err := eval.FPRAt95TPR(scores, bad)
+	f, _, err := metrics.FPRAt95TPR(scores, bad)
 	if err != nil {
 		return Metrics{}, err
 	}
@@ -248,7 +248,7 @@ func CrossValidate(d *Dataset, o TrainOptions, k, seeds, badLimit int) (*CVRepor
 			for j, i := range test {
 				oof[i] = sc[j]
 			}
-			if a, err := eval.AUROC(sc, ts.Bad()); err == nil {
+			if a, err := metrics.AUROC(sc, ts.Bad()); err == nil {
 				r.FoldAUROC = append(r.FoldAUROC, a)
 			}
 		}

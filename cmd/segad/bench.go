@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segad-edge/segad-edge/result"
-
 	"github.com/spf13/cobra"
 	"gocv.io/x/gocv"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/segad-edge/segad-edge/infer"
 	"github.com/segad-edge/segad-edge/logging"
 	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/result"
 )
 
 type benchOptions struct {
@@ -32,7 +31,8 @@ type benchOptions struct {
 	cpuProf string
 }
 
-func init() {
+// newBenchCmd is `segad bench`.
+func newBenchCmd() *cobra.Command {
 	var o benchOptions
 	cmd := &cobra.Command{
 		Use:   "bench --config FILE [--frames N] [--image IMG]",
@@ -54,7 +54,7 @@ The frame is --image, or a generated gray test part when none is given.`,
 	f.StringVar(&o.image, "image", "", "image file to use as the frame (default: a generated test image)")
 	f.BoolVar(&o.jsonOut, "json", false, "print the figures as one JSON object")
 	f.StringVar(&o.cpuProf, "cpuprofile", "", "write a Go CPU profile of the pipeline run to this file")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // benchReport is what bench prints.

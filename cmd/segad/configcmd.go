@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -11,9 +12,16 @@ import (
 	"github.com/segad-edge/segad-edge/model"
 )
 
-func init() {
-	cfgCmd := &cobra.Command{Use: "config", Short: "Check a configuration file or print a commented example"}
-	cfgCmd.AddCommand(&cobra.Command{
+// newConfigCmd is `segad config`: example and check.
+func newConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Check a configuration file or print a commented example"}
+	cmd.AddCommand(newConfigExampleCmd(), newConfigCheckCmd())
+	return cmd
+}
+
+// newConfigExampleCmd is `segad config example`.
+func newConfigExampleCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "example",
 		Short: "Print a complete, commented example configuration",
 		Args:  cobra.NoArgs,
@@ -21,34 +29,43 @@ func init() {
 			_, err := cmd.OutOrStdout().Write(config.Example)
 			return err
 		},
-	})
+	}
+}
+
+// newConfigCheckCmd is `segad config check`.
+func newConfigCheckCmd() *cobra.Command {
 	var shallow bool
-	check := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a configuration without running: keys, values, and that models, mask and forest load, agree and give finite scores",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(args[0])
-			if err != nil {
-				return err
-			}
-			if !shallow {
-				log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-				// The same build as the daemon's start and hot reload
-				// (model.Build): the threshold from the bundle, then the
-				// whole model built and run on probe frames.
-				cfg.Pipeline.Warmup = 1
-				m, _, err := model.Build(cfg, model.Options{Log: log})
-				if err != nil {
-					return fmt.Errorf("%s: %w", args[0], err)
-				}
-				m.Close()
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
-			return nil
+			return runConfigCheck(cmd.OutOrStdout(), args[0], shallow)
 		},
 	}
-	check.Flags().BoolVar(&shallow, "shallow", false, "check keys and values only; do not load models")
-	cfgCmd.AddCommand(check)
-	rootCmd.AddCommand(cfgCmd)
+	cmd.Flags().BoolVar(&shallow, "shallow", false, "check keys and values only; do not load models")
+	return cmd
+}
+
+// runConfigCheck loads the file and, unless shallow, builds the model
+// from it as the daemon would.
+func runConfigCheck(w io.Writer, path string, shallow bool) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if !shallow {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		// The same build as the daemon's start and hot reload
+		// (model.Build): the threshold from the bundle, then the
+		// whole model built and run on probe frames.
+		cfg.Pipeline.Warmup = 1
+		m, _, err := model.Build(cfg, model.Options{Log: log})
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		m.Close()
+	}
+	fmt.Fprintf(w, "%s: ok\n", path)
+	return nil
 }

@@ -16,9 +16,15 @@ import (
 	"github.com/segad-edge/segad-edge/demo"
 )
 
-func init() {
+// demoFlags are `segad demo`'s flags besides demo.LineOptions.
+type demoFlags struct {
+	jsonOut, verbose bool
+}
+
+// newDemoCmd is `segad demo`.
+func newDemoCmd() *cobra.Command {
 	var o demo.LineOptions
-	var jsonOut, verbose bool
+	var df demoFlags
 	cmd := &cobra.Command{
 		Use:   "demo [--dir demo-out]",
 		Short: "Run a whole inspection line on generated parts (no camera, broker, GPU, dataset or network)",
@@ -32,37 +38,7 @@ against the detector alone. Artifacts are cached in --dir: a second run starts i
 seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			o.Out = cmd.OutOrStdout()
-			// The stages log progress at info level; the demo prints its own.
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelInfo
-			}
-			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			slog.SetDefault(o.Log)
-			if term.IsTerminal(int(os.Stderr.Fd())) && !o.Quiet {
-				o.Progress = os.Stderr
-			}
-			if jsonOut {
-				o.Out, o.Quiet = io.Discard, true
-			}
-			o.Line = demoLine
-			s, err := demo.RunLine(ctx, o)
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(s)
-			}
-			s.Print(cmd.OutOrStdout())
-			if s.Results != s.Parts {
-				return fmt.Errorf("demo: %d results for %d parts", s.Results, s.Parts)
-			}
-			return nil
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), o, df)
 		},
 	}
 	f := cmd.Flags()
@@ -72,9 +48,43 @@ seconds.`,
 	f.IntVar(&o.Trees, "trees", 0, "trees per boosting round (default: the paper's 200)")
 	f.IntVar(&o.Rounds, "rounds", 0, "boosting rounds (default: the paper's 10)")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print the summary only")
-	f.BoolVar(&jsonOut, "json", false, "print the summary as JSON")
-	f.BoolVarP(&verbose, "verbose", "v", false, "log what every stage does")
-	rootCmd.AddCommand(cmd)
+	f.BoolVar(&df.jsonOut, "json", false, "print the summary as JSON")
+	f.BoolVarP(&df.verbose, "verbose", "v", false, "log what every stage does")
+	return cmd
+}
+
+// runDemo runs the demo line and prints its summary to w.
+func runDemo(ctx context.Context, w io.Writer, o demo.LineOptions, df demoFlags) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	o.Out = w
+	// The stages log progress at info level; the demo prints its own.
+	level := slog.LevelWarn
+	if df.verbose {
+		level = slog.LevelInfo
+	}
+	o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(o.Log)
+	if term.IsTerminal(int(os.Stderr.Fd())) && !o.Quiet {
+		o.Progress = os.Stderr
+	}
+	if df.jsonOut {
+		o.Out, o.Quiet = io.Discard, true
+	}
+	o.Line = demoLine
+	s, err := demo.RunLine(ctx, o)
+	if err != nil {
+		return err
+	}
+	if df.jsonOut {
+		return json.NewEncoder(w).Encode(s)
+	}
+	s.Print(w)
+	if s.Results != s.Parts {
+		return fmt.Errorf("demo: %d results for %d parts", s.Results, s.Parts)
+	}
+	return nil
 }
 
 // demoLine is demo.LineOptions.Line: the daemon, as `segad run` starts it.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -10,11 +11,17 @@ import (
 	"github.com/segad-edge/segad-edge/fit"
 )
 
-func init() {
+// evalFlags are `segad eval`'s flags besides fit.EvaluateOptions.
+type evalFlags struct {
+	cfgPath, kinds string
+	quiet, skip    bool
+}
+
+// newEvalCmd is `segad eval`: a bundle measured on held-out images.
+func newEvalCmd() *cobra.Command {
 	var (
-		cfgPath, kinds string
-		quiet, skip    bool
-		o              fit.EvalOptions
+		ef evalFlags
+		o  fit.EvaluateOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --bundle DIR --config FILE (--good DIR --bad DIR | --maps CSV) [--report OUT]",
@@ -35,43 +42,48 @@ of SegAD next to each detector alone ("per_synthetic_kind").
 unseen types) as PNG and a Markdown summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgPath == "" || o.Bundle == "" {
-				return fmt.Errorf("eval: --config and --bundle are required")
-			}
-			if o.MapsCSV == "" && (o.Good == "" || o.Bad == "") {
-				return fmt.Errorf("eval: give --good DIR and --bad DIR, or --maps CSV")
-			}
-			cfg, err := config.Load(cfgPath)
-			if err != nil {
-				return err
-			}
-			o.Config = cfg
-			o.Log = logger(cfg)
-			o.Images.SkipBadImages = skip
-			if o.Images.Synthetic.Kinds, err = fit.ParseKinds(kinds); err != nil {
-				return fmt.Errorf("eval: --kinds: %w", err)
-			}
-			o.Images.Progress = progressWriter(quiet)
-			res, err := fit.Eval(o)
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(res)
+			return runEval(cmd.OutOrStdout(), o, ef)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&cfgPath, "config", "c", "", "daemon configuration (must match the bundle)")
+	f.StringVarP(&ef.cfgPath, "config", "c", "", "daemon configuration (must match the bundle)")
 	f.StringVar(&o.Bundle, "bundle", "", "bundle folder written by segad fit")
 	f.StringVar(&o.Good, "good", "", "folder of held-out good images")
 	f.StringVar(&o.Bad, "bad", "", "folder of held-out bad images or defect-type sub-folders")
 	f.StringVar(&o.MapsCSV, "maps", "", "CSV of precomputed .npy maps (reference layout) instead of images")
 	f.StringVar(&o.Report, "report", "", "folder for histograms (PNG) and summary.md")
-	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
-	f.BoolVar(&skip, "skip-bad-images", false, "skip (and count) unreadable images instead of failing")
+	f.BoolVarP(&ef.quiet, "quiet", "q", false, "no progress bar")
+	f.BoolVar(&ef.skip, "skip-bad-images", false, "skip (and count) unreadable images instead of failing")
 	f.IntVar(&o.Images.Synthetic.N, "synthetic-defects", 0, "also make N synthetic defects from the held-out good images and report each kind (SegAD and each detector alone)")
-	f.StringVar(&kinds, "kinds", "all", "synthetic defect kinds for --synthetic-defects (as segad fit --kinds)")
+	f.StringVar(&ef.kinds, "kinds", "all", "synthetic defect kinds for --synthetic-defects (as segad fit --kinds)")
 	f.IntVar(&o.Images.Synthetic.Seed, "seed", 0, "seed of the held-out synthetic defects")
-	rootCmd.AddCommand(cmd)
+	return cmd
+}
+
+// runEval measures the bundle and prints the JSON report to w.
+func runEval(w io.Writer, o fit.EvaluateOptions, ef evalFlags) error {
+	if ef.cfgPath == "" || o.Bundle == "" {
+		return fmt.Errorf("eval: --config and --bundle are required")
+	}
+	if o.MapsCSV == "" && (o.Good == "" || o.Bad == "") {
+		return fmt.Errorf("eval: give --good DIR and --bad DIR, or --maps CSV")
+	}
+	cfg, err := config.Load(ef.cfgPath)
+	if err != nil {
+		return err
+	}
+	o.Config = cfg
+	o.Log = logger(cfg)
+	o.Images.SkipBadImages = ef.skip
+	if o.Images.Synthetic.Kinds, err = fit.ParseKinds(ef.kinds); err != nil {
+		return fmt.Errorf("eval: --kinds: %w", err)
+	}
+	o.Images.Progress = progressWriter(ef.quiet)
+	res, err := fit.EvaluateBundle(o)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
 }

@@ -147,7 +147,7 @@ func runFit(cmd *cobra.Command, ff *fitFlags) (*fit.Summary, error) {
 		return nil, err
 	}
 	log := logger(cfg)
-	applyFitConfig(cmd, cfg.Fit, &o, &opt)
+	o.ApplyConfig(cfg.Fit, &opt.Recalls, cmd.Flags().Changed)
 	opt.Config, opt.Good, opt.Bad, opt.MapsCSV, opt.Out = cfg, ff.good, ff.bad, ff.maps, ff.out
 	opt.Train, opt.Log, opt.ToolVersion = o, log, version
 	opt.Images.SkipBadImages = ff.skip
@@ -191,47 +191,4 @@ func runFit(cmd *cobra.Command, ff *fitFlags) (*fit.Summary, error) {
 			Rows: lf, MinGood: ff.minGood, MinBad: ff.minBad}
 	}
 	return fit.Run(opt)
-}
-
-// applyFitConfig takes the config's fit: section as defaults: a flag given
-// on the command line wins over it, the paper's value applies when neither
-// says anything.
-func applyFitConfig(cmd *cobra.Command, fc config.FitConfig, o *fit.TrainOptions, opt *fit.Options) {
-	set := func(flag string) bool { return !cmd.Flags().Changed(flag) }
-	if fc.Trees != nil && set("trees") {
-		o.Params.NumParallelTree = *fc.Trees
-	}
-	if fc.Rounds != nil && set("rounds") {
-		o.Rounds = *fc.Rounds
-	}
-	if fc.Eta != nil && set("eta") {
-		o.Params.Eta = *fc.Eta
-	}
-	if fc.MaxDepth != nil && set("max-depth") {
-		o.Params.MaxDepth = *fc.MaxDepth
-	}
-	if fc.Subsample != nil && set("subsample") {
-		o.Params.Subsample = *fc.Subsample
-	}
-	if fc.ColsampleByTree != nil && set("colsample-bytree") {
-		o.Params.ColsampleByTree = *fc.ColsampleByTree
-	}
-	if fc.ColsampleByNode != nil && set("colsample-bynode") {
-		o.Params.ColsampleByNode = *fc.ColsampleByNode
-	}
-	if fc.RegAlpha != nil && set("reg-alpha") {
-		o.Params.RegAlpha = *fc.RegAlpha
-	}
-	if fc.ScalePosWeight != nil && set("scale-pos-weight") {
-		o.Params.ScalePosWeight = *fc.ScalePosWeight
-	}
-	if fc.Seed != nil && set("seed") {
-		o.Seed = *fc.Seed
-	}
-	if fc.Threads != nil && set("threads") {
-		o.Params.NThread = *fc.Threads
-	}
-	if len(fc.Recalls) > 0 && set("recall") {
-		opt.Recalls = fc.Recalls
-	}
 }

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segad-edge/segad-edge/result"
-
 	"github.com/spf13/cobra"
 
 	"github.com/segad-edge/segad-edge/capture"
@@ -19,9 +17,11 @@ import (
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/logging"
 	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/result"
 )
 
-func init() {
+// newInspectCmd is `segad inspect`.
+func newInspectCmd() *cobra.Command {
 	var cfgPath string
 	cmd := &cobra.Command{
 		Use:   "inspect --config FILE IMAGE...",
@@ -37,7 +37,7 @@ when every part was judged, 1 on a configuration error.`,
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "/etc/segad/segad.yaml", "configuration file")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func runInspect(ctx context.Context, w io.Writer, cfgPath string, files []string) error {

@@ -12,10 +12,15 @@ import (
 	"github.com/segad-edge/segad-edge/segad/preview"
 )
 
-// mask subcommands: technicians' tools for the static segmentation mask.
-var maskCmd = &cobra.Command{
-	Use:   "mask",
-	Short: "Segmentation mask tools: preview over a part image, built-in VAD template, info",
+// newMaskCmd is `segad mask`: technicians' tools for the static
+// segmentation mask.
+func newMaskCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mask",
+		Short: "Segmentation mask tools: preview over a part image, built-in VAD template, info",
+	}
+	cmd.AddCommand(newMaskPreviewCmd(), newMaskTemplateCmd(), newMaskInfoCmd())
+	return cmd
 }
 
 // loadMaskFlag loads --mask with optional --names (comma-separated) and logs
@@ -139,9 +144,4 @@ func newMaskInfoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&names, "names", "", "segment names, comma-separated (default: sidecar, else seg0..)")
 	cmd.MarkFlagRequired("mask")
 	return cmd
-}
-
-func init() {
-	maskCmd.AddCommand(newMaskPreviewCmd(), newMaskTemplateCmd(), newMaskInfoCmd())
-	rootCmd.AddCommand(maskCmd)
 }

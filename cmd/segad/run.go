@@ -17,7 +17,8 @@ import (
 	"github.com/segad-edge/segad-edge/systemd"
 )
 
-func init() {
+// newRunCmd is `segad run`: the daemon.
+func newRunCmd() *cobra.Command {
 	var cfgPath string
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
@@ -34,7 +35,7 @@ running configuration kept.`,
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "/etc/segad/segad.yaml", "configuration file")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // stopWatchdog makes a stop unwedgeable: once ctx ends (SIGTERM, SIGINT) it

@@ -30,7 +30,8 @@ type scoreOptions struct {
 	explain   string
 }
 
-func init() {
+// newScoreCmd is `segad score`.
+func newScoreCmd() *cobra.Command {
 	var o scoreOptions
 	cmd := &cobra.Command{
 		Use:   "score --mask M --model BRF.json --map NAME=PATH.npy [--map ...] [--threshold T]",
@@ -65,7 +66,7 @@ an XGBoost JSON model.`,
 	for _, req := range []string{"mask", "model", "map"} {
 		_ = cmd.MarkFlagRequired(req)
 	}
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func runScore(w io.Writer, o scoreOptions) error {

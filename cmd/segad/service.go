@@ -206,7 +206,3 @@ func (f *serviceFlags) manager(needConfig bool) (*systemd.Manager, error) {
 	}
 	return systemd.NewManager(u, slog.Default())
 }
-
-func init() {
-	rootCmd.AddCommand(newServiceCmd())
-}

@@ -1,7 +1,7 @@
-// Package eval measures how well scores separate good from bad parts: the
+// Package metrics measures how well scores separate good from bad parts: the
 // classification AUROC and FPR at 95% TPR exactly as the SegAD reference
 // defines them, and threshold suggestions at a chosen recall.
-package eval
+package metrics
 
 import (
 	"errors"

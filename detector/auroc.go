@@ -7,12 +7,12 @@ import (
 	"sort"
 
 	"github.com/segad-edge/segad-edge/capture"
-	"github.com/segad-edge/segad-edge/eval"
 	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
-// EvalResult is the image-level evaluation of a model on a labelled folder.
-type EvalResult struct {
+// AUROCResult is the image-level evaluation of a model on a labelled folder.
+type AUROCResult struct {
 	Good, Bad int
 	// AUROC of the map maximum, good vs bad.
 	AUROC float64
@@ -46,23 +46,23 @@ func RunImage(d *infer.Detector, data []byte, what string) ([]float32, error) {
 	return append([]float32(nil), out.Map...), nil
 }
 
-// EvalFolder runs the ONNX model file through the infer stage on every image
+// FolderAUROC runs the ONNX model file through the infer stage on every image
 // of an MVTec-style test folder (test/<class>/[rgb/]*.png, class "good" is
 // negative, every other class positive) and returns the image-level AUROC of
-// the map maximum (eval.AUROC, sklearn semantics).
-func EvalFolder(modelPath string, size int, testDir string) (EvalResult, error) {
+// the map maximum (metrics.AUROC, sklearn semantics).
+func FolderAUROC(modelPath string, size int, testDir string) (AUROCResult, error) {
 	classes, err := os.ReadDir(testDir)
 	if err != nil {
-		return EvalResult{}, fmt.Errorf("evaluate on %s: %w", testDir, err)
+		return AUROCResult{}, fmt.Errorf("evaluate on %s: %w", testDir, err)
 	}
 	d, err := OpenModel("eval", modelPath, size)
 	if err != nil {
-		return EvalResult{}, fmt.Errorf("evaluate: %w", err)
+		return AUROCResult{}, fmt.Errorf("evaluate: %w", err)
 	}
 	defer d.Close()
 	var scores []float64
 	var labels []bool
-	var res EvalResult
+	var res AUROCResult
 	names := make([]string, 0, len(classes))
 	for _, c := range classes {
 		if c.IsDir() {
@@ -77,16 +77,16 @@ func EvalFolder(modelPath string, size int, testDir string) (EvalResult, error) 
 		}
 		paths, err := ListImages(dir, 1)
 		if err != nil {
-			return EvalResult{}, fmt.Errorf("evaluate: %w", err)
+			return AUROCResult{}, fmt.Errorf("evaluate: %w", err)
 		}
 		for _, p := range paths {
 			data, err := capture.ReadImageFile(p) // bounded by capture.limits.max_bytes
 			if err != nil {
-				return EvalResult{}, fmt.Errorf("evaluate: %w", err)
+				return AUROCResult{}, fmt.Errorf("evaluate: %w", err)
 			}
 			m, err := RunImage(d, data, "evaluate "+p)
 			if err != nil {
-				return EvalResult{}, err
+				return AUROCResult{}, err
 			}
 			scores = append(scores, float64(maxOf(m)))
 			labels = append(labels, c != "good")
@@ -97,9 +97,9 @@ func EvalFolder(modelPath string, size int, testDir string) (EvalResult, error) 
 			}
 		}
 	}
-	res.AUROC, err = eval.AUROC(scores, labels)
+	res.AUROC, err = metrics.AUROC(scores, labels)
 	if err != nil {
-		return EvalResult{}, fmt.Errorf("evaluate on %s: %w", testDir, err)
+		return AUROCResult{}, fmt.Errorf("evaluate on %s: %w", testDir, err)
 	}
 	return res, nil
 }
