@@ -237,64 +237,15 @@ func itoa(i int) string {
 	return string(b)
 }
 
-// lgModel is a two-tree LightGBM text model (brf's hand-written one); its
-// feature count is set by the test.
-const lgModel = `tree
-version=v3
-num_class=1
-num_tree_per_iteration=1
-label_index=0
-max_feature_idx=2
-objective=binary sigmoid:1
-feature_names=a b c
-feature_infos=[0:1] [-1:1] [0:2]
-tree_sizes=300 200
-
-Tree=0
-num_leaves=3
-num_cat=0
-split_feature=0 2
-split_gain=1 1
-threshold=0.5 1.25
-decision_type=8 10
-left_child=1 -1
-right_child=-2 -3
-leaf_value=0.1 -0.2 0.3
-leaf_weight=1 1 1
-leaf_count=10 10 10
-internal_value=0 0
-internal_weight=1 1
-internal_count=30 20
-is_linear=0
-shrinkage=1
-
-
-Tree=1
-num_leaves=2
-num_cat=0
-split_feature=1
-split_gain=1
-threshold=-0.75
-decision_type=2
-left_child=-1
-right_child=-2
-leaf_value=0.05 -0.05
-leaf_weight=1 1
-leaf_count=10 10
-internal_value=0
-internal_weight=1
-internal_count=20
-is_linear=0
-shrinkage=0.1
-
-
-end of trees
-
-parameters:
-[boosting: gbdt]
-[objective: binary]
-end of parameters
-`
+// lgModel is brf's hand-written two-tree LightGBM text model; its feature
+// count is set by the test.
+var lgModel = func() string {
+	b, err := os.ReadFile("../brf/testdata/lightgbm_small.txt")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 // goldenContribs is brf/testdata/explain_golden.json's per-model part.
 type goldenContribs struct {
