@@ -276,6 +276,19 @@ func TestHostileDaemonTriggersOnStalledCamera(t *testing.T) {
 		t.Fatalf("plc connect: %v", tok.Error())
 	}
 	defer plc.Disconnect(100)
+	// "ready" does not mean the trigger subscription is in place on a fresh
+	// broker (triggers published before it are the broker's to drop): probe
+	// until a trigger is answered, then send the burst.
+	waitFor(t, "the daemon to answer a trigger", 30*time.Second, func() bool {
+		plc.Publish("segad/hostile/trigger", 1, false, "probe").WaitTimeout(time.Second)
+		for _, r := range sub.Results() {
+			if r.PartID == "probe" {
+				return true
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		return false
+	})
 	const n = 100 // more than the camera's 64 waiting triggers
 	for i := 0; i < n; i++ {
 		tok := plc.Publish("segad/hostile/trigger", 1, false, fmt.Sprintf("T-%03d", i))
@@ -283,9 +296,18 @@ func TestHostileDaemonTriggersOnStalledCamera(t *testing.T) {
 			t.Fatalf("trigger %d: %v", i, tok.Error())
 		}
 	}
-	sub.WaitResults(n, 60*time.Second)
+	triggered := func() []result.Result {
+		var out []result.Result
+		for _, r := range sub.Results() {
+			if strings.HasPrefix(r.PartID, "T-") {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	waitFor(t, fmt.Sprintf("%d trigger results", n), 60*time.Second, func() bool { return len(triggered()) >= n })
 	time.Sleep(300 * time.Millisecond)
-	got := sub.Results()
+	got := triggered()
 	if !p.alive() {
 		t.Fatal("the daemon died on triggers it could not serve with the audit on")
 	}
