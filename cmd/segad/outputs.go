@@ -32,6 +32,7 @@ import (
 type outputs struct {
 	list    []daemon.Output
 	history *history.Store
+	opcua   *opcua.Process
 	line    lineRef
 	closers []func() error
 }
@@ -90,16 +91,45 @@ func openOutputs(ctx context.Context, cfg *config.Config, log *slog.Logger) (o *
 		log.Info("Modbus TCP server listening", "addr", s.Addr().String())
 	}
 	if u := cfg.PLC.OPCUA; u.Enabled {
+		// The server runs in a child process (`segad opcua-serve`), so a
+		// peer that crashes it never stops inspection (docs/opcua.md).
 		state := filepath.Dir(cfg.MQTT.Outbox.Path)
-		s, err := opcua.New(u, opcua.Options{StateDir: state, Status: o.line.Status, Logger: log.With("component", "opcua"), Version: version})
+		s, err := opcua.StartProcess(u, opcua.ProcessOptions{
+			Options:  opcua.Options{StateDir: state, Status: o.line.Status, Logger: log.With("component", "opcua"), Version: version},
+			LogLevel: cfg.Log.Level, LogFormat: cfg.Log.Format,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("plc.opcua: %w", err)
 		}
+		o.opcua = s
 		o.list = append(o.list, s)
 		o.closers = append(o.closers, s.Close)
-		log.Info("OPC UA server listening", "endpoint", s.Endpoint())
+		log.Info("OPC UA server listening", "endpoint", s.Endpoint(), "pid", s.ProcessStats().Pid)
 	}
 	return o, nil
+}
+
+// health names the outputs that cannot do their work: a failing history,
+// an OPC UA server process that is down (being restarted).
+func (o *outputs) health() map[string]string {
+	var m map[string]string
+	add := func(k, v string) {
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = v
+	}
+	if o.history != nil {
+		if h := o.history.Health(); !h.OK {
+			add("history", h.Reason)
+		}
+	}
+	if o.opcua != nil {
+		if st := o.opcua.ProcessStats(); !st.Up {
+			add("opcua", fmt.Sprintf("the OPC UA server process is down and being restarted (restarts %d, last exit: %s)", st.Restarts, st.LastExit))
+		}
+	}
+	return m
 }
 
 func historyTarget(h config.HistoryConfig) string {
@@ -121,9 +151,26 @@ func (o *outputs) close() {
 }
 
 // options fills the daemon options that serve the outputs: the history's
-// HTTP API, its health and metrics.
+// HTTP API, the health and metrics of the history and the OPC UA server
+// process.
 func (o *outputs) options(opt *daemon.Options) {
 	opt.Outputs = o.list
+	opt.OutputHealth = o.health
+	if u := o.opcua; u != nil {
+		opt.Collectors = append(opt.Collectors,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_opcua_up", Help: "1 while the OPC UA server process serves."},
+				func() float64 {
+					if u.ProcessStats().Up {
+						return 1
+					}
+					return 0
+				}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "segad_opcua_restarts_total", Help: "Restarts of the OPC UA server process after it ended."},
+				func() float64 { return float64(u.ProcessStats().Restarts) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "segad_opcua_dropped_total", Help: "Results not handed to the OPC UA server process (its queue was full)."},
+				func() float64 { return float64(u.ProcessStats().Dropped) }),
+		)
+	}
 	if o.history == nil {
 		return
 	}
@@ -151,12 +198,6 @@ func (o *outputs) options(opt *daemon.Options) {
 		defer cancel()
 		ok, err := hist.IsLabelled(ctx, id)
 		return err == nil && ok
-	}
-	opt.OutputHealth = func() map[string]string {
-		if h := o.history.Health(); !h.OK {
-			return map[string]string{"history": h.Reason}
-		}
-		return nil
 	}
 	opt.Collectors = append(opt.Collectors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_history_written", Help: "Results recorded in the history since start."},

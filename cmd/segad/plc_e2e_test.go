@@ -20,6 +20,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
@@ -513,4 +515,194 @@ func TestPLCOPCUADaemon(t *testing.T) {
 	if err, el := p.stop(t, 20*time.Second); err != nil {
 		t.Errorf("exit after %s: %v", el, err)
 	}
+}
+
+// opcuaRead reads keys of the server's namespace (index 1) with gopcua in
+// one Read request, on a fresh connection.
+func opcuaRead(endpoint string, keys ...string) ([]any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := gopcua.NewClient(endpoint, gopcua.SecurityMode(ua.MessageSecurityModeNone), gopcua.SecurityPolicy(ua.SecurityPolicyURINone),
+		gopcua.AuthAnonymous(), gopcua.RequestTimeout(3*time.Second), gopcua.AutoReconnect(false))
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Connect(ctx); err != nil {
+		return nil, err
+	}
+	defer cl.Close(context.Background())
+	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+	for _, k := range keys {
+		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewStringNodeID(1, k), AttributeID: ua.AttributeIDValue})
+	}
+	resp, err := cl.Read(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var out []any
+	for i, r := range resp.Results {
+		if r.Status != ua.StatusOK {
+			return nil, fmt.Errorf("%s: %v", keys[i], r.Status)
+		}
+		out = append(out, r.Value.Value())
+	}
+	return out, nil
+}
+
+// TestPLCOPCUAIsolation: the crafted OPC UA Read request whose NodesToRead
+// declares 2^31-1 elements (gopcua v0.8.0 allocates the 16 GiB array before
+// reading one) sent to the real `segad run` with OPC UA on. The server runs
+// in its own process (`segad opcua-serve`) with a small address-space limit
+// (256 MiB above its size at start, so the machine is never pressed):
+// the allocation fails there at once and that process ends; the daemon
+// stays up, logs the exit with the server's last output, every part
+// dropped before, during and after the restart gets its MQTT result, the
+// OPC UA server is back within a few seconds, and a client reads the last
+// result and the full counters again.
+func TestPLCOPCUAIsolation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-process test")
+	}
+	broker := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	dir := t.TempDir()
+	watch := filepath.Join(dir, "drop")
+	os.MkdirAll(watch, 0o755)
+	port := testenv.FreePort(t)
+	endpoint := fmt.Sprintf("opc.tcp://127.0.0.1:%d/segad", port)
+	extra := fmt.Sprintf("http: {listen: \"off\"}\nplc:\n  opcua: {enabled: true, listen: \"127.0.0.1:%d\", limits: {address_space_growth_mb: 256}}\n", port)
+	cfg := hostileConfig(t, dir, fmt.Sprintf("  kind: watch\n  path: %q\n  watch: {poll: 50ms, grace: 200ms}", watch), broker.URL(), extra)
+	sub := mqtttest.Subscribe(t, broker.URL(), "", "", "segad/hostile/#")
+	p := startSegad(t, cfg)
+	waitFor(t, "the daemon to start", 60*time.Second, func() bool {
+		l := p.logs.String()
+		return strings.Contains(l, "ready: inspecting") && strings.Contains(l, "OPC UA server listening")
+	})
+	n := 0
+	drop := func(k int) {
+		for i := 0; i < k; i++ {
+			tmp := filepath.Join(dir, "tmp.png")
+			if err := os.WriteFile(tmp, plcPartPNG(t, n), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(watch, fmt.Sprintf("I%03d.png", n))); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// lastResult: the MQTT result decided last (IDs sort by decision time).
+	lastResult := func() result.Result {
+		rs := sub.WaitResults(n, 30*time.Second)
+		if len(rs) != n {
+			t.Fatalf("%d MQTT results for %d parts", len(rs), n)
+		}
+		last := rs[0]
+		for _, r := range rs {
+			if r.ID > last.ID {
+				last = r
+			}
+		}
+		return last
+	}
+	// seesLast waits until an OPC UA client reads the last result and n parts.
+	seesLast := func(within time.Duration) time.Duration {
+		t.Helper()
+		want := lastResult()
+		start := time.Now()
+		var vals []any
+		var err error
+		for time.Since(start) < within {
+			if vals, err = opcuaRead(endpoint, opcua.KeyResultID, opcua.KeyPartID, opcua.KeyResultCounter, opcua.KeyParts); err == nil &&
+				vals[0] == want.ID && vals[2] == uint64(n) {
+				if vals[1] != want.PartID || vals[3] != uint64(n) {
+					t.Fatalf("OPC UA shows %v; the last MQTT result is %s of part %s, %d parts", vals, want.ID, want.PartID, n)
+				}
+				return time.Since(start)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("OPC UA shows %v (%v) after %v; the last MQTT result is %s, %d parts", vals, err, within, want.ID, n)
+		return 0
+	}
+	drop(4)
+	seesLast(10 * time.Second)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	sent := time.Now()
+	answer, err := opcuatest.HugeArrayRead(addr, endpoint, 3*time.Second)
+	if err != nil {
+		t.Fatalf("sending the crafted request: %v", err)
+	}
+	waitFor(t, "the server process's exit in the log", 10*time.Second, func() bool {
+		return strings.Contains(p.logs.String(), "the OPC UA server process ended")
+	})
+	died := time.Since(sent)
+	drop(4) // while the server restarts (1 s backoff)
+	back := seesLast(15 * time.Second)
+	drop(2) // after it
+	seesLast(10 * time.Second)
+	if !p.alive() {
+		t.Fatal("the daemon died")
+	}
+	l := p.logs.String()
+	if !strings.Contains(l, "out of memory") || !strings.Contains(l, "OPC UA server process restarted") || strings.Count(l, "the OPC UA server process ended") != 1 {
+		t.Fatalf("log lacks the server process's crash (out of memory) and restart")
+	}
+	for _, line := range strings.Split(l, "\n") {
+		if strings.Contains(line, "the OPC UA server process ended") || strings.HasPrefix(line, "fatal error:") {
+			t.Logf("daemon log: %s", line)
+		}
+	}
+	got := byPart(sub.WaitResults(n, 30*time.Second))
+	for i := 0; i < n; i++ {
+		if rs := got[fmt.Sprintf("I%03d", i)]; len(rs) != 1 {
+			t.Errorf("part I%03d: %d MQTT results, want 1", i, len(rs))
+		}
+	}
+	t.Logf("crafted Read (NodesToRead length %d, answer %q): the OPC UA server process ended after %v (out of memory under its address-space limit); the daemon stayed up, all %d parts got their MQTT result, OPC UA showed the last result again %v after the parts dropped during the restart",
+		opcuatest.HugeArrayLength, answer, died.Round(time.Millisecond), n, back.Round(time.Millisecond))
+
+	// A stop as systemd does it (SIGTERM to every process of the unit):
+	// the server process ignores it and stops when the daemon closes it;
+	// no restart, nothing left behind.
+	kids := childPIDs(t, p.cmd.Process.Pid)
+	if len(kids) != 1 {
+		t.Fatalf("the daemon has %d child processes %v, want the OPC UA server process", len(kids), kids)
+	}
+	syscall.Kill(kids[0], syscall.SIGTERM)
+	if err, el := p.stop(t, 20*time.Second); err != nil {
+		t.Errorf("exit after %s: %v", el, err)
+	}
+	if c := strings.Count(p.logs.String(), "the OPC UA server process ended"); c != 1 {
+		t.Errorf("the OPC UA server process ended %d times, want once (the crash; not at the stop)", c)
+	}
+	if syscall.Kill(kids[0], 0) == nil {
+		t.Errorf("the OPC UA server process %d outlived the daemon", kids[0])
+	}
+}
+
+// childPIDs lists the processes whose parent is pid (Linux /proc).
+func childPIDs(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		var me, ppid int
+		fmt.Sscan(filepath.Base(filepath.Dir(f)), &me)
+		if len(fields) > 1 {
+			fmt.Sscan(fields[1], &ppid)
+		}
+		if ppid == pid {
+			out = append(out, me)
+		}
+	}
+	return out
 }

@@ -8,6 +8,8 @@ import (
 
 	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // BenchmarkPublishToDataChange measures the time from Publish (the
@@ -20,13 +22,33 @@ import (
 //	go test -run '^$' -bench PublishToDataChange -benchtime 500x ./plc/opcua
 func BenchmarkPublishToDataChange(b *testing.B) {
 	s := startServer(b, Config{}, nil)
-	c := dial(b, s)
+	benchPublishToDataChange(b, dial(b, s), func(r result.Result) { s.Publish(context.Background(), r) })
+}
+
+// BenchmarkProcessPublishToDataChange is BenchmarkPublishToDataChange with
+// the server in its own process (Process, as segad run runs it): the
+// pipe's cost on top.
+//
+//	go test -run '^$' -bench ProcessPublishToDataChange -benchtime 500x ./plc/opcua
+func BenchmarkProcessPublishToDataChange(b *testing.B) {
+	p, _ := startProcess(b, Config{}, nil, ProcessOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := newTestClient(ctx, p.Endpoint())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	benchPublishToDataChange(b, c, func(r result.Result) { p.Publish(context.Background(), r) })
+}
+
+func benchPublishToDataChange(b *testing.B, c *gopcua.Client, publish func(result.Result)) {
 	ch := make(chan *gopcua.PublishNotificationData, 1000)
 	sub, err := c.Subscribe(context.Background(), &gopcua.SubscriptionParameters{Interval: 10 * time.Millisecond}, ch)
 	if err != nil {
 		b.Fatal(err)
 	}
-	req := gopcua.NewMonitoredItemCreateRequestWithDefaults(nid(s, KeyResultCounter), ua.AttributeIDValue, 1)
+	req := gopcua.NewMonitoredItemCreateRequestWithDefaults(ua.NewStringNodeID(1, KeyResultCounter), ua.AttributeIDValue, 1)
 	if _, err := sub.Monitor(context.Background(), ua.TimestampsToReturnBoth, req); err != nil {
 		b.Fatal(err)
 	}
@@ -52,7 +74,7 @@ func BenchmarkPublishToDataChange(b *testing.B) {
 	for i := 1; i <= b.N; i++ {
 		time.Sleep(20 * time.Millisecond)
 		start := time.Now()
-		s.Publish(context.Background(), testResult(i))
+		publish(testResult(i))
 		wait(uint64(i))
 		lat = append(lat, time.Since(start))
 	}

@@ -85,6 +85,16 @@ type Limits struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	// StatusInterval: how often the line status is polled (default 250ms, 10ms..10s).
 	StatusInterval time.Duration `yaml:"status_interval"`
+	// MemoryLimitMB is the Go memory limit (debug.SetMemoryLimit) of the
+	// server process `segad run` starts for OPC UA (default 256, 32..65536).
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
+	// AddressSpaceGrowthMB bounds that process's address space (RLIMIT_AS,
+	// on Linux) to its size once started plus this much: an allocation
+	// beyond it fails at once inside the server process, which ends and is
+	// restarted, instead of pressing on the machine's memory (default 2048,
+	// 256..1048576). Relative, because the shared libraries of the segad
+	// binary (OpenCV, ONNX Runtime, GStreamer) already map about 2 GiB.
+	AddressSpaceGrowthMB int `yaml:"address_space_growth_mb"`
 }
 
 // DefaultConfig is the section with every default filled in.
@@ -116,6 +126,8 @@ func (c *Config) ApplyDefaults() {
 	setDur(&l.MinPublishingInterval, 10*time.Millisecond)
 	setDur(&l.HandshakeTimeout, 10*time.Second)
 	setDur(&l.StatusInterval, 250*time.Millisecond)
+	setInt(&l.MemoryLimitMB, 256)
+	setInt(&l.AddressSpaceGrowthMB, 2048)
 }
 
 func setInt(p *int, v int) {
@@ -220,6 +232,8 @@ func (c *Config) Validate() error {
 	durRange("min_publishing_interval", l.MinPublishingInterval, time.Millisecond, 10*time.Second)
 	durRange("handshake_timeout", l.HandshakeTimeout, 100*time.Millisecond, time.Minute)
 	durRange("status_interval", l.StatusInterval, 10*time.Millisecond, 10*time.Second)
+	intRange("memory_limit_mb", l.MemoryLimitMB, 32, 65536)
+	intRange("address_space_growth_mb", l.AddressSpaceGrowthMB, 256, 1<<20)
 	return errors.Join(errs...)
 }
 
