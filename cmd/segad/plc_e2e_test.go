@@ -531,22 +531,7 @@ func opcuaRead(endpoint string, keys ...string) ([]any, error) {
 		return nil, err
 	}
 	defer cl.Close(context.Background())
-	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
-	for _, k := range keys {
-		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewStringNodeID(1, k), AttributeID: ua.AttributeIDValue})
-	}
-	resp, err := cl.Read(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var out []any
-	for i, r := range resp.Results {
-		if r.Status != ua.StatusOK {
-			return nil, fmt.Errorf("%s: %v", keys[i], r.Status)
-		}
-		out = append(out, r.Value.Value())
-	}
-	return out, nil
+	return opcuatest.ReadKeys(ctx, cl, 1, keys...)
 }
 
 // TestPLCOPCUAIsolation: the crafted OPC UA Read request whose NodesToRead

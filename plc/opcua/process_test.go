@@ -73,7 +73,7 @@ func (c procClient) read(keys ...string) ([]any, error) {
 		return nil, err
 	}
 	defer cl.Close(context.Background())
-	return readKeys(ctx, cl, 1, keys...)
+	return opcuatest.ReadKeys(ctx, cl, 1, keys...)
 }
 
 func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
@@ -266,26 +266,6 @@ func newTestClient(ctx context.Context, endpoint string) (*gopcua.Client, error)
 		return nil, err
 	}
 	return cl, nil
-}
-
-// readKeys reads the values of keys (namespace ns) in one Read request.
-func readKeys(ctx context.Context, cl *gopcua.Client, ns uint16, keys ...string) ([]any, error) {
-	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
-	for _, k := range keys {
-		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewStringNodeID(ns, k), AttributeID: ua.AttributeIDValue})
-	}
-	resp, err := cl.Read(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var out []any
-	for i, r := range resp.Results {
-		if r.Status != ua.StatusOK {
-			return nil, fmt.Errorf("%s: %v", keys[i], r.Status)
-		}
-		out = append(out, r.Value.Value())
-	}
-	return out, nil
 }
 
 // fatalLine is the first "fatal error:" line of a log.
