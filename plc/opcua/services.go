@@ -390,6 +390,19 @@ func (s *Server) dropGopcuaSession(token *ua.NodeID) {
 
 func (s *Server) tooMany(n int) bool { return n > s.cfg.Limits.MaxNodesPerRequest }
 
+// checkOps is the operation-count check every list service starts with: an
+// empty list is BadNothingToDo, one over limits.max_nodes_per_request is
+// BadTooManyOperations; nil means go on.
+func (s *Server) checkOps(h *ua.RequestHeader, n int) ua.Response {
+	switch {
+	case n == 0:
+		return fault(h, ua.StatusBadNothingToDo)
+	case s.tooMany(n):
+		return fault(h, ua.StatusBadTooManyOperations)
+	}
+	return nil
+}
+
 // readAttr reads one attribute of any node the server has.
 func (s *Server) readAttr(nid *ua.NodeID, attr ua.AttributeID) *ua.DataValue {
 	if nid == nil {
@@ -421,11 +434,8 @@ func (s *Server) read(ss *session, sc *uasc.SecureChannel, r ua.Request) ua.Resp
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.NodesToRead) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.NodesToRead)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.NodesToRead)); f != nil {
+		return f
 	}
 	// One lock for the whole request: the fields of one Read all belong
 	// to the same result.
@@ -450,11 +460,8 @@ func (s *Server) write(ss *session, sc *uasc.SecureChannel, r ua.Request) ua.Res
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.NodesToWrite) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.NodesToWrite)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.NodesToWrite)); f != nil {
+		return f
 	}
 	s.stats.writesRefused.Add(uint64(len(req.NodesToWrite)))
 	out := make([]ua.StatusCode, len(req.NodesToWrite))
@@ -472,11 +479,8 @@ func (s *Server) browse(ss *session, sc *uasc.SecureChannel, r ua.Request) ua.Re
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.NodesToBrowse) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.NodesToBrowse)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.NodesToBrowse)); f != nil {
+		return f
 	}
 	out := make([]*ua.BrowseResult, len(req.NodesToBrowse))
 	for i, bd := range req.NodesToBrowse {
@@ -540,11 +544,8 @@ func (s *Server) translate(ss *session, sc *uasc.SecureChannel, r ua.Request) ua
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.BrowsePaths) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.BrowsePaths)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.BrowsePaths)); f != nil {
+		return f
 	}
 	out := make([]*ua.BrowsePathResult, len(req.BrowsePaths))
 	for i, bp := range req.BrowsePaths {
@@ -623,11 +624,8 @@ func (s *Server) registerNodes(ss *session, sc *uasc.SecureChannel, r ua.Request
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.NodesToRegister) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.NodesToRegister)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.NodesToRegister)); f != nil {
+		return f
 	}
 	return &ua.RegisterNodesResponse{ResponseHeader: header(req.RequestHeader, ua.StatusOK), RegisteredNodeIDs: req.NodesToRegister}
 }

@@ -92,11 +92,8 @@ func (s *Server) setPublishingMode(ss *session, sc *uasc.SecureChannel, r ua.Req
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	if len(req.SubscriptionIDs) == 0 {
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	}
-	if s.tooMany(len(req.SubscriptionIDs)) {
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.SubscriptionIDs)); f != nil {
+		return f
 	}
 	e := s.engine
 	e.mu.Lock()
@@ -203,11 +200,8 @@ func (s *Server) deleteSubscriptions(ss *session, sc *uasc.SecureChannel, r ua.R
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	if len(req.SubscriptionIDs) == 0 {
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	}
-	if s.tooMany(len(req.SubscriptionIDs)) {
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.SubscriptionIDs)); f != nil {
+		return f
 	}
 	e := s.engine
 	e.mu.Lock()
@@ -239,11 +233,8 @@ func (s *Server) createMonitoredItems(ss *session, sc *uasc.SecureChannel, r ua.
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.ItemsToCreate) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.ItemsToCreate)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.ItemsToCreate)); f != nil {
+		return f
 	}
 	e := s.engine
 	e.mu.Lock()
@@ -336,11 +327,8 @@ func (s *Server) modifyMonitoredItems(ss *session, sc *uasc.SecureChannel, r ua.
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.ItemsToModify) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.ItemsToModify)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.ItemsToModify)); f != nil {
+		return f
 	}
 	e := s.engine
 	e.mu.Lock()
@@ -416,11 +404,8 @@ func (s *Server) deleteMonitoredItems(ss *session, sc *uasc.SecureChannel, r ua.
 	if !ok {
 		return fault(r.Header(), ua.StatusBadRequestTypeInvalid)
 	}
-	switch {
-	case len(req.MonitoredItemIDs) == 0:
-		return fault(req.RequestHeader, ua.StatusBadNothingToDo)
-	case s.tooMany(len(req.MonitoredItemIDs)):
-		return fault(req.RequestHeader, ua.StatusBadTooManyOperations)
+	if f := s.checkOps(req.RequestHeader, len(req.MonitoredItemIDs)); f != nil {
+		return f
 	}
 	e := s.engine
 	e.mu.Lock()
