@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segad-edge/segad-edge/history"
+
 	"github.com/segad-edge/segad-edge/plc/modbus"
 	"github.com/segad-edge/segad-edge/plc/opcua"
 )
@@ -41,6 +43,17 @@ type RetentionConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 }
 
+// StoreConfig is the history store's configuration for this section
+// (the writer's batching and timeouts keep the store's own defaults).
+func (h HistoryConfig) StoreConfig() history.Config {
+	c := history.Config{Path: h.Path, URL: h.URL, MaxAge: h.Retention.MaxAge, MaxRows: h.Retention.MaxRows,
+		MaxBytes: h.Retention.MaxBytes, QueueSize: h.QueueSize}
+	if h.URL != "" {
+		c.Path = "" // PostgreSQL instead of the default SQLite file
+	}
+	return c
+}
+
 // On reports whether the history records results.
 func (h HistoryConfig) On() bool { return h.Enabled == nil || *h.Enabled }
 
@@ -67,16 +80,16 @@ func (c *Config) outputDefaults() {
 		h.Path = filepath.Join(dir, "history.db")
 	}
 	if h.Retention.MaxAge == 0 {
-		h.Retention.MaxAge = 90 * 24 * time.Hour
+		h.Retention.MaxAge = history.DefaultMaxAge
 	}
 	if h.Retention.MaxRows == 0 {
-		h.Retention.MaxRows = 2_000_000
+		h.Retention.MaxRows = history.DefaultMaxRows
 	}
 	if h.Retention.MaxBytes == 0 {
-		h.Retention.MaxBytes = 2 << 30
+		h.Retention.MaxBytes = history.DefaultMaxBytes
 	}
 	if h.QueueSize == 0 {
-		h.QueueSize = 10_000
+		h.QueueSize = history.DefaultQueueSize
 	}
 	fillZero(&c.PLC.Modbus, modbus.Defaults())
 	c.PLC.OPCUA.ApplyDefaults()

@@ -67,11 +67,8 @@ func openOutputs(ctx context.Context, cfg *config.Config, log *slog.Logger) (o *
 		}
 	}()
 	if h := cfg.History; h.On() {
-		hc := history.Config{Path: h.Path, URL: h.URL, MaxAge: h.Retention.MaxAge, MaxRows: h.Retention.MaxRows,
-			MaxBytes: h.Retention.MaxBytes, QueueSize: h.QueueSize, Logger: log.With("component", "history")}
-		if h.URL != "" {
-			hc.Path = ""
-		}
+		hc := h.StoreConfig()
+		hc.Logger = log.With("component", "history")
 		s, err := history.Open(ctx, hc)
 		if err != nil {
 			return nil, fmt.Errorf("history %s: %w", historyTarget(h), err)
