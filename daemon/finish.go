@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -119,13 +120,24 @@ func (p *peer) offer(r result.Result) {
 	}
 }
 
-// close lets the output finish its queue for at most grace, then closes it.
+// close lets the output finish its queue for at most grace, then closes it,
+// waiting at most grace for that too: an output is best effort, and a slow
+// one (a child process, a database) must not hold up the stop.
 func (p *peer) close(grace time.Duration) error {
 	p.once.Do(func() { close(p.q) })
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
 	select {
 	case <-p.done:
-	case <-time.After(grace):
-		p.log.Error("output still busy at shutdown; closing it", "waiting", len(p.q))
+	case <-deadline.C:
+		p.log.Error("output still busy at shutdown; closing it", "output", p.out.Name(), "waiting", len(p.q))
 	}
-	return p.out.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- p.out.Close() }()
+	select {
+	case err := <-closed:
+		return err
+	case <-time.After(grace):
+		return fmt.Errorf("output %s did not close within %s; left to process exit", p.out.Name(), grace)
+	}
 }

@@ -169,14 +169,21 @@ func (d *Daemon) closeBounded(detectorsIdle bool, flush time.Duration) error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), flush)
 	defer cancel()
+	// Outputs close beside the publisher, each bounded by half the flush
+	// time (queue, then Close), so together they end within it. They are
+	// best effort beside the durable publisher: what one could not finish
+	// (a history that lost results) is logged, not a failed stop.
+	peersDone := make(chan struct{})
+	go func() {
+		defer close(peersDone)
+		if err := closePeers(d.outputs, flush/2); err != nil {
+			d.log.Warn("an output did not close cleanly", "err", err)
+		}
+	}()
 	if d.pub != nil {
 		errs = append(errs, d.pub.Close(ctx))
 	}
-	// Outputs are best effort beside the durable publisher: what one could
-	// not finish (a history that lost results) is logged, not a failed stop.
-	if err := closePeers(d.outputs, flush); err != nil {
-		d.log.Warn("an output did not close cleanly", "err", err)
-	}
+	<-peersDone
 	if detectorsIdle {
 		errs = append(errs, d.insp.Close())
 	}
