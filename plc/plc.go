@@ -33,15 +33,18 @@ func ResultCode(v result.Verdict) uint16 {
 
 // reasonNumbers are the released reason-code numbers. Append only.
 var reasonNumbers = map[string]uint16{
-	"":                     0, // pass: no reason
-	result.ReasonAnomaly:   1,
-	result.ReasonError:     2,
-	result.ReasonCapture:   3,
-	result.ReasonInference: 4,
-	result.ReasonMap:       5,
-	result.ReasonScore:     6,
-	result.ReasonDropped:   7,
-	result.ReasonShutdown:  8,
+	"":                        0, // pass: no reason
+	result.ReasonAnomaly:      1,
+	result.ReasonError:        2,
+	result.ReasonCapture:      3,
+	result.ReasonInference:    4,
+	result.ReasonMap:          5,
+	result.ReasonScore:        6,
+	result.ReasonDropped:      7,
+	result.ReasonShutdown:     8,
+	result.ReasonNotLocated:   9,
+	result.ReasonSegmentation: 10,
+	result.ReasonGolden:       11,
 }
 
 // ReasonUnknown is the number of a reason code this table does not know

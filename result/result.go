@@ -80,6 +80,9 @@ type Result struct {
 	// detector and feature (docs/brf.md); nil when the forest cannot be
 	// explained (LightGBM) or the part was not scored.
 	Explain *Explanation `json:"explain,omitempty"`
+	// Pose is where fixturing (capture.align) found the part: the motion
+	// from the reference pose to the frame; nil without fixturing.
+	Pose *Pose `json:"pose,omitempty"`
 }
 
 // Rejected reports whether the part must be rejected (fail or error).
@@ -187,6 +190,15 @@ const (
 	ReasonScore     = "invalid_score"   // the forest returned NaN/Inf
 	ReasonDropped   = "dropped"         // inference fell behind; the part was not inspected
 	ReasonShutdown  = "shutdown"        // the daemon stopped before inspecting it
+	// ReasonNotLocated: fixturing (capture.align) could not find the part
+	// in the frame (score below min_score, motion beyond search).
+	ReasonNotLocated = "not_located"
+	// ReasonSegmentation: the per-frame segmentation model's mask is
+	// implausible (a required segment missing, an area out of bounds).
+	ReasonSegmentation = "segmentation_error"
+	// ReasonGolden: the last golden-sample challenge failed and
+	// assurance.golden.action is fail_closed.
+	ReasonGolden = "golden_failed"
 )
 
 // FailClosed turns r into an error verdict with the reason code and the
@@ -266,4 +278,16 @@ func (g *ulidGen) next(t time.Time) string {
 		}
 	}
 	return string(out[:])
+}
+
+// Pose is the registration of a frame to the reference part image
+// (capture.align): the part in the frame is the reference moved by DX, DY
+// pixels (in the preprocessed frame's coordinates) and turned by Angle
+// degrees (counter-clockwise); Score is the registration's quality in
+// [0, 1] (ECC correlation, or the features method's inlier ratio).
+type Pose struct {
+	DX    float64 `json:"dx"`
+	DY    float64 `json:"dy"`
+	Angle float64 `json:"angle"`
+	Score float64 `json:"score"`
 }

@@ -5,7 +5,8 @@
 # Sources used (and nothing else): Debian packages, the Go module proxy, the npm registry.
 #   - apt: OpenCV (GoCV), XGBoost C library (training), Mosquitto, PostgreSQL,
 #          pymodbus and mbpoll (independent peers the tests start),
-#          numpy/scipy/xgboost/onnx for the golden-fixture scripts.
+#          numpy/scipy/xgboost/onnx for the golden-fixture scripts,
+#          headless Chromium for the console's browser tests.
 #   - npm: the ONNX Runtime shared library, taken out of onnxruntime-node's package
 #          with `npm pack` (which runs no install scripts) and checked by sha256.
 set -euo pipefail
@@ -28,6 +29,7 @@ apt_packages=(
   systemd
   openssl
   npm
+  chromium fonts-dejavu-core
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
