@@ -62,6 +62,8 @@ type Config struct {
 	History HistoryConfig `yaml:"history"`
 	// PLC holds the Modbus TCP and OPC UA servers.
 	PLC PLCConfig `yaml:"plc"`
+	// Assurance holds golden-sample challenges and drift alarms.
+	Assurance AssuranceConfig `yaml:"assurance"`
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `yaml:"-"`

@@ -1,0 +1,4 @@
+package config
+
+// GoldenConfig is assurance.golden: golden-sample challenges.
+type GoldenConfig struct{}
