@@ -43,6 +43,14 @@ type Output interface {
 	Close() error
 }
 
+// AsideRecorder is an Output that also records results which decide
+// nothing on the line (Result.Kind golden or shadow): the history. Outputs
+// that do not implement it (the PLC servers) never see such results.
+type AsideRecorder interface {
+	Output
+	RecordsAside() bool
+}
+
 // Daemon is the running inspection line: a frame source feeding a bounded
 // queue, two stages inspecting frames (model.Inspector) and handing results
 // to the publisher and the outputs, plus audit, metrics and hot reload

@@ -64,6 +64,17 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 	}
 }
 
+// recordAside hands a result that decides nothing on the line (a golden
+// challenge's, a shadow model's: r.Kind set) to the outputs that record
+// such results (AsideRecorder). It is not published, counted or audited.
+func (d *Daemon) recordAside(r result.Result) {
+	for _, o := range d.outputs {
+		if a, ok := o.out.(AsideRecorder); ok && a.RecordsAside() {
+			o.offer(r)
+		}
+	}
+}
+
 func (d *Daemon) samplePass() bool {
 	d.cfgMu.Lock()
 	share := d.cfg.Audit.SamplePass

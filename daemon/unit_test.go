@@ -208,3 +208,32 @@ func TestPeerOverflowCounted(t *testing.T) {
 		t.Fatalf("output got %v, want the first two", got)
 	}
 }
+
+// asideOutput is a recordingOutput that records results aside (as the
+// history does).
+type asideOutput struct{ *recordingOutput }
+
+func (asideOutput) RecordsAside() bool { return true }
+
+// TestRecordAsideOnlyToRecorders: a golden or shadow result reaches the
+// outputs that record aside (history) and never the others (the PLC).
+func TestRecordAsideOnlyToRecorders(t *testing.T) {
+	hist := asideOutput{&recordingOutput{name: "history"}}
+	plcOut := &recordingOutput{name: "plc"}
+	d := &Daemon{}
+	for _, o := range []Output{hist, plcOut} {
+		d.outputs = append(d.outputs, startPeer(o, quietLog()))
+	}
+	d.recordAside(result.Result{Seq: 7, Kind: result.KindGolden})
+	for _, p := range d.outputs {
+		if err := p.close(time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := hist.seqs(); len(got) != 1 || got[0] != 7 {
+		t.Errorf("history got %v, want the golden result", got)
+	}
+	if got := plcOut.seqs(); len(got) != 0 {
+		t.Errorf("the PLC output got %v, want nothing", got)
+	}
+}

@@ -308,7 +308,13 @@ func (s *Store) target() string {
 // Name is the output's name in logs and health: "history".
 func (s *Store) Name() string { return "history" }
 
-// Publish queues r to be recorded as a production result. It never blocks
+// RecordsAside says the history records results that decide nothing on
+// the line too (golden challenges, shadow models: Result.Kind), as their
+// kind (daemon.AsideRecorder).
+func (s *Store) RecordsAside() bool { return true }
+
+// Publish queues r to be recorded, as a production result unless r.Kind
+// says otherwise. It never blocks
 // and never fails because of the database: when the queue is full the
 // result is dropped and counted (Health). It fails only on a read-only or
 // closed store. r's maps and slices must not be changed afterwards.
@@ -322,6 +328,9 @@ func (s *Store) Publish(ctx context.Context, r result.Result) error {
 // of its own (interface{ PublishWith(context.Context, result.Result,
 // history.Extra) error }); one that does not calls Publish.
 func (s *Store) PublishWith(_ context.Context, r result.Result, x Extra) error {
+	if x.Kind == "" && r.Kind != "" {
+		x.Kind = Kind(r.Kind)
+	}
 	if s.cfg.ReadOnly || s.cfg.Passive {
 		return ErrReadOnly
 	}

@@ -83,7 +83,20 @@ type Result struct {
 	// Pose is where fixturing (capture.align) found the part: the motion
 	// from the reference pose to the frame; nil without fixturing.
 	Pose *Pose `json:"pose,omitempty"`
+	// Kind is empty for the line's own verdicts (production); KindGolden
+	// and KindShadow mark results that decide nothing on the line: they go
+	// only to outputs that record them aside (the history), never to the
+	// PLC or the result topic.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Result kinds (Result.Kind); production is the empty kind.
+const (
+	// KindGolden is a golden-sample challenge's result (assurance.golden).
+	KindGolden = "golden"
+	// KindShadow is a candidate model's result (segad.shadow).
+	KindShadow = "shadow"
+)
 
 // Rejected reports whether the part must be rejected (fail or error).
 func (r *Result) Rejected() bool { return r.Verdict != VerdictPass }
