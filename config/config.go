@@ -408,6 +408,7 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.driftDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -506,6 +507,7 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateDrift())
 	return errors.Join(errs...)
 }
 

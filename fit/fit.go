@@ -167,6 +167,9 @@ func Run(o Options) (*Summary, error) {
 	if err := bundle.Write(o.Out, model, man); err != nil {
 		return nil, err
 	}
+	if err := writeDrift(o.Out, td, man.Threshold, log); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
 	sum.Features, sum.Counts, sum.Threshold, sum.History = d.NCols, man.Data, man.Threshold, man.History
 	log.Info("bundle written", "dir", o.Out, "good", man.Data.Good, "bad", man.Data.Bad, "threshold", man.Threshold.Suggested)
 	return sum, nil
