@@ -33,6 +33,9 @@ type watched struct {
 	col    int // position in the result's feature row (-1 until known)
 	counts []int
 	psi    float64
+	// dof is the number of bins the reference fills, less one: the
+	// degrees of freedom of PSI's sampling noise (Floor).
+	dof int
 }
 
 // Monitor is the drift monitor, a daemon output (Name, Publish, Close).
@@ -87,12 +90,20 @@ func New(o Options) (*Monitor, error) {
 		if len(f.Shares) > maxBins {
 			return nil, fmt.Errorf("drift monitor: feature %s has %d bins, at most %d", f.Name, len(f.Shares), maxBins)
 		}
-		m.feats = append(m.feats, watched{ref: f, col: -1, counts: make([]int, len(f.Shares)+1)})
+		dof := -1
+		for _, sh := range append([]float64{f.NaN}, f.Shares...) {
+			if sh > 0 {
+				dof++
+			}
+		}
+		m.feats = append(m.feats, watched{ref: f, col: -1, counts: make([]int, len(f.Shares)+1), dof: max(dof, 1)})
 	}
 	if len(m.feats) == 0 {
 		return nil, fmt.Errorf("drift monitor: the reference has no feature of the watched statistics %v", o.Config.Stats)
 	}
 	m.bins = make([]uint8, o.Config.Window*len(m.feats))
+	log.Info("drift monitor on", "features", len(m.feats), "stats", o.Config.Stats, "good", o.Reference.Good, "window", o.Config.Window,
+		"noise_floor", Floor(o.Reference.Bins-1, o.Reference.Good, o.Config.Window), "psi_alarm", o.Config.PSIAlarm)
 	if o.Config.RejectOn() {
 		m.p0 = o.Config.ExpectedRejectRate
 		if m.p0 == 0 {
@@ -163,16 +174,19 @@ func (m *Monitor) addPassed(row []result.Feature) {
 	if m.n < m.cfg.MinParts {
 		return
 	}
-	worst := 0
+	// Each feature is judged by its excess over its sampling floor, so a
+	// small training set or a part-filled window does not raise alarms
+	// by noise alone (docs/assurance.md).
+	worst, top := 0, math.Inf(-1)
 	for i := range m.feats {
 		w := &m.feats[i]
 		w.psi = PSI(w.ref, w.counts, m.n)
-		if w.psi > m.feats[worst].psi {
-			worst = i
+		if x := w.psi - m.floor(w); x > top {
+			worst, top = i, x
 		}
 	}
 	m.psiWorst = worst
-	switch top := m.feats[worst].psi; {
+	switch {
 	case !m.psiAlarm && top >= m.cfg.PSIAlarm:
 		m.psiAlarm = true
 		m.raised++
@@ -180,8 +194,22 @@ func (m *Monitor) addPassed(row []result.Feature) {
 	case m.psiAlarm && top < m.cfg.PSIClear:
 		m.psiAlarm = false
 		m.cleared++
-		m.log.Info("drift alarm cleared: every watched feature is back below psi_clear", "worst", m.feats[worst].ref.Name, "psi", top, "psi_clear", m.cfg.PSIClear)
+		m.log.Info("drift alarm cleared: every watched feature is back below psi_clear", "worst", m.feats[worst].ref.Name, "psi", m.feats[worst].psi, "psi_clear", m.cfg.PSIClear)
 	}
+}
+
+// floor is the PSI two samples of the same distribution show by chance:
+// PSI is close to a chi-square statistic over the effective sample size,
+// so its expectation is dof * (1/good + 1/window) (the reference's own
+// sampling noise plus the window's). Thresholds are compared with the
+// excess over it.
+func (m *Monitor) floor(w *watched) float64 { return Floor(w.dof, m.ref.Good, m.n) }
+
+// Floor is the sampling floor of a feature with dof+1 filled bins, a
+// reference of good parts and a window of n parts: the PSI expected
+// between two samples of one distribution.
+func Floor(dof, good, n int) float64 {
+	return float64(dof) * (1/float64(good) + 1/float64(n))
 }
 
 // resolve finds the watched features' columns in row, once per feature
@@ -269,15 +297,15 @@ func (m *Monitor) featureReason() string {
 	}
 	s := fmt.Sprintf("%s: %s %s drifted, PSI %.2f", where, w.ref.Detector, w.ref.Stat, w.psi)
 	if n := m.over(); n > 1 {
-		s += fmt.Sprintf(" (%d features at or above %.2f)", n, m.cfg.PSIAlarm)
+		s += fmt.Sprintf(" (%d features drifted)", n)
 	}
 	return s
 }
 
 func (m *Monitor) over() int {
 	n := 0
-	for _, w := range m.feats {
-		if w.psi >= m.cfg.PSIAlarm {
+	for i := range m.feats {
+		if w := &m.feats[i]; w.psi-m.floor(w) >= m.cfg.PSIAlarm {
 			n++
 		}
 	}
@@ -310,6 +338,9 @@ type FeatureStatus struct {
 	Detector string  `json:"detector"`
 	Stat     string  `json:"stat"`
 	PSI      float64 `json:"psi"`
+	// Floor is the PSI expected by chance (Floor); the alarm compares
+	// PSI - Floor with psi_alarm.
+	Floor float64 `json:"floor"`
 }
 
 // Status is the monitor's state, for metrics and reports.
@@ -345,10 +376,17 @@ func (m *Monitor) Status() Status {
 	s := Status{Window: m.n, Judging: m.n >= m.cfg.MinParts, Alarm: alarm, FeatureAlarm: m.psiAlarm, RejectAlarm: m.rejAlarm,
 		RejectWindow: m.rn, Rejects: m.rk, ExpectedRejectRate: m.p0, Passes: m.passes, Unmatched: m.unmatched, Raised: m.raised, Cleared: m.cleared}
 	s.Features = make([]FeatureStatus, len(m.feats))
-	for i, w := range m.feats {
-		s.Features[i] = FeatureStatus{w.ref.Name, w.ref.Segment, w.ref.Detector, w.ref.Stat, w.psi}
+	for i := range m.feats {
+		w := &m.feats[i]
+		fl := 0.0
+		if m.n > 0 {
+			fl = m.floor(w)
+		}
+		s.Features[i] = FeatureStatus{w.ref.Name, w.ref.Segment, w.ref.Detector, w.ref.Stat, w.psi, fl}
 	}
-	sort.SliceStable(s.Features, func(i, j int) bool { return s.Features[i].PSI > s.Features[j].PSI })
+	sort.SliceStable(s.Features, func(i, j int) bool {
+		return s.Features[i].PSI-s.Features[i].Floor > s.Features[j].PSI-s.Features[j].Floor
+	})
 	return s
 }
 
