@@ -2,6 +2,7 @@ package drift_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -358,4 +359,67 @@ func (l *demoLine) segments() []string {
 		}
 	}
 	return out
+}
+
+// TestFitWritesDriftReference is acceptance (3): segad fit (fit.Run)
+// writes drift.json beside the forest, from the good training parts only,
+// with the calibrated false-reject rate; a bundle without it (written
+// before) still loads and builds, and says it has no reference.
+func TestFitWritesDriftReference(t *testing.T) {
+	l := getLine(t)
+	b, err := bundle.Load(filepath.Join(l.dir, "bundle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := b.Manifest
+	if l.ref.Good != man.Data.Good || l.ref.Good != fitGood {
+		t.Errorf("reference from %d good parts, the forest trained on %d (want %d)", l.ref.Good, man.Data.Good, fitGood)
+	}
+	segs, dets := len(man.Mask.Segments), len(man.Detectors)
+	if want := 4*segs*dets + dets; len(l.ref.Features) != want {
+		t.Fatalf("%d reference features, want %d (every statistic and maximum)", len(l.ref.Features), want)
+	}
+	for i, f := range l.ref.Features {
+		if f.Name != man.Features[i] {
+			t.Fatalf("reference feature %d is %s, manifest feature %s", i, f.Name, man.Features[i])
+		}
+		if want := f.Segment + "." + f.Detector + "." + f.Stat; f.Segment != "" && f.Name != want || f.Segment == "" && f.Name != f.Detector+".max" {
+			t.Errorf("feature %s split as %q/%q/%q", f.Name, f.Segment, f.Detector, f.Stat)
+		}
+		if f.Stat == "mean" && len(f.Edges) != drift.DefaultBins-1 {
+			t.Errorf("%s: %d edges, a continuous statistic has %d", f.Name, len(f.Edges), drift.DefaultBins-1)
+		}
+	}
+	p := man.Threshold.Promise
+	if p == nil || p.FPRCI == nil {
+		t.Fatal("the manifest has no promise")
+	}
+	if l.ref.ExpectedFRR != p.FPR || l.ref.ExpectedFRRHigh != p.FPRCI.High || l.ref.FRRSource != man.Threshold.Calibration {
+		t.Errorf("expected FRR %v (high %v, %s), the manifest promises %v (high %v, %s)", l.ref.ExpectedFRR, l.ref.ExpectedFRRHigh, l.ref.FRRSource, p.FPR, p.FPRCI.High, man.Threshold.Calibration)
+	}
+
+	// An older bundle: the same files without drift.json.
+	old := filepath.Join(t.TempDir(), "old")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{bundle.ModelFile, bundle.ManifestFile} {
+		data, err := os.ReadFile(filepath.Join(l.dir, "bundle", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(old, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := *l.cfg
+	cfg.SegAD.Bundle = old
+	m, _, err := model.Build(&cfg, model.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("a bundle without drift.json must build: %v", err)
+	}
+	m.Close()
+	if _, err := bundle.LoadDrift(old); !errors.Is(err, bundle.ErrNoDrift) {
+		t.Fatalf("LoadDrift on an older bundle: %v, want ErrNoDrift", err)
+	}
 }
