@@ -92,6 +92,7 @@ type Daemon struct {
 
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
+	degraded     func() string
 }
 
 // Options are what New needs besides the configuration.
@@ -122,6 +123,11 @@ type Options struct {
 	// and why (a full history disk, say). It shows in health and the log;
 	// the line keeps inspecting, so it never makes /readyz fail.
 	OutputHealth func() map[string]string
+	// Degraded, when set, says why the line's judgement is in doubt (a
+	// drift alarm), "" when it is not: health then shows status
+	// "degraded" with the reason. Like OutputHealth it never makes
+	// /readyz fail: the line keeps inspecting (docs/assurance.md).
+	Degraded func() string
 	// Collectors are extra Prometheus metrics served on /metrics.
 	Collectors []prometheus.Collector
 	// AuditKeep, when set, names audit entries that outlive the audit
@@ -140,7 +146,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	}
 	d = &Daemon{log: log, floodLog: logging.RateLimited(log), logLevel: opt.LogLevel, metrics: newMetrics(), cfg: cfg, started: time.Now(),
 		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits,
-		routes: opt.Routes, outputHealth: opt.OutputHealth}
+		routes: opt.Routes, outputHealth: opt.OutputHealth, degraded: opt.Degraded}
 	for _, c := range opt.Collectors {
 		if err := d.metrics.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("register output metrics: %w", err)

@@ -70,6 +70,10 @@ type Health struct {
 	// Outputs names the outputs beside MQTT that cannot do their work and
 	// why (history, PLC servers); omitted when all work.
 	Outputs map[string]string `json:"outputs,omitempty"`
+	// Status is "ok", or "degraded" when the line runs but cannot be
+	// trusted to judge as it should (a drift alarm); StatusReason says why.
+	Status       string `json:"status,omitempty"`
+	StatusReason string `json:"status_reason,omitempty"`
 }
 
 // Trigger is an on-demand capture request from the trigger topic.

@@ -22,6 +22,11 @@ type Options struct {
 	Config config.DriftConfig
 	// Reference is the bundle's drift.json.
 	Reference *bundle.DriftReference
+	// Forest, when set, is the forest the reference was written with
+	// (result.Result.Bundle's form, "sha256:..."): results judged by
+	// another forest (a reload changed segad.bundle) are not monitored,
+	// as the reference does not describe that model's training parts.
+	Forest string
 	// Log receives the alarm's raise and clear lines (default slog.Default()).
 	Log *slog.Logger
 }
@@ -42,9 +47,10 @@ type watched struct {
 // It is safe for concurrent use: the daemon publishes from one goroutine,
 // health and metrics read from others.
 type Monitor struct {
-	cfg config.DriftConfig
-	ref *bundle.DriftReference
-	log *slog.Logger
+	cfg    config.DriftConfig
+	ref    *bundle.DriftReference
+	forest string
+	log    *slog.Logger
 
 	mu    sync.Mutex
 	feats []watched
@@ -65,6 +71,7 @@ type Monitor struct {
 	rejP            float64
 	passes, judged  uint64
 	raised, cleared uint64
+	otherModel      uint64 // results of another forest than the reference's
 }
 
 // maxBins bounds a reference's bins so a window slot's bin fits in a byte.
@@ -81,7 +88,7 @@ func New(o Options) (*Monitor, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Monitor{cfg: o.Config, ref: o.Reference, log: log}
+	m := &Monitor{cfg: o.Config, ref: o.Reference, forest: o.Forest, log: log}
 	for i := range o.Reference.Features {
 		f := &o.Reference.Features[i]
 		if !slices.Contains(o.Config.Stats, f.Stat) {
@@ -134,6 +141,18 @@ func (m *Monitor) Publish(_ context.Context, r result.Result) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.forest != "" && r.Bundle != "" && r.Bundle != m.forest {
+		if m.otherModel == 0 {
+			// The alarms were about the old model: drop them with its
+			// windows rather than show a doubt about a model that no
+			// longer judges.
+			m.log.Warn("drift: the line now runs another forest than the bundle's drift reference (segad.bundle reloaded): not monitored until segad restarts",
+				"reference_forest", m.forest, "forest", r.Bundle)
+			m.psiAlarm, m.rejAlarm = false, false
+		}
+		m.otherModel++
+		return nil
+	}
 	if r.Verdict == result.VerdictPass || r.Verdict == result.VerdictFail {
 		m.addJudged(r.Verdict == result.VerdictFail)
 	}
@@ -366,6 +385,8 @@ type Status struct {
 	Unmatched uint64 `json:"unmatched"`
 	Raised    uint64 `json:"raised"`
 	Cleared   uint64 `json:"cleared"`
+	// OtherModel counts results of another forest (not monitored).
+	OtherModel uint64 `json:"other_model"`
 }
 
 // Status returns the monitor's state.
@@ -374,7 +395,7 @@ func (m *Monitor) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := Status{Window: m.n, Judging: m.n >= m.cfg.MinParts, Alarm: alarm, FeatureAlarm: m.psiAlarm, RejectAlarm: m.rejAlarm,
-		RejectWindow: m.rn, Rejects: m.rk, ExpectedRejectRate: m.p0, Passes: m.passes, Unmatched: m.unmatched, Raised: m.raised, Cleared: m.cleared}
+		RejectWindow: m.rn, Rejects: m.rk, ExpectedRejectRate: m.p0, Passes: m.passes, Unmatched: m.unmatched, Raised: m.raised, Cleared: m.cleared, OtherModel: m.otherModel}
 	s.Features = make([]FeatureStatus, len(m.feats))
 	for i := range m.feats {
 		w := &m.feats[i]

@@ -231,3 +231,32 @@ func TestFloor(t *testing.T) {
 	}
 	t.Logf("simulated mean PSI %.4f, Floor %.4f", mean, want)
 }
+
+// TestMonitorOtherForest: after a reload to another forest, results are
+// not compared with a reference that describes another model's training
+// parts, and the old model's alarm is dropped.
+func TestMonitorOtherForest(t *testing.T) {
+	s := newSynthetic(2000, 0.01)
+	c := testConfig()
+	m, err := New(Options{Config: c, Reference: s.ref, Forest: "sha256:aaaa", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < c.Window; i++ {
+		r := s.result(2, result.VerdictPass)
+		r.Bundle = "sha256:aaaa"
+		_ = m.Publish(context.Background(), r)
+	}
+	if !m.Status().FeatureAlarm {
+		t.Fatal("a two-sigma shift raised no alarm")
+	}
+	for i := 0; i < 10; i++ {
+		r := s.result(2, result.VerdictFail)
+		r.Bundle = "sha256:bbbb"
+		_ = m.Publish(context.Background(), r)
+	}
+	st := m.Status()
+	if st.OtherModel != 10 || st.Alarm != "" || st.RejectWindow != c.Window {
+		t.Fatalf("other model %d, alarm %q, reject window %d: want 10, none, %d", st.OtherModel, st.Alarm, st.RejectWindow, c.Window)
+	}
+}
