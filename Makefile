@@ -11,7 +11,7 @@ export SEGAD_ONNXRUNTIME_LIB ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Real data for tests and benchmarks, never copied into the repository.
 export SEGAD_SHARED ?= $(abspath $(CURDIR)/../shared)
 
-.PHONY: all setup build test test-short vet fmt-check bench demo golden clean
+.PHONY: all setup build test test-short vet fmt-check bench demo golden soak-drift clean
 
 all: build
 
@@ -41,6 +41,11 @@ test-short:
 # Benchmarks of the hot paths (figures go into README.md as ratios).
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Drift soak: 20,000 steady demo parts, each inspected by the real model,
+# through the drift monitor; no alarm may be raised (about 10-20 min on 2 cores).
+soak-drift: setup
+	SEGAD_SOAK=1 $(GO) test -count=1 -timeout 60m -run TestSoakSteadyLineFullPipeline -v ./assurance/drift
 
 # Regenerates the golden fixtures from the reference tools (numpy/scipy/xgboost).
 golden: setup

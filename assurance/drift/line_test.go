@@ -433,3 +433,41 @@ func TestFitWritesDriftReference(t *testing.T) {
 		t.Fatalf("LoadDrift on an older bundle: %v, want ErrNoDrift", err)
 	}
 }
+
+// TestSoakSteadyLineFullPipeline is acceptance (2) without resampling:
+// 20,000 new steady demo parts, each rendered and inspected by the real
+// model, raise no alarm. It takes 10-20 minutes on two cores, so it runs
+// only with SEGAD_SOAK=1 (make soak-drift).
+func TestSoakSteadyLineFullPipeline(t *testing.T) {
+	if os.Getenv("SEGAD_SOAK") == "" {
+		t.Skip("soak test: set SEGAD_SOAK=1 (make soak-drift)")
+	}
+	l := getLine(t)
+	mon, err := drift.New(drift.Options{Config: config.DefaultDriftConfig(), Reference: l.ref,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 20000
+	worst := math.Inf(-1)
+	for i := 0; i < parts; i++ {
+		if err := mon.Publish(context.Background(), l.part(t, 2_000_000+uint64(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			s := mon.Status()
+			if s.Alarm != "" {
+				t.Fatalf("steady line raised an alarm after %d parts: %s", i+1, s.Alarm)
+			}
+			if f := s.Features[0]; s.Judging {
+				worst = max(worst, f.PSI-f.Floor)
+			}
+		}
+		if i%2000 == 1999 {
+			t.Logf("%d parts, worst excess PSI so far %.3f", i+1, worst)
+		}
+	}
+	if s := mon.Status(); s.Raised != 0 {
+		t.Fatalf("%d alarms raised on a steady line", s.Raised)
+	}
+}
