@@ -2,6 +2,7 @@ package fit
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -76,7 +77,7 @@ func SplitFeature(name string, detectors []string) (segment, detector, stat stri
 // writeDrift writes the bundle's drift.json from the forest's training
 // rows (td: what the forest saw, so the reference and the forest agree on
 // what good is).
-func writeDrift(dir string, td *Dataset, th bundle.Threshold, log interface{ Info(string, ...any) }) error {
+func writeDrift(dir string, td *Dataset, th bundle.Threshold, log *slog.Logger) error {
 	ref, err := DriftReference(td, th)
 	if err != nil {
 		return err
@@ -85,5 +86,9 @@ func writeDrift(dir string, td *Dataset, th bundle.Threshold, log interface{ Inf
 		return err
 	}
 	log.Info("drift reference written", "file", bundle.DriftFile, "features", len(ref.Features), "good", ref.Good, "expected_false_reject_rate", ref.ExpectedFRR)
+	if ref.Good < drift.MinReferenceGood {
+		log.Warn("drift reference from few good parts: the line's drift alarm may raise false alarms; fit with more good parts (docs/assurance.md)",
+			"good", ref.Good, "recommended", drift.MinReferenceGood)
+	}
 	return nil
 }
