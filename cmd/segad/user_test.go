@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"github.com/segad-edge/segad-edge/config"
 )
@@ -67,6 +69,67 @@ func TestUserHash(t *testing.T) {
 			}
 			if strings.Contains(prompt.String(), tc.password) {
 				t.Error("the password was echoed")
+			}
+		})
+	}
+}
+
+// openPTY opens a pseudo-terminal pair (Linux /dev/ptmx).
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Skipf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Skipf("pty number: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("open pty slave: %v", err)
+	}
+	t.Cleanup(func() { s.Close(); m.Close() })
+	return m, s
+}
+
+// TestUserHashTerminal: on a terminal the password is asked twice
+// without echo; two different answers print nothing.
+func TestUserHashTerminal(t *testing.T) {
+	for _, tc := range []struct {
+		name, first, second, err string
+	}{
+		{"same twice", "correct horse battery", "correct horse battery", ""},
+		{"mismatch", "correct horse battery", "correct horse batterY", "the passwords differ"},
+		{"short twice", "short", "short", "at least 10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			master, slave := openPTY(t)
+			go func() {
+				_, _ = master.WriteString(tc.first + "\n" + tc.second + "\n")
+			}()
+			var out, prompt bytes.Buffer
+			err := runUserHash(slave, &out, &prompt)
+			if !strings.Contains(prompt.String(), "Password: ") || !strings.Contains(prompt.String(), "Again: ") {
+				t.Errorf("prompts %q", prompt.String())
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || out.Len() != 0 {
+					t.Fatalf("error %v, out %q; want %q", err, out.String(), tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(out.String())), []byte(tc.first)) != nil {
+				t.Errorf("hash %q does not verify", out.String())
 			}
 		})
 	}
