@@ -48,6 +48,12 @@ type Set struct {
 	Value any
 }
 
+// FileChange is one key Edit changed, as written in the file ("" Old for a
+// key that was absent).
+type FileChange struct {
+	Key, Old, New string
+}
+
 // ConflictError is Edit refusing a file that changed on disk since its
 // revision was read.
 type ConflictError struct {
@@ -83,10 +89,8 @@ var editMu sync.Mutex
 // it is written; it is written atomically (a temporary file in the same
 // folder, fsync, rename; the file mode kept; a symlinked config has its
 // target edited). On any error nothing is written. It returns the new
-// revision and the keys whose text changed (Old and New as written in the
-// file, Old "" for a key that was absent; Class is what the change takes
-// to apply on the daemon's reload).
-func Edit(path string, expect Revision, sets []Set) (Revision, []Change, error) {
+// revision and the keys whose text changed.
+func Edit(path string, expect Revision, sets []Set) (Revision, []FileChange, error) {
 	editMu.Lock()
 	defer editMu.Unlock()
 	target, err := filepath.EvalSymlinks(path)
@@ -172,11 +176,11 @@ func writeAtomic(target string, data, was []byte) error {
 }
 
 // applySets applies the sets one by one, re-parsing between them.
-func applySets(path string, data []byte, sets []Set) ([]byte, []Change, error) {
+func applySets(path string, data []byte, sets []Set) ([]byte, []FileChange, error) {
 	if len(sets) == 0 {
 		return nil, nil, errors.New("edit config: nothing to set")
 	}
-	var changes []Change
+	var changes []FileChange
 	for _, s := range sets {
 		text, err := formatValue(s.Value)
 		if err != nil {
@@ -187,7 +191,7 @@ func applySets(path string, data []byte, sets []Set) ([]byte, []Change, error) {
 			return nil, nil, &Error{File: path, Key: s.Key, Msg: err.Error()}
 		}
 		if old != text {
-			changes = append(changes, Change{Key: s.Key, Old: old, New: text, Class: ClassOf(s.Key)})
+			changes = append(changes, FileChange{Key: s.Key, Old: old, New: text})
 		}
 		data = out
 	}
@@ -494,7 +498,7 @@ func oneLine(data []byte, lines []line, mv *ast.MappingValueNode) bool {
 // message that names the key: a finite number within ±MaxThreshold, and
 // the warn threshold below the threshold (the file's other value counts
 // when only one is given).
-func EditThresholds(path string, expect Revision, threshold, warn *float64) (Revision, []Change, error) {
+func EditThresholds(path string, expect Revision, threshold, warn *float64) (Revision, []FileChange, error) {
 	if threshold == nil && warn == nil {
 		return "", nil, errors.New("edit thresholds: neither segad.threshold nor segad.warn_threshold given")
 	}

@@ -63,19 +63,19 @@ func TestEditThresholdsPreservesFile(t *testing.T) {
 		threshold      *float64
 		warn           *float64
 		removed, added []string
-		changes        []Change
+		changes        []FileChange
 	}{
 		{"threshold only", fptr(1.25), nil,
 			[]string{"  threshold: 0.0                 # REQUIRED with model: score >= threshold fails (live), |t| <= 1e6"},
 			[]string{"  threshold: 1.25                 # REQUIRED with model: score >= threshold fails (live), |t| <= 1e6"},
-			[]Change{{"segad.threshold", "0.0", "1.25", Live}}},
+			[]FileChange{{"segad.threshold", "0.0", "1.25"}}},
 		{"warn absent is inserted after the threshold", nil, fptr(-0.5), nil,
 			[]string{"  warn_threshold: -0.5"},
-			[]Change{{"segad.warn_threshold", "", "-0.5", Live}}},
+			[]FileChange{{"segad.warn_threshold", "", "-0.5"}}},
 		{"both", fptr(2), fptr(1e-3),
 			[]string{"  threshold: 0.0                 # REQUIRED with model: score >= threshold fails (live), |t| <= 1e6"},
 			[]string{"  threshold: 2                 # REQUIRED with model: score >= threshold fails (live), |t| <= 1e6", "  warn_threshold: 0.001"},
-			[]Change{{"segad.threshold", "0.0", "2", Live}, {"segad.warn_threshold", "", "0.001", Live}}},
+			[]FileChange{{"segad.threshold", "0.0", "2"}, {"segad.warn_threshold", "", "0.001"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig := commented(t)
