@@ -625,9 +625,12 @@ func csrfOK(r *http.Request, want string) bool {
 	return want != "" && got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// wantsJSON: API paths and scripts get JSON errors, browsers get pages.
+// wantsJSON: API paths (an "/api/" segment anywhere: the console may be
+// mounted under a prefix) and scripts get JSON errors, browsers get pages.
 func wantsJSON(r *http.Request) bool {
-	return strings.HasPrefix(r.URL.Path, "/api/") || strings.Contains(r.Header.Get("Accept"), "application/json")
+	return strings.HasPrefix(r.URL.Path, "/api/") || strings.Contains(r.URL.Path, "/api/") ||
+		strings.Contains(r.Header.Get("Accept"), "application/json") ||
+		strings.HasPrefix(r.Header.Get("Content-Type"), "application/json")
 }
 
 func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

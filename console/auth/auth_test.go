@@ -250,6 +250,7 @@ func TestRequire(t *testing.T) {
 		{"multipart field is not read", RoleTechnician, "POST", "/threshold", "technician", "multipart", "", 403, "CSRF", ""},
 		{"DELETE needs CSRF too", RoleViewer, "DELETE", "/api/x", "viewer", "", "", 403, "CSRF", ""},
 		{"no session, API", RoleViewer, "GET", "/api/live", "", "", "", 401, `"error":"not logged in`, ""},
+		{"no session, prefixed API", RoleViewer, "GET", "/console/api/live", "", "", "", 401, `"error":"not logged in`, ""},
 		{"no session, JSON accept", RoleViewer, "GET", "/live", "", "", "application/json", 401, `"error"`, ""},
 		{"no session, page", RoleViewer, "GET", "/history?part=P1", "", "", "text/html", 303, "", "/login?next=" + url.QueryEscape("/history?part=P1")},
 		{"no session, write", RoleTechnician, "POST", "/threshold", "", "", "", 401, "not logged in", ""},
