@@ -92,6 +92,7 @@ type Daemon struct {
 
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
+	onReload     func(*config.Config) // Options.OnReload
 	degraded     func() string
 }
 
@@ -133,6 +134,10 @@ type Options struct {
 	// AuditKeep, when set, names audit entries that outlive the audit
 	// bounds (labelled results, which are training data).
 	AuditKeep func(resultID string) bool
+	// OnReload, when set, is called after every applied reload with the
+	// configuration now in force, for the parts outside the daemon whose
+	// keys are live (the console's users and limits: auth.Manager.Update).
+	OnReload func(applied *config.Config)
 }
 
 // New builds every stage from the configuration: the model stage
@@ -147,6 +152,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	d = &Daemon{log: log, floodLog: logging.RateLimited(log), logLevel: opt.LogLevel, metrics: newMetrics(), cfg: cfg, started: time.Now(),
 		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits,
 		routes: opt.Routes, outputHealth: opt.OutputHealth, degraded: opt.Degraded}
+	d.onReload = opt.OnReload
 	for _, c := range opt.Collectors {
 		if err := d.metrics.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("register output metrics: %w", err)
