@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,11 +64,25 @@ func openDriftMonitor(cfg *config.Config, log *slog.Logger) (*drift.Monitor, err
 }
 
 // driftOptions hands the daemon the monitor's health (status degraded
-// while an alarm is raised; never /readyz) and its metrics.
+// while an alarm is raised; never /readyz), its metrics and its route:
+//
+//	GET /api/drift   the monitor's state (drift.Status: every watched
+//	                 feature's PSI and floor, worst first; the reject
+//	                 window), behind the API's bearer token
 func (o *outputs) driftOptions(opt *daemon.Options) {
 	m := o.drift
 	if m == nil {
 		return
+	}
+	prev := opt.Routes
+	opt.Routes = func(mux *http.ServeMux, auth func(http.HandlerFunc) http.HandlerFunc) {
+		if prev != nil {
+			prev(mux, auth)
+		}
+		mux.HandleFunc("GET /api/drift", auth(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(m.Status())
+		}))
 	}
 	opt.Degraded = func() string {
 		if a := m.Alarm(); a != "" {

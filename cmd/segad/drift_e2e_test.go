@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -18,6 +19,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/segad-edge/segad-edge/assurance/drift"
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
@@ -49,7 +51,7 @@ func driftPart(t *testing.T, path string, rng *rand.Rand, gain float64, bad bool
 // run` as real processes with a real Mosquitto: steady parts, then parts
 // under a brighter lamp, dropped into a watch folder. The retained health
 // topic turns degraded naming segment, detector and statistic, the
-// metrics show the alarm, and /readyz stays ready.
+// metrics and /api/drift show the alarm, and /readyz stays ready.
 func TestDriftEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end process test")
@@ -167,6 +169,16 @@ assurance:
 	if !regexp.MustCompile(`(?m)^segad_drift_alarm\{kind="feature"\} 1$`).MatchString(body.String()) ||
 		!regexp.MustCompile(`(?m)^segad_drift_psi\{detector="ms",segment="\w+",stat="(mean|q995)"\} `).MatchString(body.String()) {
 		t.Errorf("metrics lack the drift alarm or PSI:\n%s", grepLines(body.String(), "segad_drift"))
+	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/drift", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st drift.Status
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || !st.FeatureAlarm || st.Window != 50 || len(st.Features) != 14 || st.Features[0].PSI-st.Features[0].Floor < 0.25 {
+		t.Errorf("/api/drift: %v %+v", err, st)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/segad-edge/segad-edge/assurance/drift"
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
@@ -95,8 +99,8 @@ func TestOpenDriftMonitor(t *testing.T) {
 }
 
 // TestDriftHealthAndMetrics: an alarm reaches the daemon's Degraded hook
-// (status degraded, named segment) and the metrics; without one both are
-// quiet.
+// (status degraded, named segment), the metrics and GET /api/drift
+// (behind the API's auth); without one they are quiet.
 func TestDriftHealthAndMetrics(t *testing.T) {
 	cfg := &config.Config{}
 	cfg.Assurance.Drift = config.DefaultDriftConfig()
@@ -137,6 +141,34 @@ segad_reject_rate_window 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "segad_drift_alarm", "segad_reject_rate_window"); err != nil {
 		t.Error(err)
+	}
+	// GET /api/drift, behind the API's auth (here one that refuses all
+	// but a marked request, to see the route is wrapped).
+	mux := http.NewServeMux()
+	opt.Routes(mux, func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer ok" {
+				http.Error(w, "no", http.StatusUnauthorized)
+				return
+			}
+			h(w, r)
+		}
+	})
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/api/drift", nil))
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("/api/drift without the token: %d, want 401", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/api/drift", nil)
+	req.Header.Set("Authorization", "Bearer ok")
+	mux.ServeHTTP(rec, req)
+	var st drift.Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("/api/drift: %d %v: %s", rec.Code, err, rec.Body.String())
+	}
+	if !st.FeatureAlarm || st.Window != 100 || len(st.Features) != 1 || st.Features[0].Segment != "wires" || st.Features[0].PSI < 4 {
+		t.Errorf("/api/drift: %+v", st)
 	}
 	if n, err := testutil.GatherAndCount(reg, "segad_drift_psi"); err != nil || n != 1 {
 		t.Errorf("segad_drift_psi series %d (%v), want one per watched feature (1: the default stats watch mean and q995, not max)", n, err)

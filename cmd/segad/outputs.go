@@ -158,7 +158,7 @@ func (o *outputs) close() {
 func (o *outputs) options(opt *daemon.Options) {
 	opt.Outputs = o.list
 	opt.OutputHealth = o.health
-	o.driftOptions(opt)
+	defer o.driftOptions(opt) // last: it adds its route to those set below
 	if u := o.opcua; u != nil {
 		opt.Collectors = append(opt.Collectors,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_opcua_up", Help: "1 while the OPC UA server process serves."},
