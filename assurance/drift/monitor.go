@@ -120,7 +120,7 @@ func New(o Options) (*Monitor, error) {
 			"good", o.Reference.Good, "recommended", MinReferenceGood)
 	}
 	log.Info("drift monitor on", "features", len(m.feats), "stats", o.Config.Stats, "good", o.Reference.Good, "window", o.Config.Window,
-		"noise_floor", Floor(o.Reference.Bins-1, o.Reference.Good, o.Config.Window), "psi_alarm", o.Config.PSIAlarm)
+		"noise_floor", Floor(max(o.Reference.Bins-1, 1), o.Reference.Good, o.Config.Window), "psi_alarm", o.Config.PSIAlarm)
 	if o.Config.RejectOn() {
 		m.p0 = o.Config.ExpectedRejectRate
 		if m.p0 == 0 {
@@ -153,10 +153,10 @@ func (m *Monitor) Publish(_ context.Context, r result.Result) error {
 	defer m.mu.Unlock()
 	if m.forest != "" && r.Bundle != "" && r.Bundle != m.forest {
 		if m.otherModel == 0 {
-			// The alarms were about the old model: drop them with its
-			// windows rather than show a doubt about a model that no
-			// longer judges.
-			m.log.Warn("drift: the line now runs another forest than the bundle's drift reference (segad.bundle reloaded): not monitored until segad restarts",
+			// The alarms were about the old model: drop them rather than
+			// show a doubt about a model that no longer judges. The
+			// windows stay, should a reload bring the old forest back.
+			m.log.Warn("drift: the line now runs another forest than the bundle's drift reference (segad.bundle reloaded): its results are not monitored; restart segad to monitor the new bundle",
 				"reference_forest", m.forest, "forest", r.Bundle)
 			m.psiAlarm, m.rejAlarm = false, false
 		}

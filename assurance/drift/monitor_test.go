@@ -260,3 +260,34 @@ func TestMonitorOtherForest(t *testing.T) {
 		t.Fatalf("other model %d, alarm %q, reject window %d: want 10, none, %d", st.OtherModel, st.Alarm, st.RejectWindow, c.Window)
 	}
 }
+
+// TestMonitorConcurrentStatus: the daemon publishes from the output's
+// goroutine while health, metrics and the HTTP API read the state (run
+// with -race).
+func TestMonitorConcurrentStatus(t *testing.T) {
+	s := newSynthetic(500, 0.01)
+	m := newMonitor(t, s, testConfig())
+	rows := make([]result.Result, 400)
+	for i := range rows {
+		rows[i] = s.result(float64(i)/200, result.VerdictPass)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, r := range rows {
+			_ = m.Publish(context.Background(), r)
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			if st := m.Status(); st.Passes != 400 {
+				t.Fatalf("%d passes, want 400", st.Passes)
+			}
+			return
+		default:
+			_ = m.Status()
+			_ = m.Alarm()
+		}
+	}
+}
