@@ -33,7 +33,7 @@ test: setup fmt-check vet build
 	# Mat leak check: every source kind, thousands of frames, Mat count back to zero.
 	$(GO) test -count=1 -tags matprofile -run Leak ./capture/
 	# Race detector (with checkptr: unsafe pointer rules) on the concurrent and unsafe code.
-	$(GO) test -count=1 -race -short ./brf/... ./segad/... ./npy ./metrics ./config ./model ./audit ./logging ./daemon ./mqtt/... ./history
+	$(GO) test -count=1 -race -short ./brf/... ./segad/... ./npy ./metrics ./config ./model ./audit ./logging ./daemon ./mqtt/... ./history ./assurance/drift
 
 test-short:
 	$(GO) test -short ./...
