@@ -408,6 +408,7 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.goldenDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -427,6 +428,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Audit.Dir)
 	abs(&c.MQTT.Outbox.Path)
 	abs(&c.History.Path)
+	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
 	switch c.Capture.Kind {
@@ -506,6 +508,7 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateGolden())
 	return errors.Join(errs...)
 }
 

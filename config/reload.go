@@ -61,6 +61,7 @@ var reloadClasses = []struct {
 	{"fit", FitOnly},
 	{"history", Restart},
 	{"plc", Restart},
+	{"assurance.golden", Restart},
 }
 
 // ClassOf is the reload class of a dotted key ("segad.threshold",

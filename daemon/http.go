@@ -119,6 +119,7 @@ func (d *Daemon) Handler(token string) http.Handler {
 	if d.routes != nil {
 		d.routes(mux, auth)
 	}
+	d.goldenRoutes(mux, auth)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -234,6 +235,9 @@ func (d *Daemon) returnMemory(slots chan struct{}) {
 func (d *Daemon) notReady() string {
 	if !d.Ready() {
 		return "warming up"
+	}
+	if why := d.goldenBlock(); why != "" {
+		return why
 	}
 	st := d.currentSource().State()
 	if !st.Connected {
