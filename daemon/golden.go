@@ -225,6 +225,10 @@ func (d *Daemon) goldenMark(r *result.Result) {
 	result.FailClosed(r, result.ReasonGolden, fmt.Errorf("%s; this part (%s) fails closed until a challenge passes (assurance.golden.action: fail_closed)", why, inspected))
 }
 
+// HealthReport is the daemon's part of the health JSON, as the MQTT health
+// topic carries it (status, golden challenge, camera, counters).
+func (d *Daemon) HealthReport() mqtt.Health { return d.health() }
+
 // goldenHealth fills the health JSON's golden part and the degraded status.
 func (d *Daemon) goldenHealth(h *mqtt.Health) {
 	if h.Status == "" {

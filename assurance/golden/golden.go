@@ -228,6 +228,8 @@ type ImageResult struct {
 	Verdict  result.Verdict `json:"verdict"`
 	// Score is the model's raw margin; nil when the image was not scored.
 	Score *float64 `json:"score"`
+	// Threshold is the threshold the score was compared with.
+	Threshold float64 `json:"threshold"`
 	// OK is true when the verdict is the expected one.
 	OK bool `json:"ok"`
 	// Reason says why an image is not OK, or the line's own reason.
@@ -282,7 +284,7 @@ func Run(ctx context.Context, s *Set, trigger string, judge Judge) Summary {
 
 // Compare holds one result against its image's expectation.
 func Compare(im Image, r result.Result) ImageResult {
-	ir := ImageResult{File: im.File, Expected: im.Expect, Type: im.Type, Verdict: r.Verdict, Score: r.Score, ResultID: r.ID}
+	ir := ImageResult{File: im.File, Expected: im.Expect, Type: im.Type, Verdict: r.Verdict, Score: r.Score, Threshold: r.Threshold, ResultID: r.ID}
 	switch {
 	case r.Verdict == result.VerdictError:
 		ir.Reason = fmt.Sprintf("not judged (%s): %s", r.ReasonCode, r.Reason)

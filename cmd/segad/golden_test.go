@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/assurance/golden"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
+)
+
+// How a station's faults are emulated on the golden images: the golden
+// parts are shown to the station's camera, so what the camera does to the
+// production parts it does to them too. The tests apply it to the golden
+// set's files: a Gaussian blur (sigma 3 px on the 512 px frame) is a camera
+// knocked out of focus, a gain of 0.6 a lamp that has lost 40 % of its
+// light.
+func blurred(m gocv.Mat) gocv.Mat {
+	out := gocv.NewMat()
+	gocv.GaussianBlur(m, &out, image.Pt(0, 0), 3, 3, gocv.BorderReflect101)
+	return out
+}
+
+func darkened(m gocv.Mat) gocv.Mat {
+	out := gocv.NewMat()
+	m.ConvertToWithParams(&out, gocv.MatTypeCV8UC3, 0.6, 0)
+	return out
+}
+
+// goldenCopy writes the station's golden set into dir, every image through
+// camera (nil: as captured), and returns dir.
+func goldenCopy(t *testing.T, st *goldenStation, dir string, camera func(gocv.Mat) gocv.Mat) string {
+	t.Helper()
+	for _, f := range append(append([]string{}, st.Good...), st.Bad...) {
+		src := filepath.Join(st.GoldDir, filepath.FromSlash(f))
+		dst := filepath.Join(dir, filepath.FromSlash(f))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		m := gocv.IMRead(src, gocv.IMReadColor)
+		if m.Empty() {
+			t.Fatalf("read %s", src)
+		}
+		if camera != nil {
+			n := camera(m)
+			m.Close()
+			m = n
+		}
+		if !gocv.IMWrite(dst, m) {
+			t.Fatalf("write %s", dst)
+		}
+		m.Close()
+	}
+	return dir
+}
+
+// relabelledMask writes the station's mask with its segment labels in
+// another order (label l becomes l+3 mod the segment count): a mask exported
+// by another tool or for another variant of the part, which has the right
+// size and segment count, so nothing but the verdicts can tell.
+func relabelledMask(t *testing.T, st *goldenStation, dir string) string {
+	t.Helper()
+	m := gocv.IMRead(filepath.Join(st.Dir, "data", "fit", "mask.png"), gocv.IMReadGrayScale)
+	if m.Empty() {
+		t.Fatal("read mask")
+	}
+	defer m.Close()
+	const segments = 7
+	b, err := m.DataPtrUint8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range b {
+		if l < segments {
+			b[i] = (l + 3) % segments
+		}
+	}
+	p := filepath.Join(dir, "wrong-mask.png")
+	if !gocv.IMWrite(p, m) {
+		t.Fatal("write mask")
+	}
+	return p
+}
+
+// goldenDaemon starts a daemon in-process on cfgText (results counted,
+// not published) with the golden set the configuration names.
+func goldenDaemon(t *testing.T, dir, cfgText string) *daemon.Daemon {
+	t.Helper()
+	p := filepath.Join(dir, "segad.yaml")
+	if err := os.WriteFile(p, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := golden.Load(cfg.Assurance.Golden.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(cfg, daemon.Options{Logger: quietLogger(), Publisher: &countingPublisher{}, Golden: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func readyz(t *testing.T, d *daemon.Daemon) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	d.Handler("").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	body, _ := io.ReadAll(rec.Body)
+	return rec.Code, string(body)
+}
+
+// TestGoldenChallengeCatchesStationFaults is the golden-sample acceptance
+// run through the real model in-process: a wrong mask, a blurred camera, a
+// forest trained for other detectors and a darkened lamp each make the
+// start-up challenge fail, with the failing images named in /readyz (503)
+// and in the health's degraded status; the right configuration passes.
+func TestGoldenChallengeCatchesStationFaults(t *testing.T) {
+	st := goldenDemoStation(t)
+	lib := os.Getenv("SEGAD_ONNXRUNTIME_LIB")
+	cases := []struct {
+		name    string
+		variant func(dir string) goldenVariant
+		camera  func(gocv.Mat) gocv.Mat
+		pass    bool
+	}{
+		{"right configuration", func(string) goldenVariant { return goldenVariant{} }, nil, true},
+		{"wrong mask", func(dir string) goldenVariant {
+			return goldenVariant{mask: relabelledMask(t, st, dir), plain: true, threshold: st.Threshold}
+		}, nil, false},
+		{"blurred camera", func(string) goldenVariant { return goldenVariant{} }, blurred, false},
+		{"forest for other detectors", func(string) goldenVariant {
+			return goldenVariant{swapped: true, plain: true, threshold: st.Threshold}
+		}, nil, false},
+		{"darkened lamp", func(string) goldenVariant { return goldenVariant{} }, darkened, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			gold := goldenCopy(t, st, filepath.Join(dir, "golden"), c.camera)
+			v := c.variant(dir)
+			v.threshold = st.Threshold
+			cfg := goldenModelYAML(lib, st.Dir, v) + fmt.Sprintf("assurance:\n  golden: {dir: %q}\n", gold)
+			d := goldenDaemon(t, dir, cfg)
+			if code, body := readyz(t, d); code != http.StatusServiceUnavailable || !strings.Contains(body, "start-up golden-sample challenge has not passed") {
+				t.Errorf("before the challenge: /readyz %d %q, want 503 saying the challenge has not passed", code, body)
+			}
+			s, ran := d.StartGolden(context.Background())
+			if !ran || len(s.Images) != len(st.Good)+len(st.Bad) {
+				t.Fatalf("challenge ran %v with %d images, want %d", ran, len(s.Images), len(st.Good)+len(st.Bad))
+			}
+			for _, ir := range s.Images {
+				t.Logf("%-34s expected %-4s got %-5s score %s", ir.File, ir.Expected, ir.Verdict, fmtScore(ir.Score))
+			}
+			code, body := readyz(t, d)
+			if c.pass {
+				if !s.Passed || len(s.Failing) != 0 || strings.Contains(body, "golden") {
+					t.Fatalf("right configuration: passed %v, failing %v, /readyz %d %q", s.Passed, s.Failing, code, body)
+				}
+				return
+			}
+			if s.Passed || len(s.Failing) == 0 {
+				t.Fatalf("challenge passed (%d images) on a faulty station", len(s.Images))
+			}
+			if code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz %d, want 503", code)
+			}
+			for _, f := range s.Failing {
+				if !strings.Contains(body, f) && len(s.Failing) <= 5 {
+					t.Errorf("/readyz does not name failing image %s: %q", f, body)
+				}
+			}
+			for _, ir := range s.Images {
+				wrong := ir.Verdict != ir.Expected
+				if ir.OK == wrong {
+					t.Errorf("%s: expected %s, verdict %s, but ok=%v", ir.File, ir.Expected, ir.Verdict, ir.OK)
+				}
+			}
+			if h := d.HealthReport(); h.Status != "degraded" || !strings.Contains(h.StatusReason, s.Failing[0]) || h.Golden == nil || h.Golden.Passed {
+				t.Errorf("health: status %q reason %q golden %+v, want degraded naming %s", h.Status, h.StatusReason, h.Golden, s.Failing[0])
+			}
+			t.Logf("%s: %s", c.name, s.Brief())
+		})
+	}
+}
