@@ -43,14 +43,18 @@ func loadGolden(cfg *config.Config, log *slog.Logger) (*golden.Set, error) {
 // can see why and ask for another challenge once the station is fixed;
 // systemd is told READY (the service did start) with the degraded status,
 // rather than being left to kill and restart it in a loop.
-func startGolden(ctx context.Context, d *daemon.Daemon, n *systemd.Notifier, log *slog.Logger) {
+// It reports whether the line may call itself ready.
+func startGolden(ctx context.Context, d *daemon.Daemon, n *systemd.Notifier, log *slog.Logger) bool {
 	if !d.GoldenOn() {
-		return
+		return true
 	}
 	n.Status("golden-sample challenge")
 	s, ran := d.StartGolden(ctx)
 	if ran && !s.Passed {
 		n.Status("degraded: " + s.Brief())
-		log.Error("not ready: the start-up golden-sample challenge failed", "failing", s.Failing)
+		log.Error("not ready: the start-up golden-sample challenge failed; inspecting with assurance.golden.action until a challenge passes",
+			"failing", s.Failing, "reason", s.Brief())
+		return false
 	}
+	return true
 }

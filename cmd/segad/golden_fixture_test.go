@@ -280,10 +280,11 @@ func (st *goldenStation) pickGolden(cfgPath string) error {
 
 // goldenVariant is what a station's configuration gets wrong (or right).
 type goldenVariant struct {
-	mask      string // segad.mask (default: the demo mask)
-	swapped   bool   // the detectors' models swapped: a forest trained for other detectors
-	plain     bool   // segad.model + threshold instead of the bundle (no manifest check)
+	mask      string  // segad.mask (default: the demo mask)
+	swapped   bool    // the detectors' models swapped: a forest trained for other detectors
+	plain     bool    // segad.model + threshold instead of the bundle (no manifest check)
 	threshold float64 // segad.threshold (0: the bundle's suggestion)
+	watch     string  // capture: the watch folder (default <station>/in)
 }
 
 // goldenModelYAML is the model part of a station's configuration.
@@ -295,6 +296,10 @@ func goldenModelYAML(ortLib, dir string, v goldenVariant) string {
 	fine, coarse := filepath.Join(dir, "detector", "fine.onnx"), filepath.Join(dir, "detector", "coarse.onnx")
 	if v.swapped {
 		fine, coarse = coarse, fine
+	}
+	watch := v.watch
+	if watch == "" {
+		watch = filepath.Join(dir, "in")
 	}
 	forest := fmt.Sprintf("  bundle: %q", filepath.Join(dir, "bundle"))
 	if v.threshold != 0 {
@@ -313,7 +318,7 @@ detectors:
 segad:
   mask: %q
 %s
-capture: {kind: watch, path: %q}
+capture: {kind: watch, path: %q, watch: {poll: 50ms, grace: 300ms}}
 pipeline: {warmup: 1}
-`, ortLib, fine, coarse, mask, forest, filepath.Join(dir, "in"))
+`, ortLib, fine, coarse, mask, forest, watch)
 }

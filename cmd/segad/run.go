@@ -127,12 +127,12 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	// The watchdog is fed only while the pipeline shows progress, so a
 	// stuck pipeline gets restarted by systemd.
 	go notifier.Heartbeat(ctx, log, func() bool { return time.Since(d.LastBeat()) < 30*time.Second })
-	startGolden(ctx, d, notifier, log)
+	trusted := startGolden(ctx, d, notifier, log)
 	notifier.Ready()
-	if s, ok := d.GoldenSummary(); !ok || s.Passed {
+	if trusted {
 		notifier.Status("inspecting")
+		log.Info("ready: inspecting")
 	}
-	log.Info("ready: inspecting")
 	runDone := make(chan struct{})
 	go stopWatchdog(ctx, stop, runDone, d.ShutdownBound(), log)
 	err = d.Run(ctx)
