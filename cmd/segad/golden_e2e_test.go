@@ -18,7 +18,6 @@ import (
 	"github.com/segad-edge/segad-edge/result"
 )
 
-
 // TestGoldenE2EDaemonProcess is the golden-sample acceptance through a
 // real `segad run` with a real Mosquitto and the SQLite history: the lamp
 // has darkened (gain 0.6 on the golden images the station captured), so
