@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -189,4 +192,87 @@ func goldenRetained(t *testing.T, port int) golden.Summary {
 		t.Fatalf("retained golden summary: %v: %q", err, out)
 	}
 	return s
+}
+
+// hugePNG is a PNG whose header declares a 60000 x 60000 image (3.6
+// gigapixels) over a few bytes: a decoder that believed it would allocate
+// gigabytes.
+func hugePNG() []byte {
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], 60000)
+	binary.BigEndian.PutUint32(ihdr[4:], 60000)
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
+	chunk := func(typ string, data []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(data)))
+		b = append(append(b, typ...), data...)
+		return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	out := []byte("\x89PNG\r\n\x1a\n")
+	out = append(out, chunk("IHDR", ihdr)...)
+	return append(out, chunk("IDAT", []byte{0x78, 0x9c, 0, 0})...)
+}
+
+// TestGoldenHostileSetRefusedAtStart: a golden folder that cannot make a
+// challenge (missing, empty, a corrupt image, an image whose header claims
+// gigapixels, a manifest pointing outside the folder) stops `segad run` at
+// start with an error naming the folder or file and what to do, never a
+// crash or a challenge that fails for a reason no camera could cause.
+func TestGoldenHostileSetRefusedAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-process test")
+	}
+	cases := []struct {
+		name  string
+		files map[string][]byte // relative to the golden folder; nil map: no folder
+		want  []string
+	}{
+		{"missing folder", nil, []string{"golden set", "no such file", "assurance.golden.dir"}},
+		{"empty folder", map[string][]byte{}, []string{"holds no images", "good/"}},
+		{"only non-images", map[string][]byte{"good/README.txt": []byte("golden parts")}, []string{"holds no images"}},
+		{"corrupt image", map[string][]byte{"good/ok.png": partPNG(t, 64, 64, false), "bad/crack/broken.png": append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte{0x55}, 300)...)},
+			[]string{"bad/crack/broken.png", "cannot be read"}},
+		{"huge header", map[string][]byte{"good/huge.png": hugePNG()}, []string{"good/huge.png", "refused before decoding"}},
+		{"manifest outside the folder", map[string][]byte{"golden.yaml": []byte("images:\n  - {file: ../../etc/passwd, expect: pass}\n")}, []string{"golden.yaml", "outside the golden folder"}},
+		{"manifest bad expectation", map[string][]byte{"golden.yaml": []byte("images:\n  - {file: a.png, expect: maybe}\n")}, []string{"golden.yaml", `expect "maybe"`, "pass or fail"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, cfg := hostileDir(t)
+			gold := filepath.Join(dir, "golden")
+			if c.files != nil {
+				os.MkdirAll(gold, 0o755)
+			}
+			for f, data := range c.files {
+				p := filepath.Join(gold, filepath.FromSlash(f))
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				if err := os.WriteFile(p, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg += fmt.Sprintf("assurance:\n  golden: {dir: %q}\n", gold)
+			cfgPath := filepath.Join(dir, "segad.yaml")
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := runBinary(t, 60*time.Second, "run", "--config", cfgPath)
+			if r.err == nil {
+				t.Fatalf("segad run started with a hostile golden set:\n%s", clipOut(r.out))
+			}
+			if strings.Contains(r.out, "panic") || strings.Contains(r.out, "goroutine ") || strings.Contains(r.out, "SIGSEGV") {
+				t.Fatalf("crash:\n%s", clipOut(r.out))
+			}
+			for _, w := range c.want {
+				if !strings.Contains(r.out, w) || testing.Verbose() && w == c.want[0] {
+					if !strings.Contains(r.out, w) {
+						t.Errorf("error does not say %q:\n%s", w, clipOut(r.out))
+					} else {
+						t.Log(lastLines(r.out, 1))
+					}
+				}
+			}
+			if r.maxRSS > 600<<20 {
+				t.Errorf("peak RSS %d MiB refusing the set", r.maxRSS>>20)
+			}
+		})
+	}
 }
