@@ -10,13 +10,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/assurance/golden"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
+	"github.com/segad-edge/segad-edge/mqtt"
+	"github.com/segad-edge/segad-edge/result"
 )
 
 // How a station's faults are emulated on the golden images: the golden
@@ -195,5 +199,132 @@ func TestGoldenChallengeCatchesStationFaults(t *testing.T) {
 			}
 			t.Logf("%s: %s", c.name, s.Brief())
 		})
+	}
+}
+
+// recordingPublisher keeps every result the line publishes.
+type recordingPublisher struct {
+	mu sync.Mutex
+	rs []result.Result
+}
+
+func (p *recordingPublisher) Publish(_ context.Context, r result.Result) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rs = append(p.rs, r)
+	return nil
+}
+func (p *recordingPublisher) Close(context.Context) error { return nil }
+func (p *recordingPublisher) Stats() mqtt.Stats           { return mqtt.Stats{} }
+
+// goldenLine is a daemon on the demo station whose source repeats one
+// production part n times; edit changes the loaded configuration (what a
+// YAML file could not say, such as a sub-minute schedule).
+func goldenLine(t *testing.T, st *goldenStation, gold string, part []byte, n int, edit func(*config.Config)) (*daemon.Daemon, *recordingPublisher) {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "segad.yaml")
+	text := goldenModelYAML(os.Getenv("SEGAD_ONNXRUNTIME_LIB"), st.Dir, goldenVariant{threshold: st.Threshold}) +
+		fmt.Sprintf("assurance:\n  golden: {dir: %q}\n", gold)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	set, err := golden.Load(gold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := newRepeatSource(part, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.original.Close() })
+	pub := &recordingPublisher{}
+	d, err := daemon.New(cfg, daemon.Options{Logger: quietLogger(), Publisher: pub, Source: src.open, Golden: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, pub
+}
+
+// TestGoldenFlagKeepsVerdicts: with action flag, a failed challenge leaves
+// every production verdict and score as the model gave them and marks the
+// result warn with the challenge's failure in its reason; the line is
+// still not ready.
+func TestGoldenFlagKeepsVerdicts(t *testing.T) {
+	st := goldenDemoStation(t)
+	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), darkened)
+	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, pub := goldenLine(t, st, gold, part, 3, func(c *config.Config) { c.Assurance.Golden.Action = config.GoldenFlag })
+	if s, ran := d.StartGolden(context.Background()); !ran || s.Passed {
+		t.Fatalf("darkened challenge: ran %v passed %v", ran, s.Passed)
+	}
+	if err := d.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.rs) != 3 {
+		t.Fatalf("%d results for 3 parts", len(pub.rs))
+	}
+	for _, r := range pub.rs {
+		if r.Verdict != result.VerdictPass || r.Score == nil || *r.Score >= st.Threshold || r.ReasonCode != "" {
+			t.Errorf("flagged part %d: verdict %s score %s code %q, want the model's own pass", r.Seq, r.Verdict, fmtScore(r.Score), r.ReasonCode)
+		}
+		if !r.Warn || !strings.Contains(r.Reason, "unverified") || !strings.Contains(r.Reason, "golden-sample challenge failed") || !strings.Contains(r.Reason, st.Good[0]) {
+			t.Errorf("part %d not marked: warn %v reason %q", r.Seq, r.Warn, r.Reason)
+		}
+	}
+	if code, body := readyz(t, d); code != http.StatusServiceUnavailable || !strings.Contains(body, st.Good[0]) {
+		t.Errorf("/readyz %d %q, want 503 naming %s", code, body, st.Good[0])
+	}
+}
+
+// TestGoldenSchedule: with on_start off the line is ready at once; the
+// schedule runs challenges every period (a sub-minute period set in the
+// loaded configuration, which YAML refuses) and stops with its context.
+func TestGoldenSchedule(t *testing.T) {
+	st := goldenDemoStation(t)
+	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), nil)
+	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	d, _ := goldenLine(t, st, gold, part, 1, func(c *config.Config) {
+		c.Assurance.Golden.OnStart = &off
+		c.Assurance.Golden.Every = 300 * time.Millisecond
+	})
+	t.Cleanup(func() { d.Close() })
+	if code, body := readyz(t, d); strings.Contains(body, "golden") {
+		t.Fatalf("on_start off: /readyz %d %q mentions golden before any challenge", code, body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, ran := d.StartGolden(ctx); ran {
+		t.Fatal("a start-up challenge ran with on_start off")
+	}
+	runs := func() float64 {
+		rec := httptest.NewRecorder()
+		d.Handler("").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		v, _ := histMetric(rec.Body.String(), `segad_golden_runs_total{result="passed",trigger="schedule"}`)
+		return v
+	}
+	waitFor(t, "two scheduled challenges", 30*time.Second, func() bool { return runs() >= 2 })
+	if s, ok := d.GoldenSummary(); !ok || !s.Passed || s.Trigger != "schedule" {
+		t.Errorf("last summary: %+v", s)
+	}
+	cancel()
+	time.Sleep(400 * time.Millisecond) // a challenge in flight ends
+	n := runs()
+	time.Sleep(time.Second)
+	if m := runs(); m != n {
+		t.Errorf("the schedule ran on after its context ended: %v -> %v challenges", n, m)
 	}
 }
