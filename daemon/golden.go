@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +110,12 @@ func (d *Daemon) RunGolden(ctx context.Context, trigger string) (golden.Summary,
 		return golden.Summary{}, ErrGoldenBusy
 	}
 	defer g.running.Unlock()
+	return d.runGolden(ctx, trigger), nil
+}
+
+// runGolden is RunGolden with the challenge lock held.
+func (d *Daemon) runGolden(ctx context.Context, trigger string) golden.Summary {
+	g := d.golden
 	s := golden.Run(ctx, g.set, trigger, d.judgeGolden)
 	g.mu.Lock()
 	g.last = &s
@@ -131,7 +138,44 @@ func (d *Daemon) RunGolden(ctx context.Context, trigger string) (golden.Summary,
 	if g.publish != nil {
 		g.publish(s)
 	}
-	return s, nil
+	return s
+}
+
+// goldenAfterReload re-challenges the line after a reload changed what
+// judges the parts (detectors, mask, forest or bundle, thresholds, the
+// source's preprocessing): the last challenge vouched for the old
+// judgement, not the new one, and a retrained model that rejects what the
+// old one passed is exactly what a challenge is for. Until the new
+// challenge has passed, the line is not ready and assurance.golden.action
+// applies (a challenge of the demo's 8 images takes about half a second).
+func (d *Daemon) goldenAfterReload(changes []config.Change) {
+	g := d.golden
+	if g == nil {
+		return
+	}
+	var why string
+	for _, c := range changes {
+		if c.Class == config.Model || c.Class == config.Capture || strings.HasPrefix(c.Key, "segad.threshold") {
+			why = c.Key
+			break
+		}
+	}
+	if why == "" {
+		return
+	}
+	pending := golden.Summary{At: time.Now().UTC(), Trigger: "reload", Failing: []string{},
+		Error: fmt.Sprintf("%s changed: re-running the golden-sample challenge for the new configuration", why)}
+	g.mu.Lock()
+	g.last = &pending
+	g.mu.Unlock()
+	g.pass.Set(0)
+	d.log.Info("configuration change: re-running the golden-sample challenge", "key", why)
+	go func() {
+		// Waits for a challenge in flight: it judged with the old model.
+		g.running.Lock()
+		defer g.running.Unlock()
+		d.runGolden(context.Background(), "reload")
+	}()
 }
 
 // goldenConsequence says what a failed challenge does to production parts.

@@ -123,6 +123,7 @@ func (d *Daemon) Reload() error {
 	d.cfgMu.Unlock()
 	d.configError.Store(nil)
 	d.metrics.Reloads.WithLabelValues("applied").Inc()
+	d.goldenAfterReload(changes)
 	return nil
 }
 

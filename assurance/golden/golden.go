@@ -313,7 +313,7 @@ func (s Summary) Brief() string {
 		return fmt.Sprintf("golden-sample challenge passed at %s (%d images)", at, len(s.Images))
 	}
 	if s.Error != "" && len(s.Failing) == 0 {
-		return fmt.Sprintf("golden-sample challenge at %s did not finish: %s", at, s.Error)
+		return fmt.Sprintf("golden-sample challenge (%s) at %s has not passed: %s", s.Trigger, at, s.Error)
 	}
 	var parts []string
 	for _, ir := range s.Images {

@@ -328,3 +328,50 @@ func TestGoldenSchedule(t *testing.T) {
 		t.Errorf("the schedule ran on after its context ended: %v -> %v challenges", n, m)
 	}
 }
+
+// TestGoldenAfterReload: a reload that changes what judges the parts (here
+// the threshold, as a retrained model would change its scores) vouches for
+// nothing until a new challenge passes: the line is not ready at once, the
+// challenge re-runs by itself, fails for a threshold that fails every good
+// part, and passes again once the threshold is put back.
+func TestGoldenAfterReload(t *testing.T) {
+	st := goldenDemoStation(t)
+	dir := t.TempDir()
+	gold := goldenCopy(t, st, filepath.Join(dir, "golden"), nil)
+	cfgText := func(threshold float64) string {
+		return goldenModelYAML(os.Getenv("SEGAD_ONNXRUNTIME_LIB"), st.Dir, goldenVariant{threshold: threshold}) +
+			fmt.Sprintf("assurance:\n  golden: {dir: %q}\n", gold)
+	}
+	d := goldenDaemon(t, dir, cfgText(st.Threshold))
+	if s, _ := d.StartGolden(context.Background()); !s.Passed {
+		t.Fatalf("start-up challenge failed: %s", s.Brief())
+	}
+	reload := func(threshold float64) golden.Summary {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "segad.yaml"), []byte(cfgText(threshold)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := readyz(t, d); code != http.StatusServiceUnavailable || !strings.Contains(body, "segad.threshold changed") {
+			t.Errorf("right after the reload: /readyz %d %q, want 503 saying the challenge re-runs", code, body)
+		}
+		var s golden.Summary
+		waitFor(t, "the challenge after the reload", 30*time.Second, func() bool {
+			var ok bool
+			s, ok = d.GoldenSummary()
+			return ok && s.Trigger == "reload" && s.Error == ""
+		})
+		return s
+	}
+	if s := reload(-50); s.Passed || len(s.Failing) != len(st.Good) {
+		t.Errorf("threshold -50: passed %v failing %v, want every good image failing", s.Passed, s.Failing)
+	}
+	if s := reload(st.Threshold); !s.Passed {
+		t.Errorf("threshold put back: %s", s.Brief())
+	}
+	if code, body := readyz(t, d); strings.Contains(body, "golden") {
+		t.Errorf("after the passing re-challenge: /readyz %d %q", code, body)
+	}
+}
