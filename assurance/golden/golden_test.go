@@ -58,7 +58,7 @@ func TestLoad(t *testing.T) {
 			"bad/crack/c1.png": "png", "bad/missing_wire/m.jpg": "png", "bad/loose.png": "png",
 		}, []string{"good/a.PNG pass ", "good/b.png pass ", "bad/crack/c1.png fail crack", "bad/missing_wire/m.jpg fail missing_wire"}},
 		{"manifest", map[string]string{
-			"golden.yaml": "images:\n  - {file: parts/ok.png, expect: pass}\n  - {file: parts/nok.png, expect: fail, type: crack}\n  - {file: ./parts/ok2.png, expect: good}\n",
+			"golden.yaml":  "images:\n  - {file: parts/ok.png, expect: pass}\n  - {file: parts/nok.png, expect: fail, type: crack}\n  - {file: ./parts/ok2.png, expect: good}\n",
 			"parts/ok.png": "png", "parts/nok.png": "png", "parts/ok2.png": "png", "good/stray.png": "png",
 		}, []string{"parts/ok.png pass ", "parts/nok.png fail crack", "parts/ok2.png pass "}},
 	}
