@@ -34,6 +34,9 @@ type goldenState struct {
 
 	mu   sync.Mutex
 	last *golden.Summary
+	// why is last's Brief when it has not passed, "" when it has: made
+	// once per challenge, since every production result reads it.
+	why string
 	// publish sends a summary to the retained MQTT topic (nil without MQTT).
 	publish func(golden.Summary)
 
@@ -117,9 +120,7 @@ func (d *Daemon) RunGolden(ctx context.Context, trigger string) (golden.Summary,
 func (d *Daemon) runGolden(ctx context.Context, trigger string) golden.Summary {
 	g := d.golden
 	s := golden.Run(ctx, g.set, trigger, d.judgeGolden)
-	g.mu.Lock()
-	g.last = &s
-	g.mu.Unlock()
+	g.setLast(&s)
 	outcome := "failed"
 	if s.Passed {
 		outcome = "passed"
@@ -165,9 +166,7 @@ func (d *Daemon) goldenAfterReload(changes []config.Change) {
 	}
 	pending := golden.Summary{At: time.Now().UTC(), Trigger: "reload", Failing: []string{},
 		Error: fmt.Sprintf("%s changed: re-running the golden-sample challenge for the new configuration", why)}
-	g.mu.Lock()
-	g.last = &pending
-	g.mu.Unlock()
+	g.setLast(&pending)
 	g.pass.Set(0)
 	d.log.Info("configuration change: re-running the golden-sample challenge", "key", why)
 	go func() {
@@ -218,6 +217,17 @@ func (d *Daemon) GoldenSummary() (golden.Summary, bool) {
 	return *g.last, true
 }
 
+// setLast records the last challenge's summary.
+func (g *goldenState) setLast(s *golden.Summary) {
+	why := ""
+	if !s.Passed {
+		why = s.Brief()
+	}
+	g.mu.Lock()
+	g.last, g.why = s, why
+	g.mu.Unlock()
+}
+
 // goldenBlock says why golden-sample challenges hold the line's trust, ""
 // when they do not: the last challenge failed, or the start-up challenge
 // (assurance.golden.on_start) has not passed yet.
@@ -227,17 +237,12 @@ func (d *Daemon) goldenBlock() string {
 		return ""
 	}
 	g.mu.Lock()
-	last := g.last
+	last, why := g.last, g.why
 	g.mu.Unlock()
-	switch {
-	case last == nil && g.cfg.StartChallenge():
+	if last == nil && g.cfg.StartChallenge() {
 		return "the start-up golden-sample challenge has not passed yet"
-	case last == nil:
-		return ""
-	case !last.Passed:
-		return last.Brief()
 	}
-	return ""
+	return why
 }
 
 // goldenMark applies assurance.golden.action to a production result while
