@@ -39,6 +39,9 @@ type goldenState struct {
 	why string
 	// publish sends a summary to the retained MQTT topic (nil without MQTT).
 	publish func(golden.Summary)
+	// ctx is StartGolden's: challenges asked for over HTTP or MQTT stop
+	// with the daemon rather than judging with a model being closed.
+	ctx context.Context
 
 	pass, lastRun, failing prometheus.Gauge
 	imageFailures          *prometheus.CounterVec
@@ -89,7 +92,7 @@ func (d *Daemon) goldenMQTT(p *mqtt.Publisher) {
 		}
 	}
 	p.OnGoldenRun(func() {
-		if _, err := d.RunGolden(context.Background(), "mqtt"); err != nil {
+		if _, err := d.RunGolden(g.runCtx(), "mqtt"); err != nil {
 			d.floodLog.Warn("golden challenge asked for over MQTT not run", "topic", p.GoldenRunTopic(), "err", err)
 		}
 	})
@@ -173,7 +176,7 @@ func (d *Daemon) goldenAfterReload(changes []config.Change) {
 		// Waits for a challenge in flight: it judged with the old model.
 		g.running.Lock()
 		defer g.running.Unlock()
-		d.runGolden(context.Background(), "reload")
+		d.runGolden(g.runCtx(), "reload")
 	}()
 }
 
@@ -215,6 +218,16 @@ func (d *Daemon) GoldenSummary() (golden.Summary, bool) {
 		return golden.Summary{}, false
 	}
 	return *g.last, true
+}
+
+// runCtx is the context of challenges on request.
+func (g *goldenState) runCtx() context.Context {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx == nil {
+		return context.Background()
+	}
+	return g.ctx
 }
 
 // setLast records the last challenge's summary.
@@ -340,7 +353,7 @@ func (d *Daemon) goldenRoutes(mux *http.ServeMux, auth func(http.HandlerFunc) ht
 		}
 		d.golden.running.Unlock()
 		go func() {
-			if _, err := d.RunGolden(context.Background(), "http"); err != nil {
+			if _, err := d.RunGolden(d.golden.runCtx(), "http"); err != nil {
 				d.floodLog.Warn("golden challenge asked for over HTTP not run", "err", err)
 			}
 		}()
@@ -363,6 +376,9 @@ func (d *Daemon) StartGolden(ctx context.Context) (golden.Summary, bool) {
 	if g == nil {
 		return golden.Summary{}, false
 	}
+	g.mu.Lock()
+	g.ctx = ctx
+	g.mu.Unlock()
 	var s golden.Summary
 	ran := false
 	if g.cfg.StartChallenge() {

@@ -254,6 +254,9 @@ func TestGoldenHostileSetRefusedAtStart(t *testing.T) {
 			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			if chk := runBinary(t, 60*time.Second, "config", "check", cfgPath); chk.err == nil || !strings.Contains(chk.out, c.want[0]) {
+				t.Errorf("segad config check: err %v, output does not say %q:\n%s", chk.err, c.want[0], clipOut(chk.out))
+			}
 			r := runBinary(t, 60*time.Second, "run", "--config", cfgPath)
 			if r.err == nil {
 				t.Fatalf("segad run started with a hostile golden set:\n%s", clipOut(r.out))
