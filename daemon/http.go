@@ -91,6 +91,7 @@ const freeAfterBody = 4 << 20
 //	POST /inspect   an encoded image in the body (PNG, JPEG, BMP, TIFF) -> the
 //	                result JSON; same path as the line, not published
 //	POST /trigger   ?part_id=ID: grab the freshest frame (on-demand sources)
+//	GET  /api/golden, POST /api/golden/run: golden-sample challenges (golden.go)
 //
 // Every endpoint but /healthz and /readyz needs "Authorization: Bearer
 // <http.token>" when a token is set. Limits: HTTPLimits (413 for a body
