@@ -56,7 +56,7 @@ const goldenSeed = 11
 // goldenKinds are the golden set's defect kinds: one per segment family.
 var goldenKinds = []demo.DefectKind{"missing_wire", "crack", "broken_piezo", "misplaced_solder"}
 
-func goldenDemoStation(t *testing.T) *goldenStation {
+func goldenDemoStation(t testing.TB) *goldenStation {
 	t.Helper()
 	t.Setenv("SEGAD_ONNXRUNTIME_LIB", testenv.ORTLib(t))
 	goldenOnce.Do(func() { goldenOnce.st, goldenOnce.err = buildGoldenStation(testenv.ORTLib(t)) })

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"image"
@@ -374,4 +375,66 @@ func TestGoldenAfterReload(t *testing.T) {
 	if code, body := readyz(t, d); strings.Contains(body, "golden") {
 		t.Errorf("after the passing re-challenge: /readyz %d %q", code, body)
 	}
+}
+
+// BenchmarkGoldenChallengePerImage is what a challenge costs per golden
+// image on the demo station, beside the named baseline: the same image
+// through POST /inspect (the path a challenge reuses: guarded read, the
+// model's preprocessing, Inspector.Inspect), side by side in one process.
+func BenchmarkGoldenChallengePerImage(b *testing.B) {
+	st := goldenDemoStation(b)
+	dir := b.TempDir()
+	gold := filepath.Join(dir, "golden")
+	for _, f := range append(append([]string{}, st.Good...), st.Bad...) {
+		data, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(f)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(gold, filepath.FromSlash(f))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, data, 0o644)
+	}
+	p := filepath.Join(dir, "segad.yaml")
+	text := goldenModelYAML(os.Getenv("SEGAD_ONNXRUNTIME_LIB"), st.Dir, goldenVariant{threshold: st.Threshold}) +
+		fmt.Sprintf("assurance:\n  golden: {dir: %q}\n", gold)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := golden.Load(gold)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := daemon.New(cfg, daemon.Options{Logger: quietLogger(), Publisher: &countingPublisher{}, Golden: set})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	images := make([][]byte, len(set.Images))
+	for i, im := range set.Images {
+		images[i], _ = os.ReadFile(im.Path)
+	}
+	h := d.Handler("")
+	b.Run("baseline_http_inspect", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/inspect", bytes.NewReader(images[i%len(images)])))
+			if rec.Code != 200 {
+				b.Fatal(rec.Code)
+			}
+			i++
+		}
+	})
+	b.Run("golden_challenge", func(b *testing.B) {
+		for b.Loop() {
+			if s, err := d.RunGolden(context.Background(), "bench"); err != nil || !s.Passed {
+				b.Fatal(err, s.Brief())
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(images)), "ns/image")
+	})
 }
