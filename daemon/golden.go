@@ -37,6 +37,9 @@ type goldenState struct {
 	// why is last's Brief when it has not passed, "" when it has: made
 	// once per challenge, since every production result reads it.
 	why string
+	// gen counts reloads that changed the judgement: a challenge that
+	// started before one vouches for the old judgement and is not kept.
+	gen uint64
 	// publish sends a summary to the retained MQTT topic (nil without MQTT).
 	publish func(golden.Summary)
 	// ctx is StartGolden's: challenges asked for over HTTP or MQTT stop
@@ -122,8 +125,14 @@ func (d *Daemon) RunGolden(ctx context.Context, trigger string) (golden.Summary,
 // runGolden is RunGolden with the challenge lock held.
 func (d *Daemon) runGolden(ctx context.Context, trigger string) golden.Summary {
 	g := d.golden
+	g.mu.Lock()
+	gen := g.gen
+	g.mu.Unlock()
 	s := golden.Run(ctx, g.set, trigger, d.judgeGolden)
-	g.setLast(&s)
+	if !g.setLastOf(&s, gen) {
+		d.log.Info("golden-sample challenge superseded by a configuration change; not kept", "trigger", trigger, "passed", s.Passed)
+		return s
+	}
 	outcome := "failed"
 	if s.Passed {
 		outcome = "passed"
@@ -169,7 +178,10 @@ func (d *Daemon) goldenAfterReload(changes []config.Change) {
 	}
 	pending := golden.Summary{At: time.Now().UTC(), Trigger: "reload", Failing: []string{},
 		Error: fmt.Sprintf("%s changed: re-running the golden-sample challenge for the new configuration", why)}
-	g.setLast(&pending)
+	g.mu.Lock()
+	g.gen++
+	g.setLastLocked(&pending)
+	g.mu.Unlock()
 	g.pass.Set(0)
 	d.log.Info("configuration change: re-running the golden-sample challenge", "key", why)
 	go func() {
@@ -232,13 +244,27 @@ func (g *goldenState) runCtx() context.Context {
 
 // setLast records the last challenge's summary.
 func (g *goldenState) setLast(s *golden.Summary) {
-	why := ""
-	if !s.Passed {
-		why = s.Brief()
-	}
 	g.mu.Lock()
-	g.last, g.why = s, why
+	g.setLastLocked(s)
 	g.mu.Unlock()
+}
+
+// setLastOf records s unless the judgement changed since generation gen.
+func (g *goldenState) setLastOf(s *golden.Summary, gen uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gen != gen {
+		return false
+	}
+	g.setLastLocked(s)
+	return true
+}
+
+func (g *goldenState) setLastLocked(s *golden.Summary) {
+	g.last, g.why = s, ""
+	if !s.Passed {
+		g.why = s.Brief()
+	}
 }
 
 // goldenBlock says why golden-sample challenges hold the line's trust, ""
