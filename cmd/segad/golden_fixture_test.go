@@ -84,6 +84,12 @@ func buildGoldenStation(ortLib string) (*goldenStation, error) {
 		return nil, err
 	}
 	// Move into place; the tests write their own configurations from Dir.
+	// A folder left without station.json (an interrupted build) is stale;
+	// one with it was finished by another test binary meanwhile: use it.
+	if _, err := os.Stat(filepath.Join(final, "station.json")); err == nil {
+		os.RemoveAll(tmp)
+		return buildGoldenStation(ortLib)
+	}
 	os.RemoveAll(final)
 	if err := os.Rename(tmp, final); err != nil {
 		return nil, err
