@@ -279,3 +279,50 @@ func TestGoldenHostileSetRefusedAtStart(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenE2EPassesAtStart: with the right configuration the start-up
+// challenge of `segad run` passes before the daemon says it is ready, and
+// /readyz, the health topic and the retained summary say so.
+func TestGoldenE2EPassesAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-process test")
+	}
+	st := goldenDemoStation(t)
+	broker := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	dir := t.TempDir()
+	watch, gold := filepath.Join(dir, "drop"), goldenCopy(t, st, filepath.Join(dir, "golden"), nil)
+	os.MkdirAll(watch, 0o755)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := goldenModelYAML(testenv.ORTLib(t), st.Dir, goldenVariant{threshold: st.Threshold, watch: watch}) + fmt.Sprintf(`mqtt:
+  broker: %s
+  outbox: {path: %q}
+  status_interval: 200ms
+http: {listen: %q, token: %q}
+assurance:
+  golden: {dir: %q}
+`, broker.URL(), filepath.Join(dir, "outbox.db"), addr, histToken, gold)
+	cfgPath := filepath.Join(dir, "segad.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := mqtttest.Subscribe(t, broker.URL(), "", "", "segad/golden/health")
+	p := startSegad(t, cfgPath)
+	waitFor(t, "the daemon to be ready", 60*time.Second, func() bool { return strings.Contains(p.logs.String(), "ready: inspecting") })
+	logs := p.logs.String()
+	if i, j := strings.Index(logs, "golden-sample challenge passed"), strings.Index(logs, "ready: inspecting"); i < 0 || i > j {
+		t.Errorf("the challenge did not pass before the daemon said it was ready:\n%s", lastLines(logs, 10))
+	}
+	if code, body := histReq(t, "GET", "http://"+addr+"/readyz", "", nil); code != 200 {
+		t.Errorf("/readyz %d %q", code, body)
+	}
+	if s := goldenRetained(t, broker.Port); !s.Passed || s.Trigger != "start" || len(s.Images) != len(st.Good)+len(st.Bad) {
+		t.Errorf("retained summary: passed %v trigger %q images %d", s.Passed, s.Trigger, len(s.Images))
+	}
+	waitFor(t, "a health report with the challenge", 10*time.Second, func() bool {
+		hs := sub.Health()
+		return len(hs) > 0 && hs[len(hs)-1].Status == "ok" && hs[len(hs)-1].Golden != nil && hs[len(hs)-1].Golden.Passed
+	})
+	if err, took := p.stop(t, 20*time.Second); err != nil {
+		t.Errorf("stop: %v after %s", err, took)
+	}
+}
