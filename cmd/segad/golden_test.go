@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 	"io"
@@ -437,4 +438,49 @@ func BenchmarkGoldenChallengePerImage(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(images)), "ns/image")
 	})
+}
+
+// TestGoldenHTTPRequest: GET /api/golden is 404 before any challenge, a
+// POST /api/golden/run starts one in the background (202) whose summary
+// GET /api/golden then serves; both need the bearer token.
+func TestGoldenHTTPRequest(t *testing.T) {
+	st := goldenDemoStation(t)
+	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), nil)
+	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	d, _ := goldenLine(t, st, gold, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
+	t.Cleanup(func() { d.Close() })
+	const token = "golden-http-token-0123"
+	h := d.Handler(token)
+	do := func(method, path, tok string) (int, string) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(method, path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := do("GET", "/api/golden", token); code != http.StatusNotFound {
+		t.Errorf("GET /api/golden before any challenge: %d %q, want 404", code, body)
+	}
+	for _, c := range []struct{ method, path string }{{"GET", "/api/golden"}, {"POST", "/api/golden/run"}, {"POST", "/api/golden/run?wait=true"}} {
+		if code, _ := do(c.method, c.path, ""); code != http.StatusUnauthorized {
+			t.Errorf("%s %s without the token: %d, want 401", c.method, c.path, code)
+		}
+	}
+	if code, body := do("POST", "/api/golden/run", token); code != http.StatusAccepted {
+		t.Fatalf("POST /api/golden/run: %d %q, want 202", code, body)
+	}
+	var s golden.Summary
+	waitFor(t, "the challenge asked for", 30*time.Second, func() bool {
+		code, body := do("GET", "/api/golden", token)
+		return code == 200 && json.Unmarshal([]byte(body), &s) == nil
+	})
+	if !s.Passed || s.Trigger != "http" || len(s.Images) != len(st.Good)+len(st.Bad) {
+		t.Errorf("summary: passed %v trigger %q images %d", s.Passed, s.Trigger, len(s.Images))
+	}
 }
