@@ -411,6 +411,7 @@ func (c *Config) Defaults() {
 	}
 	c.outputDefaults()
 	c.consoleDefaults()
+	c.goldenDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -430,6 +431,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Audit.Dir)
 	abs(&c.MQTT.Outbox.Path)
 	abs(&c.History.Path)
+	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
 	switch c.Capture.Kind {
@@ -510,6 +512,7 @@ func (c *Config) Validate() error {
 	add(c.validateFit())
 	add(c.validateOutputs())
 	add(c.validateConsole())
+	add(c.validateGolden())
 	return errors.Join(errs...)
 }
 

@@ -107,6 +107,7 @@ func TestDocumentedKeysExist(t *testing.T) {
 		{"docs/mqtt.md", "mqtt"},
 		{"docs/limits.md", ""},
 		{"docs/console.md", "console"},
+		{"docs/assurance.md", ""},
 	}
 	schema := reflect.TypeOf(Config{})
 	total := 0

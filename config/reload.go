@@ -64,6 +64,7 @@ var reloadClasses = []struct {
 	// console users, session_ttl, live_rate and login_attempts are live
 	// (auth.Manager.Update); serving the console at all takes a restart.
 	{"console.enabled", Restart},
+	{"assurance.golden", Restart},
 }
 
 // ClassOf is the reload class of a dotted key ("segad.threshold",

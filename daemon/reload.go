@@ -126,6 +126,7 @@ func (d *Daemon) Reload() error {
 	if d.onReload != nil {
 		d.onReload(applied)
 	}
+	d.goldenAfterReload(changes)
 	return nil
 }
 
