@@ -105,6 +105,8 @@ type SegADConfig struct {
 	// WarnThreshold, when set and below Threshold, flags passed parts whose
 	// score is at or above it (a "warn" band for drift before rejects).
 	WarnThreshold *float64 `yaml:"warn_threshold"`
+	// Shadow is a candidate model scored beside the live one (shadow.go).
+	Shadow *ShadowConfig `yaml:"shadow"`
 }
 
 // HTTPConfig is the daemon's HTTP server.
@@ -408,6 +410,7 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.shadowDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -429,6 +432,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.History.Path)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
+	c.shadowPaths(dir)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
@@ -506,6 +510,7 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateShadow())
 	return errors.Join(errs...)
 }
 

@@ -66,6 +66,7 @@ type Daemon struct {
 	pub      Publisher
 	outputs  []*peer
 	audit    *audit.Store
+	shadow   Shadow // nil: no candidate runner (daemon/shadow.go)
 
 	sourceFn func(capture.PreprocessConfig) (capture.Source, error) // Options.Source
 	srcMu    sync.Mutex
@@ -127,6 +128,9 @@ type Options struct {
 	// AuditKeep, when set, names audit entries that outlive the audit
 	// bounds (labelled results, which are training data).
 	AuditKeep func(resultID string) bool
+	// Shadow, when set, scores a share of the frames with segad.shadow's
+	// candidate beside the live model (daemon/shadow.go).
+	Shadow Shadow
 }
 
 // New builds every stage from the configuration: the model stage
@@ -161,6 +165,13 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	closers = append(closers, func() { m.Close() })
 	d.insp = model.NewInspector(m, settings)
 	d.metrics.setModel(m)
+	// The candidate before the source: a broken one fails the start fast.
+	if err := d.startShadow(opt.Shadow, cfg); err != nil {
+		return nil, err
+	}
+	if opt.Shadow != nil {
+		closers = append(closers, func() { opt.Shadow.Close(context.Background()) })
+	}
 
 	if cfg.Audit.Dir != "" {
 		if d.audit, err = audit.OpenKeeping(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, d.floodLog, opt.AuditKeep); err != nil {

@@ -57,9 +57,11 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 		newOPCUAServeCmd(),
 		newPLCCmd(),
 		newResultsCmd(),
+		newRollbackCmd(),
 		newRunCmd(),
 		newScoreCmd(),
 		newServiceCmd(),
+		newShadowCmd(),
 		newThresholdCmd(),
 	)
 	return root

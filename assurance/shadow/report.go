@@ -1,0 +1,139 @@
+package shadow
+
+import (
+	"sort"
+
+	"github.com/segad-edge/segad-edge/history"
+	"github.com/segad-edge/segad-edge/result"
+)
+
+// Part is one part in a report: its IDs and what each model said.
+type Part struct {
+	LiveID           string         `json:"live_id"`
+	ShadowID         string         `json:"shadow_id"`
+	Seq              uint64         `json:"seq"`
+	PartID           string         `json:"part_id,omitempty"`
+	LiveVerdict      result.Verdict `json:"live_verdict"`
+	LiveScore        *float64       `json:"live_score"`
+	CandidateVerdict result.Verdict `json:"candidate_verdict"`
+	CandidateScore   *float64       `json:"candidate_score"`
+	// Label is the part's newest label (good, bad) or "".
+	Label string `json:"label,omitempty"`
+}
+
+// Point is one model's operating point on the labelled parts: how many bad
+// parts it rejected (recall) and how many good parts (false rejects), at
+// its own threshold. An error verdict counts as a reject (the line fails
+// it closed).
+type Point struct {
+	Bad          int `json:"bad"`
+	BadRejected  int `json:"bad_rejected"`
+	Good         int `json:"good"`
+	GoodRejected int `json:"good_rejected"`
+}
+
+// Report compares the candidate with the live model on the parts both
+// judged.
+type Report struct {
+	// Candidate is the candidate forest the report is about (Result.Bundle
+	// of its shadow results).
+	Candidate string `json:"candidate"`
+	// Pairs is how many parts both judged; Agree how many got the same
+	// decision (both passed, or both rejected).
+	Pairs int `json:"pairs"`
+	Agree int `json:"agree"`
+	// CandidateRejects are parts the live model passed and the candidate
+	// would reject; CandidatePasses the other way round.
+	CandidateRejects []Part `json:"candidate_rejects"`
+	CandidatePasses  []Part `json:"candidate_passes"`
+	// CandidateErrors are parts the candidate could not judge (verdict
+	// error), whatever the live model said; they are among the pairs.
+	CandidateErrors int `json:"candidate_errors"`
+	// Unpaired counts shadow results whose live result is not in the
+	// history (pruned, or not recorded).
+	Unpaired int `json:"unpaired"`
+	// Live and Candidate are the operating points on the labelled pairs.
+	LivePoint      Point `json:"live_point"`
+	CandidatePoint Point `json:"candidate_point"`
+}
+
+// Compare builds a report from history rows (any kinds, any order): each
+// shadow row of the candidate forest (the newest shadow row's when
+// candidate is "") is paired with its live row by ID (LiveID).
+func Compare(rows []history.Row, candidate string) Report {
+	live := map[string]*history.Row{}
+	var shadows []*history.Row
+	var newest *history.Row
+	for i := range rows {
+		r := &rows[i]
+		switch r.Kind {
+		case history.KindShadow:
+			shadows = append(shadows, r)
+			if newest == nil || r.DecidedAt.After(newest.DecidedAt) {
+				newest = r
+			}
+		case history.KindProduction, "":
+			live[r.ID] = r
+		}
+	}
+	if candidate == "" && newest != nil {
+		candidate = newest.Bundle
+	}
+	rep := Report{Candidate: candidate, CandidateRejects: []Part{}, CandidatePasses: []Part{}}
+	sort.Slice(shadows, func(i, j int) bool { return shadows[i].Seq < shadows[j].Seq })
+	for _, s := range shadows {
+		if s.Bundle != candidate {
+			continue
+		}
+		l := live[LiveID(s.ID)]
+		if l == nil {
+			rep.Unpaired++
+			continue
+		}
+		p := Part{LiveID: l.ID, ShadowID: s.ID, Seq: l.Seq, PartID: l.PartID, LiveVerdict: l.Verdict, LiveScore: l.Score,
+			CandidateVerdict: s.Verdict, CandidateScore: s.Score}
+		if l.Label != nil {
+			p.Label = l.Label.Label
+		}
+		rep.Pairs++
+		lr, cr := l.Verdict != result.VerdictPass, s.Verdict != result.VerdictPass
+		if s.Verdict == result.VerdictError {
+			rep.CandidateErrors++
+		}
+		switch {
+		case lr == cr:
+			rep.Agree++
+		case cr:
+			rep.CandidateRejects = append(rep.CandidateRejects, p)
+		default:
+			rep.CandidatePasses = append(rep.CandidatePasses, p)
+		}
+		rep.LivePoint.add(p.Label, lr)
+		rep.CandidatePoint.add(p.Label, cr)
+	}
+	return rep
+}
+
+func (p *Point) add(label string, rejected bool) {
+	n := 0
+	if rejected {
+		n = 1
+	}
+	switch label {
+	case "bad":
+		p.Bad++
+		p.BadRejected += n
+	case "good":
+		p.Good++
+		p.GoodRejected += n
+	}
+}
+
+// Agreement is the share of pairs with the same decision (NaN-free: 0
+// without pairs).
+func (r *Report) Agreement() float64 {
+	if r.Pairs == 0 {
+		return 0
+	}
+	return float64(r.Agree) / float64(r.Pairs)
+}
