@@ -18,6 +18,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/assurance/shadow"
+	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/history"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
@@ -297,4 +298,216 @@ func TestShadowReportMatchesDirectScoring(t *testing.T) {
 	if err != nil || !strings.Contains(txt, fmt.Sprintf("%d parts judged by both", rep.Pairs)) {
 		t.Errorf("text report: %v\n%s", err, txt)
 	}
+}
+
+// TestShadowPromoteRollbackRunningDaemon: a real `segad run` process
+// inspects parts dropped into a watch folder without pause while `segad
+// shadow promote` makes the candidate (B) live and `segad rollback` returns
+// to A. Every part gets exactly one live result on MQTT (counted by seq:
+// none missing, none doubled), judged by A, then B, then A again (the
+// forest hash in each result, in three runs), no shadow result is on the
+// result topic, the config file keeps its comments, and both switches are
+// recorded in FILE.promotions.jsonl. The history holds each part's
+// shadow result beside it, by the candidate of its moment (B, then A).
+func TestShadowPromoteRollbackRunningDaemon(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-process test")
+	}
+	dir := t.TempDir()
+	shadowBundles(t, dir)
+	watch := filepath.Join(dir, "in")
+	if err := os.MkdirAll(watch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	broker := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	sub := mqtttest.Subscribe(t, broker.URL(), "", "", "segad/promo/#")
+	det := filepath.Join(testenv.RepoRoot(t), "infer", "testdata", "meanstd_blur.onnx")
+	cfgPath := filepath.Join(dir, "segad.yaml")
+	text := fmt.Sprintf(`# the line's configuration: promote must keep this comment
+station: promo
+onnxruntime: {library: %q}
+capture:
+  kind: watch
+  path: in
+  watch: {poll: 20ms, grace: 100ms}
+detectors:
+  - name: ms
+    model: %q
+segad:
+  mask: builtin:vad
+  bundle: bundleA   # the live bundle
+  shadow:
+    bundle: "bundleB"   # the candidate
+mqtt: {broker: %s, outbox: {path: outbox.db}}
+http: {listen: "off"}
+pipeline: {overflow: block, warmup: 1, queue: 4}
+`, testenv.ORTLib(t), det, broker.URL())
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startSegad(t, cfgPath)
+	waitFor(t, "the daemon to start", 60*time.Second, func() bool { return strings.Contains(p.logs.String(), "ready: inspecting") })
+
+	// The feeder drops a part every 15 ms until told to stop.
+	stop, fed := make(chan struct{}), make(chan int, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(9, 10))
+		n := 0
+		defer func() { fed <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(15 * time.Millisecond):
+			}
+			name := fmt.Sprintf("p%05d.png", n)
+			tmp := filepath.Join(dir, name)
+			shadowPart(t, tmp, rng, n%3 == 0)
+			if err := os.Rename(tmp, filepath.Join(watch, name)); err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+	}()
+	forestOf := func(name string) string {
+		b, err := bundle.Load(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return forestHash(b)
+	}
+	hashA, hashB := forestOf("bundleA"), forestOf("bundleB")
+	lastBundle := func() string {
+		r := sub.Results()
+		if len(r) == 0 {
+			return ""
+		}
+		return r[len(r)-1].Bundle
+	}
+	waitFor(t, "10 results by A", 60*time.Second, func() bool { return len(sub.Results()) >= 10 && lastBundle() == hashA })
+	if out, err := execShadow(t, "promote", "--config", cfgPath, "--who", "tester"); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	waitFor(t, "results by B after the promotion", 60*time.Second, func() bool { return lastBundle() == hashB })
+	n := len(sub.Results())
+	waitFor(t, "10 more results by B", 60*time.Second, func() bool { return len(sub.Results()) >= n+10 })
+	rb := newRollbackCmd()
+	rb.SetArgs([]string{"--config", cfgPath, "--who", "tester"})
+	var rbOut bytes.Buffer
+	rb.SetOut(&rbOut)
+	if err := rb.Execute(); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, rbOut.String())
+	}
+	waitFor(t, "results by A after the rollback", 60*time.Second, func() bool { return lastBundle() == hashA })
+	n = len(sub.Results())
+	waitFor(t, "10 more results by A", 60*time.Second, func() bool { return len(sub.Results()) >= n+10 })
+	close(stop)
+	total := <-fed
+	sub.WaitResults(total, 60*time.Second)
+	time.Sleep(300 * time.Millisecond) // a double would arrive now
+	if err, _ := p.stop(t, 30*time.Second); err != nil {
+		t.Errorf("segad run exited with %v", err)
+	}
+
+	// Exactly one live result per part, in three runs A, B, A.
+	results := sub.Results()
+	bySeq := map[uint64]int{}
+	var runs []string
+	for _, r := range results {
+		bySeq[r.Seq]++
+		if r.Kind != "" || strings.HasSuffix(r.ID, shadow.IDSuffix) {
+			t.Errorf("shadow result %s (kind %q) on the MQTT result topic", r.ID, r.Kind)
+		}
+		if len(runs) == 0 || runs[len(runs)-1] != r.Bundle {
+			runs = append(runs, r.Bundle)
+		}
+	}
+	if len(results) != total {
+		t.Errorf("%d live results for %d parts", len(results), total)
+	}
+	for s := uint64(1); s <= uint64(total); s++ {
+		if bySeq[s] != 1 {
+			t.Errorf("seq %d has %d live results, want exactly 1", s, bySeq[s])
+		}
+	}
+	if fmt.Sprint(runs) != fmt.Sprint([]string{hashA, hashB, hashA}) {
+		t.Errorf("live forests in order %v, want A %s, B %s, A", runs, hashA, hashB)
+	}
+
+	// The file kept its comments; both switches are recorded.
+	after, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# the line's configuration: promote must keep this comment", `bundle: "bundleA"   # the live bundle`, `bundle: "bundleB"   # the candidate`} {
+		if !strings.Contains(string(after), want) {
+			t.Errorf("config after promote and rollback lacks %q:\n%s", want, after)
+		}
+	}
+	recs, err := readPromotions(promotionsFile(cfgPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Action != "promote" || recs[0].NewBundle != "bundleB" || recs[0].OldBundle != "bundleA" ||
+		recs[0].NewForest != hashB || recs[0].Who != "tester" || recs[1].Action != "rollback" || recs[1].NewBundle != "bundleA" {
+		t.Errorf("promotion records: %+v", recs)
+	}
+	// A second rollback has nothing to roll back.
+	rb2 := newRollbackCmd()
+	rb2.SetArgs([]string{"--config", cfgPath})
+	rb2.SetOut(&rbOut)
+	rb2.SetErr(&rbOut)
+	if err := rb2.Execute(); err == nil || !strings.Contains(err.Error(), "no promotion to roll back") {
+		t.Errorf("second rollback: %v", err)
+	}
+
+	// The history: every live part has its shadow beside it, by the
+	// candidate of its moment (the bundle not live).
+	st, err := history.Open(context.Background(), history.Config{Path: filepath.Join(dir, "history.db"), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q := history.Query{Kind: history.KindAll, Limit: history.MaxLimit}
+	var rows []history.Row
+	for {
+		page, err := st.Query(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, page.Results...)
+		if q.Cursor = page.Next; q.Cursor == "" {
+			break
+		}
+	}
+	live := map[string]history.Row{}
+	for _, r := range rows {
+		if r.Kind == history.KindProduction {
+			live[r.ID] = r
+		}
+	}
+	shadows := 0
+	for _, r := range rows {
+		if r.Kind != history.KindShadow {
+			continue
+		}
+		shadows++
+		l, ok := live[shadow.LiveID(r.ID)]
+		switch {
+		case !ok:
+			t.Errorf("shadow %s has no live result", r.ID)
+		case l.Seq != r.Seq || l.PartID != r.PartID:
+			t.Errorf("shadow %s seq %d part %s, live seq %d part %s", r.ID, r.Seq, r.PartID, l.Seq, l.PartID)
+		case l.Bundle == r.Bundle || (r.Bundle != hashA && r.Bundle != hashB):
+			t.Errorf("seq %d: live forest %s, shadow forest %s: the shadow must be the other bundle", r.Seq, l.Bundle, r.Bundle)
+		}
+	}
+	// The frames in flight at each switch (queue 4, three between the
+	// stages) may meet a candidate equal to their live forest: those are
+	// not compared, every other part is.
+	if inFlight := 2 * (4 + 3); len(live) != total || shadows > total || shadows < total-inFlight {
+		t.Errorf("history: %d live and %d shadow results for %d parts", len(live), shadows, total)
+	}
+	t.Logf("%d parts, live forests %v, %d shadow results", total, runs, shadows)
 }
