@@ -242,11 +242,11 @@ func (r *Runner) Offer(f *capture.Frame, live result.Result) {
 	if c == nil || !Sampled(live.Seq, c.share) {
 		return
 	}
-	if live.Kind != "" || live.Score == nil || live.Bundle == c.hash {
+	if live.Kind != "" || live.Score == nil || (!c.own && live.Bundle == c.hash) {
 		// Only parts the live model scored (a dropped or unreadable frame
-		// has nothing to compare), and not by the candidate's own forest:
-		// around a promotion the frames in flight were judged by the
-		// forest that is now the candidate.
+		// has nothing to compare), and not by the candidate itself: around
+		// a promotion the frames in flight were judged by the forest that
+		// is now the candidate, on the same features.
 		return
 	}
 	j := job{c: c, live: live}

@@ -511,3 +511,96 @@ pipeline: {overflow: block, warmup: 1, queue: 4}
 	}
 	t.Logf("%d parts, live forests %v, %d shadow results", total, runs, shadows)
 }
+
+// TestShadowHostileCandidates: a candidate that cannot be used stops `segad
+// run` at start with the reason and what to do (a shadow that silently
+// records nothing would make every report lie); a candidate trained for
+// other detectors runs when it is given its own (segad.shadow.detectors),
+// and then records a shadow result for every part.
+func TestShadowHostileCandidates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains bundles and runs a line")
+	}
+	dir := t.TempDir()
+	cfgA, _ := shadowBundles(t, dir)
+	// A bundle for a detector named ms2 (the same model under another
+	// name: the bundle manifest names its detectors).
+	base, err := os.ReadFile(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.yaml")
+	if err := os.WriteFile(other, []byte(strings.Replace(strings.Replace(string(base), "name: ms", "name: ms2", 1), "bundle: bundleA", "bundle: bundleC", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := execFit(t, "--config", other, "--good", filepath.Join(dir, "trainA", "good"), "--bad", filepath.Join(dir, "trainA", "bad"),
+		"-o", filepath.Join(dir, "bundleC"), "-q"); err != nil {
+		t.Fatalf("fit C: %v\n%s", err, out)
+	}
+	corrupt := filepath.Join(dir, "corrupt")
+	if err := os.CopyFS(corrupt, os.DirFS(filepath.Join(dir, "bundleB"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(corrupt, "model.json"), []byte(`{"learner": {"gradient_booster": `), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	det := filepath.Join(testenv.RepoRoot(t), "infer", "testdata", "meanstd_blur.onnx")
+	line := filepath.Join(dir, "line")
+	shadowParts(t, line, 5, 6, 4, true)
+	broker := testenv.StartMosquitto(t, testenv.MosquittoOptions{})
+	for _, tc := range []struct {
+		name, shadowYAML string
+		want             []string // in the error; nil: runs
+	}{
+		{"missing", "{bundle: nowhere}", []string{"segad.shadow", "nowhere", "remove segad.shadow"}},
+		{"corrupt", "{bundle: corrupt}", []string{"segad.shadow", "corrupt", "model.json"}},
+		{"other detectors", "{bundle: bundleC}", []string{"segad.shadow", "bundleC", "ms2", "segad.shadow.detectors"}},
+		{"share out of range", "{bundle: bundleB, share: 1.5}", []string{"segad.shadow.share", "1.5"}},
+		{"no bundle", "{share: 0.5}", []string{"segad.shadow.bundle", "missing"}},
+		{"own detectors", fmt.Sprintf("{bundle: bundleC, detectors: [{name: ms2, model: %q}]}", det), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfgPath := filepath.Join(dir, "segad.yaml")
+			text := strings.Replace(string(base), "  bundle: bundleA\n", "  bundle: bundleA\n  shadow: "+tc.shadowYAML+"\n", 1) +
+				fmt.Sprintf("station: hostileshadow\nmqtt: {broker: %s, outbox: {path: outbox.db}}\nhttp: {listen: \"off\"}\npipeline: {overflow: block, warmup: 1}\n", broker.URL())
+			if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.RemoveAll(filepath.Join(dir, "history.db"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			err := runDaemon(ctx, cfgPath)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				out, err := execShadow(t, "report", "--config", cfgPath, "--json")
+				if err != nil {
+					t.Fatalf("report: %v\n%s", err, out)
+				}
+				var rep shadowReport
+				if err := json.Unmarshal([]byte(out), &rep); err != nil {
+					t.Fatal(err)
+				}
+				if rep.Pairs != 10 || rep.CandidateErrors != 0 {
+					t.Log(out)
+					t.Errorf("own detectors: %d pairs, %d candidate errors; want 10 and 0", rep.Pairs, rep.CandidateErrors)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("segad run started with the candidate")
+			}
+			t.Logf("refused: %v", err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if el := time.Since(start); el > 20*time.Second {
+				t.Errorf("refused after %s", el)
+			}
+		})
+	}
+}
