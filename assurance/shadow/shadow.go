@@ -30,6 +30,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/model"
@@ -209,11 +210,17 @@ func (r *Runner) Use(bundle string, share, threshold float64, features []string,
 func build(cfg *config.Config, log *slog.Logger) (*candidate, error) {
 	s := cfg.SegAD.Shadow
 	mc := cfg.ShadowModelConfig()
+	if _, err := bundle.Load(s.Bundle); err != nil {
+		return nil, fmt.Errorf("segad.shadow: candidate bundle %s cannot be used: %w (name a folder written by segad fit -o, or remove segad.shadow)", s.Bundle, err)
+	}
 	m, set, err := model.Build(mc, model.Options{Log: log})
 	if err != nil {
-		hint := "give the candidate its own detectors under segad.shadow.detectors, retrain it for the live detectors and mask, or remove segad.shadow"
-		if s.OwnDetectors() {
-			hint = "check segad.shadow.detectors and the bundle, or remove segad.shadow"
+		hint := "retrain the candidate with segad fit, or remove segad.shadow"
+		switch {
+		case s.OwnDetectors():
+			hint = "check segad.shadow.detectors against the bundle, or remove segad.shadow"
+		case strings.Contains(err.Error(), "does not match this configuration"):
+			hint = "the candidate was trained for other detectors or another mask: give it its own detectors under segad.shadow.detectors, retrain it for the live ones, or remove segad.shadow"
 		}
 		return nil, fmt.Errorf("segad.shadow: candidate bundle %s cannot be used: %w (%s)", s.Bundle, err, hint)
 	}

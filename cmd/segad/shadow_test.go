@@ -552,8 +552,8 @@ func TestShadowHostileCandidates(t *testing.T) {
 		name, shadowYAML string
 		want             []string // in the error; nil: runs
 	}{
-		{"missing", "{bundle: nowhere}", []string{"segad.shadow", "nowhere", "remove segad.shadow"}},
-		{"corrupt", "{bundle: corrupt}", []string{"segad.shadow", "corrupt", "model.json"}},
+		{"missing", "{bundle: nowhere}", []string{"segad.shadow", "nowhere", "segad fit -o"}},
+		{"corrupt", "{bundle: corrupt}", []string{"segad.shadow", "corrupt", "model.json", "retrain"}},
 		{"other detectors", "{bundle: bundleC}", []string{"segad.shadow", "bundleC", "ms2", "segad.shadow.detectors"}},
 		{"share out of range", "{bundle: bundleB, share: 1.5}", []string{"segad.shadow.share", "1.5"}},
 		{"no bundle", "{share: 0.5}", []string{"segad.shadow.bundle", "missing"}},
