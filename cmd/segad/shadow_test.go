@@ -28,7 +28,7 @@ import (
 // shadowPart writes a part image: the demo-like disc, and for a bad part a
 // bright blob of a random size (small blobs are the borderline parts two
 // forests trained on different data judge differently).
-func shadowPart(t *testing.T, path string, rng *rand.Rand, defect bool) {
+func shadowPart(t testing.TB, path string, rng *rand.Rand, defect bool) {
 	t.Helper()
 	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(90, 110, 120, 0), 240, 320, gocv.MatTypeCV8UC3)
 	defer m.Close()
@@ -44,7 +44,7 @@ func shadowPart(t *testing.T, path string, rng *rand.Rand, defect bool) {
 
 // shadowParts writes nGood good and nBad bad parts under dir (good/ and
 // bad/blob/, or flat with g/b name prefixes when flat).
-func shadowParts(t *testing.T, dir string, seed uint64, nGood, nBad int, flat bool) {
+func shadowParts(t testing.TB, dir string, seed uint64, nGood, nBad int, flat bool) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad", "blob")
@@ -72,7 +72,7 @@ func shadowParts(t *testing.T, dir string, seed uint64, nGood, nBad int, flat bo
 
 // shadowBundles trains two bundles on different part sets (different
 // seeds and good/bad mixes): live (A) and candidate (B), in dir.
-func shadowBundles(t *testing.T, dir string) (cfgA, cfgB string) {
+func shadowBundles(t testing.TB, dir string) (cfgA, cfgB string) {
 	t.Helper()
 	det := filepath.Join(testenv.RepoRoot(t), "infer", "testdata", "meanstd_blur.onnx")
 	write := func(name, bundleDir string) string {
@@ -101,12 +101,24 @@ fit: {trees: 3, rounds: 1, threads: 1}
 		train := filepath.Join(dir, "train"+b.name)
 		shadowParts(t, train, b.seed, b.good, b.bad, false)
 		*b.configFile = write("bundle"+b.name, "bundle"+b.name)
-		if out, err := execFit(t, "--config", *b.configFile, "--good", filepath.Join(train, "good"), "--bad", filepath.Join(train, "bad"),
+		if out, err := fitTB("--config", *b.configFile, "--good", filepath.Join(train, "good"), "--bad", filepath.Join(train, "bad"),
 			"-o", filepath.Join(dir, "bundle"+b.name), "-q"); err != nil {
 			t.Fatalf("fit %s: %v\n%s", b.name, err, out)
 		}
 	}
 	return cfgA, cfgB
+}
+
+// fitTB runs `segad fit ARGS...` on a fresh command (benchmarks too).
+func fitTB(args ...string) (string, error) {
+	cmd := newFitCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.Execute()
+	return out.String(), err
 }
 
 // inspectVerdicts runs `segad inspect` (the direct scoring) with cfg on
