@@ -106,6 +106,7 @@ func TestDocumentedKeysExist(t *testing.T) {
 		{"docs/infer.md", "detectors"},
 		{"docs/mqtt.md", "mqtt"},
 		{"docs/limits.md", ""},
+		{"docs/assurance.md", ""},
 	}
 	schema := reflect.TypeOf(Config{})
 	total := 0
