@@ -257,3 +257,32 @@ func TestCompare(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkOffer is what the line pays per frame in finish for the shadow
+// hook, next to a 2 ms frame (the fixture line's): off (no candidate: one
+// atomic load), a frame not in the share, and a sampled frame handed to the
+// worker (the row candidate; the worker's scoring runs on its own goroutine).
+func BenchmarkOffer(b *testing.B) {
+	live := liveResult(1, -1, 0.1, 0.2)
+	for _, bc := range []struct {
+		name  string
+		share float64
+		use   bool
+	}{{"off", 0, false}, {"not-sampled", 1e-6, true}, {"sampled", 1, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := New(quiet())
+			r.Start(func(result.Result) {})
+			if bc.use {
+				r.Use("cand", bc.share, 0, []string{"f0", "f1"}, &fakeScorer{margin: func(x []float32) float64 { return float64(x[0]) }})
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				live.Seq = uint64(i)
+				r.Offer(nil, live)
+			}
+			b.StopTimer()
+			r.Close(context.Background())
+		})
+	}
+}
