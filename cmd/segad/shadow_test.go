@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/segad-edge/segad-edge/assurance/shadow"
 	"github.com/segad-edge/segad-edge/bundle"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/history"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
@@ -614,5 +617,86 @@ func TestShadowHostileCandidates(t *testing.T) {
 				t.Errorf("refused after %s", el)
 			}
 		})
+	}
+}
+
+// TestShadowReload: a change of segad.shadow alone rebuilds the candidate,
+// not the live model; a candidate that cannot be built rejects the reload
+// and keeps both models in force; removing the section removes the
+// candidate.
+func TestShadowReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains two bundles")
+	}
+	dir := t.TempDir()
+	cfgA, _ := shadowBundles(t, dir)
+	base, err := os.ReadFile(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "segad.yaml")
+	write := func(shadowYAML string) {
+		text := string(base)
+		if shadowYAML != "" {
+			text = strings.Replace(text, "  bundle: bundleA\n", "  bundle: bundleA\n  shadow: "+shadowYAML+"\n", 1)
+		}
+		if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("{bundle: bundleB, share: 1}")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := testPartPNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := newRepeatSource(img, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.original.Close()
+	var logs testenv.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	r := shadow.New(log)
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Source: src.open, Publisher: &collector{}, Shadow: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	live := d.Model()
+	steps := []struct {
+		name, shadow string
+		err          string // "" the reload applies
+		active       bool
+		logs         string
+	}{
+		{"share only", "{bundle: bundleB, share: 0.5}", "", true, "share=0.5"},
+		{"broken candidate", "{bundle: nowhere, share: 0.5}", "nowhere", true, ""},
+		{"removed", "", "", false, "shadow candidate removed"},
+		{"back", "{bundle: bundleB}", "", true, "share=1"},
+	}
+	for _, s := range steps {
+		mark := len(logs.String())
+		write(s.shadow)
+		err := d.Reload()
+		switch {
+		case s.err == "" && err != nil:
+			t.Errorf("%s: reload: %v", s.name, err)
+		case s.err != "" && (err == nil || !strings.Contains(err.Error(), s.err) || !strings.Contains(err.Error(), "segad.shadow")):
+			t.Errorf("%s: reload error %v, want one naming segad.shadow and %s", s.name, err, s.err)
+		}
+		if r.Active() != s.active {
+			t.Errorf("%s: candidate active %v, want %v", s.name, r.Active(), s.active)
+		}
+		out := logs.String()[mark:]
+		if s.logs != "" && !strings.Contains(out, s.logs) {
+			t.Errorf("%s: log lacks %q:\n%s", s.name, s.logs, out)
+		}
+		if d.Model() != live || strings.Contains(out, "model stage restarted") {
+			t.Errorf("%s: the live model was rebuilt for a change of the candidate", s.name)
+		}
 	}
 }
