@@ -107,6 +107,7 @@ func TestDocumentedKeysExist(t *testing.T) {
 		{"docs/mqtt.md", "mqtt"},
 		{"docs/limits.md", ""},
 		{"docs/assurance.md", ""},
+		{"docs/console.md", "console"},
 	}
 	schema := reflect.TypeOf(Config{})
 	total := 0

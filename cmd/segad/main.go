@@ -63,6 +63,7 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 		newServiceCmd(),
 		newShadowCmd(),
 		newThresholdCmd(),
+		newUserCmd(),
 	)
 	return root
 }
