@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -139,20 +138,16 @@ func promoteConfig(cfgPath, who string, rollback bool, now time.Time) (promotion
 	if cfg.SegAD.Bundle == "" {
 		return promotion{}, fmt.Errorf("%s: segad.bundle is not set (the live forest is segad.model): promote and rollback switch bundles from segad fit", cfgPath)
 	}
-	liveRaw, err := yamlScalar(data, "$.segad.bundle")
+	liveRaw, err := yamlString(data, "$.segad.bundle")
 	if err != nil {
 		return promotion{}, fmt.Errorf("%s: %w", cfgPath, err)
 	}
-	rec := promotion{At: now.UTC(), Who: who, Config: cfgPath, OldBundle: liveRaw.value}
+	rec := promotion{At: now.UTC(), Who: who, Config: cfgPath, OldBundle: liveRaw}
 	sh := cfg.SegAD.Shadow
-	var shadowRaw *scalarAt
 	if sh != nil {
-		s, err := yamlScalar(data, "$.segad.shadow.bundle")
-		if err != nil {
+		if rec.OldShadow, err = yamlString(data, "$.segad.shadow.bundle"); err != nil {
 			return promotion{}, fmt.Errorf("%s: %w", cfgPath, err)
 		}
-		shadowRaw = &s
-		rec.OldShadow = s.value
 	}
 	dir := filepath.Dir(cfgPath)
 	resolve := func(p string) string {
@@ -161,7 +156,7 @@ func promoteConfig(cfgPath, who string, rollback bool, now time.Time) (promotion
 		}
 		return filepath.Join(dir, p)
 	}
-	edits := map[*scalarAt]string{}
+	var sets []config.Set
 	if !rollback {
 		rec.Action = "promote"
 		if sh == nil {
@@ -170,8 +165,8 @@ func promoteConfig(cfgPath, who string, rollback bool, now time.Time) (promotion
 		if sh.OwnDetectors() {
 			return promotion{}, fmt.Errorf("%s: the candidate has its own detectors (segad.shadow.detectors): promote switches bundles only; move the detectors to the top-level detectors yourself, in the same edit as segad.bundle", cfgPath)
 		}
-		rec.NewBundle, rec.NewShadow = shadowRaw.value, liveRaw.value
-		edits[&liveRaw], edits[shadowRaw] = rec.NewBundle, rec.NewShadow
+		rec.NewBundle, rec.NewShadow = rec.OldShadow, liveRaw
+		sets = []config.Set{{Key: "segad.bundle", Value: rec.NewBundle}, {Key: "segad.shadow.bundle", Value: rec.NewShadow}}
 	} else {
 		rec.Action = "rollback"
 		ps, err := readPromotions(promotionsFile(cfgPath))
@@ -182,14 +177,16 @@ func promoteConfig(cfgPath, who string, rollback bool, now time.Time) (promotion
 		if !ok {
 			return promotion{}, fmt.Errorf("%s: no promotion to roll back in %s", cfgPath, promotionsFile(cfgPath))
 		}
-		if liveRaw.value != last.NewBundle {
-			return promotion{}, fmt.Errorf("%s: segad.bundle is %s, but the last promotion (%s, %s) made %s live: the file was edited since; roll back by hand", cfgPath, liveRaw.value, last.At.Format(time.RFC3339), last.Who, last.NewBundle)
+		if liveRaw != last.NewBundle {
+			return promotion{}, fmt.Errorf("%s: segad.bundle is %s, but the last promotion (%s, %s) made %s live: the file was edited since; roll back by hand", cfgPath, liveRaw, last.At.Format(time.RFC3339), last.Who, last.NewBundle)
 		}
 		rec.NewBundle = last.OldBundle
-		edits[&liveRaw] = rec.NewBundle
-		if shadowRaw != nil && shadowRaw.value == last.OldBundle {
+		sets = []config.Set{{Key: "segad.bundle", Value: rec.NewBundle}}
+		if sh != nil && rec.OldShadow == last.OldBundle {
+			// The swap is still in place: the promoted bundle goes back
+			// to being the candidate.
 			rec.NewShadow = last.NewBundle
-			edits[shadowRaw] = rec.NewShadow
+			sets = append(sets, config.Set{Key: "segad.shadow.bundle", Value: rec.NewShadow})
 		}
 	}
 	// The bundle going live must load (it stays on disk: nothing here
@@ -202,12 +199,11 @@ func promoteConfig(cfgPath, who string, rollback bool, now time.Time) (promotion
 	if ob, err := bundle.Load(resolve(rec.OldBundle)); err == nil {
 		rec.OldForest = forestHash(ob)
 	}
-	out := spliceScalars(data, edits)
-	if _, err := config.Parse(cfgPath, out); err != nil {
-		return promotion{}, fmt.Errorf("%s %s: the edited file would not be valid, nothing written: %w", rec.Action, cfgPath, err)
-	}
-	if err := writeIfUnchanged(cfgPath, data, out); err != nil {
-		return promotion{}, err
+	// config.Edit: only these values' text changes (comments and layout
+	// stay), the whole new text is validated, the write is atomic, and a
+	// file edited since it was read here is refused.
+	if _, _, err := config.Edit(cfgPath, config.RevisionOf(data), sets); err != nil {
+		return promotion{}, fmt.Errorf("%s %s: %w", rec.Action, cfgPath, err)
 	}
 	if err := appendPromotion(promotionsFile(cfgPath), rec); err != nil {
 		return rec, fmt.Errorf("%s done in %s, but %w", rec.Action, cfgPath, err)
@@ -225,163 +221,24 @@ func forestHash(b *bundle.Bundle) string {
 	return "sha256:" + hex.EncodeToString(h[:])[:16]
 }
 
-// scalarAt is a scalar value in a YAML text: where its source text is.
-type scalarAt struct {
-	value      string
-	line, from int // 0-based line, byte offset in the line where the text starts
-	to         int // byte offset in the line where it ends
-}
-
-// yamlScalar finds the string scalar at path (goccy YAML path) in data.
-func yamlScalar(data []byte, path string) (scalarAt, error) {
-	f, err := parser.ParseBytes(data, parser.ParseComments)
+// yamlString is the string value at path (a goccy YAML path) as written in
+// the file (relative paths stay relative).
+func yamlString(data []byte, path string) (string, error) {
+	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return scalarAt{}, err
+		return "", err
 	}
 	p, err := yaml.PathString(path)
 	if err != nil {
-		return scalarAt{}, err
+		return "", err
 	}
 	n, err := p.FilterFile(f)
 	if err != nil || n == nil {
-		return scalarAt{}, fmt.Errorf("%s not found", strings.TrimPrefix(path, "$."))
+		return "", fmt.Errorf("%s not found", strings.TrimPrefix(path, "$."))
 	}
-	if _, ok := n.(*ast.StringNode); !ok {
-		return scalarAt{}, fmt.Errorf("%s is not a plain string value", strings.TrimPrefix(path, "$."))
+	sn, ok := n.(*ast.StringNode)
+	if !ok {
+		return "", fmt.Errorf("%s is not a plain string value", strings.TrimPrefix(path, "$."))
 	}
-	tk := n.GetToken()
-	lines := bytes.Split(data, []byte("\n"))
-	li := tk.Position.Line - 1
-	if li < 0 || li >= len(lines) {
-		return scalarAt{}, fmt.Errorf("%s: position out of the file", path)
-	}
-	line := string(lines[li])
-	// The column is 1-based and counts bytes up to the token; a quoted
-	// scalar's column points at its opening quote.
-	from := tk.Position.Column - 1
-	if from < 0 || from > len(line) {
-		return scalarAt{}, fmt.Errorf("%s: position out of the line", path)
-	}
-	to := scalarEnd(line, &from)
-	if to < 0 {
-		return scalarAt{}, fmt.Errorf("%s: a value over several lines cannot be edited here; write it on one line", strings.TrimPrefix(path, "$."))
-	}
-	return scalarAt{value: n.(*ast.StringNode).Value, line: li, from: from, to: to}, nil
-}
-
-// scalarEnd finds where the scalar starting at *from ends on line (-1: not
-// on this line). *from is moved to the value's first character.
-func scalarEnd(line string, from *int) int {
-	i := *from
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	*from = i
-	if i >= len(line) {
-		return -1
-	}
-	switch line[i] {
-	case '"':
-		for j := i + 1; j < len(line); j++ {
-			if line[j] == '\\' {
-				j++
-				continue
-			}
-			if line[j] == '"' {
-				return j + 1
-			}
-		}
-		return -1
-	case '\'':
-		for j := i + 1; j < len(line); j++ {
-			if line[j] == '\'' {
-				if j+1 < len(line) && line[j+1] == '\'' {
-					j++
-					continue
-				}
-				return j + 1
-			}
-		}
-		return -1
-	}
-	// Plain: up to a comment, or the end of a flow entry.
-	j := i
-	for j < len(line) {
-		c := line[j]
-		if c == ',' || c == '}' || c == ']' || (c == '#' && j > 0 && (line[j-1] == ' ' || line[j-1] == '\t')) {
-			break
-		}
-		j++
-	}
-	for j > i && (line[j-1] == ' ' || line[j-1] == '\t') {
-		j--
-	}
-	return j
-}
-
-// spliceScalars replaces each scalar's source text with its new value,
-// double-quoted, leaving every other byte (comments, layout) as it was.
-func spliceScalars(data []byte, edits map[*scalarAt]string) []byte {
-	lines := strings.Split(string(data), "\n")
-	// Right to left within a line, so earlier offsets stay valid.
-	byLine := map[int][]*scalarAt{}
-	for s := range edits {
-		byLine[s.line] = append(byLine[s.line], s)
-	}
-	for li, ss := range byLine {
-		for i := 0; i < len(ss); i++ {
-			for j := i + 1; j < len(ss); j++ {
-				if ss[j].from > ss[i].from {
-					ss[i], ss[j] = ss[j], ss[i]
-				}
-			}
-		}
-		l := lines[li]
-		for _, s := range ss {
-			l = l[:s.from] + strconv.Quote(edits[s]) + l[s.to:]
-		}
-		lines[li] = l
-	}
-	return []byte(strings.Join(lines, "\n"))
-}
-
-// writeIfUnchanged replaces path with out atomically (a temporary file in
-// the same folder renamed over it, mode kept), unless its content is no
-// longer old (someone edited it meanwhile).
-func writeIfUnchanged(path string, old, out []byte) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("write config %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".promote-*")
-	if err != nil {
-		return fmt.Errorf("write config %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write config %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write config %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write config %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write config %s: %w", tmp.Name(), err)
-	}
-	now, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("write config %s: %w", path, err)
-	}
-	if !bytes.Equal(now, old) {
-		return fmt.Errorf("write config %s: the file changed while it was being edited; nothing written, run the command again", path)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write config %s: %w", path, err)
-	}
-	return nil
+	return sn.Value, nil
 }

@@ -455,7 +455,7 @@ pipeline: {overflow: block, warmup: 1, queue: 4}
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# the line's configuration: promote must keep this comment", `bundle: "bundleA"   # the live bundle`, `bundle: "bundleB"   # the candidate`} {
+	for _, want := range []string{"# the line's configuration: promote must keep this comment", "  bundle: bundleA   # the live bundle\n", "    bundle: bundleB   # the candidate\n"} {
 		if !strings.Contains(string(after), want) {
 			t.Errorf("config after promote and rollback lacks %q:\n%s", want, after)
 		}
@@ -698,5 +698,102 @@ func TestShadowReload(t *testing.T) {
 		if d.Model() != live || strings.Contains(out, "model stage restarted") {
 			t.Errorf("%s: the live model was rebuilt for a change of the candidate", s.name)
 		}
+	}
+}
+
+// TestPromoteRollbackFile: promote swaps the two bundle values and nothing
+// else in the file, rollback restores it byte for byte, and every refusal
+// names what is wrong and leaves the file as it was.
+func TestPromoteRollbackFile(t *testing.T) {
+	dir := t.TempDir()
+	shadowBundles(t, dir)
+	cfgPath := filepath.Join(dir, "segad.yaml")
+	det := filepath.Join(testenv.RepoRoot(t), "infer", "testdata", "meanstd_blur.onnx")
+	orig := fmt.Sprintf(`# station config
+onnxruntime: {library: %q}
+capture: {kind: folder, path: line}   # parts
+detectors:
+  - name: ms
+    model: %q
+segad:
+  mask: builtin:vad
+  bundle: bundleA     # live
+  shadow:
+    share: 0.5
+    bundle: bundleB   # candidate
+`, testenv.ORTLib(t), det)
+	if err := os.WriteFile(cfgPath, []byte(orig), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	rec, err := promoteConfig(cfgPath, "alice", false, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(cfgPath)
+	want := strings.NewReplacer("bundle: bundleA     # live", "bundle: bundleB     # live", "bundle: bundleB   # candidate", "bundle: bundleA   # candidate").Replace(orig)
+	if string(got) != want {
+		t.Errorf("after promote:\n%s\nwant:\n%s", got, want)
+	}
+	if st, _ := os.Stat(cfgPath); st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v after promote, want 0640", st.Mode().Perm())
+	}
+	if rec.OldBundle != "bundleA" || rec.NewBundle != "bundleB" || rec.NewShadow != "bundleA" || rec.Who != "alice" || !rec.At.Equal(now) ||
+		!strings.HasPrefix(rec.NewForest, "sha256:") || rec.OldForest == rec.NewForest {
+		t.Errorf("record %+v", rec)
+	}
+	if _, err := promoteConfig(cfgPath, "bob", true, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(cfgPath); string(got) != orig {
+		t.Errorf("after rollback the file differs from the original:\n%s", got)
+	}
+	recs, err := readPromotions(promotionsFile(cfgPath))
+	if err != nil || len(recs) != 2 || recs[1].Action != "rollback" || recs[1].Who != "bob" || recs[1].NewBundle != "bundleA" || recs[1].NewShadow != "bundleB" {
+		t.Errorf("records %+v, %v", recs, err)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		text     string // the config ("" the original)
+		records  string // the promotions file's content ("" none)
+		rollback bool
+		want     []string
+	}{
+		{"nothing to roll back", "", "", true, []string{"no promotion to roll back"}},
+		{"no candidate", strings.Replace(orig, "  shadow:\n    share: 0.5\n    bundle: bundleB   # candidate\n", "", 1), "", false, []string{"segad.shadow is not set"}},
+		{"own detectors", strings.Replace(orig, "    share: 0.5\n", fmt.Sprintf("    share: 0.5\n    detectors: [{name: ms2, model: %q}]\n", det), 1), "", false, []string{"own detectors", "segad.shadow.detectors"}},
+		{"live is a model file", strings.Replace(strings.Replace(orig, "bundle: bundleA     # live", "model: bundleA/model.json\n  threshold: 0", 1), "", "", 1), "", false, []string{"segad.bundle is not set"}},
+		{"candidate gone", strings.Replace(orig, "bundle: bundleB   # candidate", "bundle: gone", 1), "", false, []string{"the bundle to make live", "gone"}},
+		{"edited since the promotion", "", `{"action":"promote","old_bundle":"bundleX","new_bundle":"bundleZ","who":"carol"}` + "\n", true, []string{"edited since", "bundleZ", "carol"}},
+		{"corrupt records", "", "{not json\n", true, []string{"promotions.jsonl:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := tc.text
+			if text == "" {
+				text = orig
+			}
+			if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(promotionsFile(cfgPath))
+			if tc.records != "" {
+				if err := os.WriteFile(promotionsFile(cfgPath), []byte(tc.records), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := promoteConfig(cfgPath, "t", tc.rollback, now)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if got, _ := os.ReadFile(cfgPath); string(got) != text {
+				t.Error("the file changed on a refused edit")
+			}
+		})
 	}
 }
