@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
