@@ -65,6 +65,9 @@ func runConfigCheck(w io.Writer, path string, shallow bool) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		m.Close()
+		if err := checkShadow(cfg, log); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	fmt.Fprintf(w, "%s: ok\n", path)
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,6 +41,17 @@ func shadowOptions(opt *daemon.Options, log *slog.Logger) {
 		}
 		return h
 	}
+}
+
+// checkShadow builds segad.shadow's candidate as the daemon's start would
+// (`segad config check`), and frees it.
+func checkShadow(cfg *config.Config, log *slog.Logger) error {
+	if cfg.SegAD.Shadow == nil {
+		return nil
+	}
+	r := shadow.New(log)
+	err := r.Apply(cfg, log)
+	return errors.Join(err, r.Close(context.Background()))
 }
 
 // newShadowCmd is `segad shadow`: the candidate model's report and its

@@ -797,3 +797,37 @@ segad:
 		})
 	}
 }
+
+// TestShadowConfigCheck: `segad config check` builds the candidate as the
+// start does, so a candidate for other detectors is refused there too.
+func TestShadowConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	cfgA, _ := shadowBundles(t, dir)
+	base, err := os.ReadFile(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "segad.yaml")
+	for _, tc := range []struct {
+		shadow, want string
+	}{
+		{"{bundle: bundleB}", "ok"},
+		{"{bundle: bundleB, detectors: [{name: other, model: " + filepath.Join(testenv.RepoRoot(t), "infer", "testdata", "meanstd_blur.onnx") + "}]}", "other"},
+	} {
+		text := strings.Replace(string(base), "  bundle: bundleA\n", "  bundle: bundleA\n  shadow: "+tc.shadow+"\n", 1)
+		if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		err := runConfigCheck(&out, cfgPath, false)
+		if tc.want == "ok" {
+			if err != nil || !strings.Contains(out.String(), "ok") {
+				t.Errorf("check %s: %v %s", tc.shadow, err, out.String())
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "segad.shadow") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("check %s: %v", tc.shadow, err)
+		}
+	}
+}
