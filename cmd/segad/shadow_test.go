@@ -572,7 +572,7 @@ func TestShadowHostileCandidates(t *testing.T) {
 		{"other detectors", "{bundle: bundleC}", []string{"segad.shadow", "bundleC", "ms2", "segad.shadow.detectors"}},
 		{"share out of range", "{bundle: bundleB, share: 1.5}", []string{"segad.shadow.share", "1.5"}},
 		{"no bundle", "{share: 0.5}", []string{"segad.shadow.bundle", "missing"}},
-		{"own detectors", fmt.Sprintf("{bundle: bundleC, detectors: [{name: ms2, model: %q}]}", det), nil},
+		{"own detectors", fmt.Sprintf("{bundle: bundleC, share: 0.5, detectors: [{name: ms2, model: %q}]}", det), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfgPath := filepath.Join(dir, "segad.yaml")
@@ -598,9 +598,25 @@ func TestShadowHostileCandidates(t *testing.T) {
 				if err := json.Unmarshal([]byte(out), &rep); err != nil {
 					t.Fatal(err)
 				}
-				if rep.Pairs != 10 || rep.CandidateErrors != 0 {
+				// share 0.5: exactly the frames shadow.Sampled picks by seq.
+				var want []uint64
+				for s := uint64(1); s <= 10; s++ {
+					if shadow.Sampled(s, 0.5) {
+						want = append(want, s)
+					}
+				}
+				var seqs []uint64
+				for _, p := range append(append([]shadow.Part(nil), rep.CandidateRejects...), rep.CandidatePasses...) {
+					seqs = append(seqs, p.Seq)
+				}
+				for _, s := range seqs {
+					if !shadow.Sampled(s, 0.5) {
+						t.Errorf("seq %d scored by the candidate but not in the share", s)
+					}
+				}
+				if rep.Pairs != len(want) || rep.CandidateErrors != 0 {
 					t.Log(out)
-					t.Errorf("own detectors: %d pairs, %d candidate errors; want 10 and 0", rep.Pairs, rep.CandidateErrors)
+					t.Errorf("own detectors: %d pairs, %d candidate errors; want %d (seqs %v) and 0", rep.Pairs, rep.CandidateErrors, len(want), want)
 				}
 				return
 			}
