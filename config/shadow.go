@@ -87,6 +87,9 @@ func (c *Config) validateShadow() error {
 	} else if s.Bundle == c.SegAD.Bundle {
 		errs = append(errs, c.errorAt("segad.shadow.bundle", "%s is the live bundle: a candidate compared with itself agrees by construction (name another bundle, or remove segad.shadow)", s.Bundle))
 	}
+	if !c.History.On() {
+		errs = append(errs, c.errorAt("segad.shadow", "history.enabled is false: the candidate's verdicts are recorded only in the history (turn it on, or remove segad.shadow)"))
+	}
 	errs = append(errs, c.floatRange("segad.shadow.share", s.Share, 1e-6, 1,
 		"the share of frames the candidate scores (0.25: every fourth frame on average); lower it when the candidate has its own detectors and the line cannot afford them on every frame"))
 	if len(s.Detectors) > MaxDetectors {

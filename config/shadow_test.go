@@ -47,6 +47,7 @@ func TestShadowSection(t *testing.T) {
 		{"duplicate detector", "  shadow:\n    bundle: cand\n    detectors:\n      - {name: d9, model: a.onnx}\n      - {name: d9, model: b.onnx}\n",
 			[]string{"segad.shadow.detectors[1].name", "unique"}, nil},
 		{"unknown key", "  shadow: {bundle: cand, shares: 1}\n", []string{"shares", "unknown key"}, nil},
+		{"no history", "  shadow: {bundle: cand}\nhistory: {enabled: false}\n", []string{"segad.shadow", "history.enabled is false"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
