@@ -313,6 +313,7 @@ func TestShadowReportMatchesDirectScoring(t *testing.T) {
 	if err != nil || !strings.Contains(txt, fmt.Sprintf("%d parts judged by both", rep.Pairs)) {
 		t.Errorf("text report: %v\n%s", err, txt)
 	}
+	t.Logf("text report:\n%s", txt)
 }
 
 // TestShadowPromoteRollbackRunningDaemon: a real `segad run` process
