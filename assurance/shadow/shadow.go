@@ -197,10 +197,10 @@ func (r *Runner) Apply(cfg *config.Config, log *slog.Logger) error {
 	return old.shutdown()
 }
 
-// Use puts a candidate built elsewhere in force: sc scores the live
-// feature rows named features (tests give it a small fake to check what a
+// use puts a candidate built elsewhere in force: sc scores the live
+// feature rows named features (the tests' small fakes, to check what a
 // candidate that misbehaves does to the line).
-func (r *Runner) Use(bundle string, share, threshold float64, features []string, sc Scorer) {
+func (r *Runner) use(bundle string, share, threshold float64, features []string, sc Scorer) {
 	c := &candidate{bundle: bundle, share: share, scorer: sc, features: features, threshold: threshold, hash: "test"}
 	r.cur.Swap(c).shutdown()
 }

@@ -95,7 +95,7 @@ func TestRunnerVerdicts(t *testing.T) {
 			r := New(quiet())
 			rec := &recorder{}
 			r.Start(rec.record)
-			r.Use("cand", 1, 1.0, []string{"f0", "f1"}, &fakeScorer{margin: tc.margin})
+			r.use("cand", 1, 1.0, []string{"f0", "f1"}, &fakeScorer{margin: tc.margin})
 			live := liveResult(7, -1, tc.features...)
 			before := live
 			r.Offer(nil, live)
@@ -126,7 +126,7 @@ func TestRunnerNeverBlocks(t *testing.T) {
 	rec := &recorder{}
 	r.Start(rec.record)
 	release := make(chan struct{})
-	r.Use("cand", 1, 0, []string{"f0", "f1"}, &fakeScorer{margin: func([]float32) float64 { return 1 }, release: release})
+	r.use("cand", 1, 0, []string{"f0", "f1"}, &fakeScorer{margin: func([]float32) float64 { return 1 }, release: release})
 	const n = 200
 	start := time.Now()
 	for i := 1; i <= n; i++ {
@@ -273,7 +273,7 @@ func BenchmarkOffer(b *testing.B) {
 			r := New(quiet())
 			r.Start(func(result.Result) {})
 			if bc.use {
-				r.Use("cand", bc.share, 0, []string{"f0", "f1"}, &fakeScorer{margin: func(x []float32) float64 { return float64(x[0]) }})
+				r.use("cand", bc.share, 0, []string{"f0", "f1"}, &fakeScorer{margin: func(x []float32) float64 { return float64(x[0]) }})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
