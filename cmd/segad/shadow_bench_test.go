@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,15 @@ func shadowBenchFixture(b *testing.B) (dir, base string) {
 	return shadowBench.dir, shadowBench.base
 }
 
+// processCPU is the process's user plus system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkShadowCost is the line's per-frame cost (the whole pipeline,
 // as `segad bench` runs it: repeated frames through daemon.Run, results
 // collected) side by side with and without a shadow candidate:
@@ -68,8 +78,10 @@ func shadowBenchFixture(b *testing.B) (dir, base string) {
 //   - own-0.25, own-1: a candidate with its own detector;
 //   - own-alone: that candidate's own per-frame cost, as the live model.
 //
-// Compare ns/frame of each with main (the README's ratios): off must not
-// differ measurably, and own-0.25 may add at most 0.25 x own-alone plus 5%.
+// Compare ns/frame and cpu-ms/frame of each with main (the README's
+// ratios; scripts/bench/shadow_cost.py runs them interleaved): off must
+// not differ measurably, and own-0.25 may add at most 0.25 x own-alone
+// plus 5%.
 func BenchmarkShadowCost(b *testing.B) {
 	dir, base := shadowBenchFixture(b)
 	det := filepath.Join(testenv.RepoRoot(b), "infer", "testdata", "meanstd_blur.onnx")
@@ -119,11 +131,16 @@ func BenchmarkShadowCost(b *testing.B) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
+			// CPU time of the whole process (ONNX Runtime's threads, the
+			// candidate's worker) beside wall time: on a shared machine
+			// the other processes' load moves wall time far more.
+			cpu0 := processCPU()
 			b.ResetTimer()
 			if err := d.Run(ctx); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/frame")
 			if col.count() != b.N {
 				b.Fatalf("%d results for %d frames", col.count(), b.N)
 			}
