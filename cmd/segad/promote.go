@@ -138,6 +138,17 @@ func promoteConfig(cfgPath, who string, rollback bool, now time.Time) (promotion
 	if cfg.SegAD.Bundle == "" {
 		return promotion{}, fmt.Errorf("%s: segad.bundle is not set (the live forest is segad.model): promote and rollback switch bundles from segad fit", cfgPath)
 	}
+	if cfg.SegAD.Threshold != nil || cfg.SegAD.WarnThreshold != nil {
+		// A threshold in the file belongs to the forest it was chosen for;
+		// the bundle switched to would be judged against it, on another
+		// score scale: a silent wrong verdict. The shadow judged the
+		// candidate at its bundle's own threshold.
+		again := "segad shadow promote"
+		if rollback {
+			again = "segad rollback"
+		}
+		return promotion{}, fmt.Errorf("%s: segad.threshold or segad.warn_threshold is set, and it was chosen for the live forest: remove them (each bundle then judges at its own suggested threshold, as the shadow did), then run %s again", cfgPath, again)
+	}
 	liveRaw, err := yamlString(data, "$.segad.bundle")
 	if err != nil {
 		return promotion{}, fmt.Errorf("%s: %w", cfgPath, err)

@@ -781,6 +781,7 @@ segad:
 		{"no candidate", strings.Replace(orig, "  shadow:\n    share: 0.5\n    bundle: bundleB   # candidate\n", "", 1), "", false, []string{"segad.shadow is not set"}},
 		{"own detectors", strings.Replace(orig, "    share: 0.5\n", fmt.Sprintf("    share: 0.5\n    detectors: [{name: ms2, model: %q}]\n", det), 1), "", false, []string{"own detectors", "segad.shadow.detectors"}},
 		{"live is a model file", strings.Replace(strings.Replace(orig, "bundle: bundleA     # live", "model: bundleA/model.json\n  threshold: 0", 1), "", "", 1), "", false, []string{"segad.bundle is not set"}},
+		{"live threshold set", strings.Replace(orig, "  mask: builtin:vad\n", "  mask: builtin:vad\n  threshold: 0.3\n", 1), "", false, []string{"segad.threshold", "chosen for the live forest"}},
 		{"candidate gone", strings.Replace(orig, "bundle: bundleB   # candidate", "bundle: gone", 1), "", false, []string{"the bundle to make live", "gone"}},
 		{"edited since the promotion", "", `{"action":"promote","old_bundle":"bundleX","new_bundle":"bundleZ","who":"carol"}` + "\n", true, []string{"edited since", "bundleZ", "carol"}},
 		{"corrupt records", "", "{not json\n", true, []string{"promotions.jsonl:1"}},
