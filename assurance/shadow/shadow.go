@@ -280,6 +280,9 @@ func (r *Runner) Offer(f *capture.Frame, live result.Result) {
 
 func (r *Runner) work() {
 	defer close(r.done)
+	if err := lowerPriority(); err != nil {
+		r.log.Warn("shadow worker runs at normal priority", "err", err)
+	}
 	for j := range r.jobs {
 		res := r.score(j)
 		j.frame.Close()
