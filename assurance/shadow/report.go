@@ -1,7 +1,10 @@
 package shadow
 
 import (
+	"context"
+	"fmt"
 	"sort"
+	"time"
 
 	"github.com/segad-edge/segad-edge/history"
 	"github.com/segad-edge/segad-edge/result"
@@ -55,6 +58,58 @@ type Report struct {
 	// Live and Candidate are the operating points on the labelled pairs.
 	LivePoint      Point `json:"live_point"`
 	CandidatePoint Point `json:"candidate_point"`
+}
+
+// pairSlack is how much earlier than the oldest shadow result its live
+// result may have been decided (the candidate's queue is short: seconds).
+const pairSlack = time.Hour
+
+// Load reads what a report needs from the history: the shadow results
+// decided at or after since, and the live results they pair with. Rows are
+// read a page at a time and kept without their feature rows, map maxima and
+// explanations, so a long history costs memory per shadow result only.
+func Load(ctx context.Context, st *history.Store, since time.Time) ([]history.Row, error) {
+	var rows []history.Row
+	want := map[string]bool{}
+	oldest := time.Time{}
+	each := func(q history.Query, keep func(*history.Row) bool) error {
+		q.Limit = history.MaxLimit
+		for {
+			page, err := st.Query(ctx, q)
+			if err != nil {
+				return err
+			}
+			for i := range page.Results {
+				r := page.Results[i]
+				if keep(&r) {
+					r.Features, r.MapMax, r.Contributions = nil, nil, nil
+					rows = append(rows, r)
+				}
+			}
+			if page.Next == "" {
+				return nil
+			}
+			q.Cursor = page.Next
+		}
+	}
+	if err := each(history.Query{Kind: history.KindShadow, Since: since}, func(r *history.Row) bool {
+		want[LiveID(r.ID)] = true
+		if oldest.IsZero() || r.DecidedAt.Before(oldest) {
+			oldest = r.DecidedAt
+		}
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("shadow report: read the shadow results: %w", err)
+	}
+	if len(want) == 0 {
+		return rows, nil
+	}
+	if err := each(history.Query{Kind: history.KindProduction, Since: oldest.Add(-pairSlack)}, func(r *history.Row) bool {
+		return want[r.ID]
+	}); err != nil {
+		return nil, fmt.Errorf("shadow report: read the live results: %w", err)
+	}
+	return rows, nil
 }
 
 // Compare builds a report from history rows (any kinds, any order): each

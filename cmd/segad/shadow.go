@@ -174,25 +174,17 @@ func runShadowReport(ctx context.Context, w io.Writer, cfgPath, since, candidate
 		return fmt.Errorf("shadow report: open the history of %s: %w", cfgPath, err)
 	}
 	defer st.Close()
-	q := history.Query{Kind: history.KindAll, Limit: history.MaxLimit}
 	var out shadowReport
+	var from time.Time
 	if since != "" {
-		if q.Since, err = history.ParseTime(since, time.Now()); err != nil {
+		if from, err = history.ParseTime(since, time.Now()); err != nil {
 			return fmt.Errorf("--since %q: %w", since, err)
 		}
-		out.Since = &q.Since
+		out.Since = &from
 	}
-	var rows []history.Row
-	for {
-		page, err := st.Query(ctx, q)
-		if err != nil {
-			return fmt.Errorf("shadow report: query the history of %s: %w", cfgPath, err)
-		}
-		rows = append(rows, page.Results...)
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
+	rows, err := shadow.Load(ctx, st, from)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfgPath, err)
 	}
 	out.Report = shadow.Compare(rows, candidate)
 	out.Agreement = out.Report.Agreement()
