@@ -708,6 +708,10 @@ func TestShadowReload(t *testing.T) {
 		if r.Active() != s.active {
 			t.Errorf("%s: candidate active %v, want %v", s.name, r.Active(), s.active)
 		}
+		// Health names a candidate that could not be built, until one is.
+		if h := r.Health(); (s.err != "") != strings.Contains(h, "segad.shadow") {
+			t.Errorf("%s: health %q", s.name, h)
+		}
 		out := logs.String()[mark:]
 		if s.logs != "" && !strings.Contains(out, s.logs) {
 			t.Errorf("%s: log lacks %q:\n%s", s.name, s.logs, out)
