@@ -107,6 +107,8 @@ type SegADConfig struct {
 	// WarnThreshold, when set and below Threshold, flags passed parts whose
 	// score is at or above it (a "warn" band for drift before rejects).
 	WarnThreshold *float64 `yaml:"warn_threshold"`
+	// Shadow is a candidate model scored beside the live one (shadow.go).
+	Shadow *ShadowConfig `yaml:"shadow"`
 }
 
 // HTTPConfig is the daemon's HTTP server.
@@ -410,6 +412,7 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.shadowDefaults()
 	c.consoleDefaults()
 	c.goldenDefaults()
 }
@@ -434,6 +437,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
+	c.shadowPaths(dir)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
@@ -511,6 +515,7 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateShadow())
 	add(c.validateConsole())
 	add(c.validateGolden())
 	return errors.Join(errs...)

@@ -51,6 +51,9 @@ var reloadClasses = []struct {
 	{"segad.segments", Model},
 	{"segad.model", Model},
 	{"segad.bundle", Model},
+	// The candidate is rebuilt on its own (the daemon's shadow hook); the
+	// live model stays (daemon.liveModelChanges leaves these keys out).
+	{"segad.shadow", Model},
 	{"mqtt", Restart},
 	{"mqtt.publish_features", Live},
 	{"http", Restart},

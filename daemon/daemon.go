@@ -67,6 +67,7 @@ type Daemon struct {
 	pub      Publisher
 	outputs  []*peer
 	audit    *audit.Store
+	shadow   Shadow // nil: no candidate runner (daemon/shadow.go)
 
 	sourceFn func(capture.PreprocessConfig) (capture.Source, error) // Options.Source
 	srcMu    sync.Mutex
@@ -137,6 +138,9 @@ type Options struct {
 	// Golden is the golden-sample set (assurance.golden, loaded with
 	// golden.Load); nil turns challenges off. See StartGolden.
 	Golden *golden.Set
+	// Shadow, when set, scores a share of the frames with segad.shadow's
+	// candidate beside the live model (daemon/shadow.go).
+	Shadow Shadow
 }
 
 // New builds every stage from the configuration: the model stage
@@ -174,6 +178,13 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	d.metrics.setModel(m)
 	if err := d.newGolden(opt.Golden, cfg.Assurance.Golden); err != nil {
 		return nil, err
+	}
+	// The candidate before the source: a broken one fails the start fast.
+	if err := d.startShadow(opt.Shadow, cfg); err != nil {
+		return nil, err
+	}
+	if opt.Shadow != nil {
+		closers = append(closers, func() { opt.Shadow.Close(context.Background()) })
 	}
 
 	if cfg.Audit.Dir != "" {

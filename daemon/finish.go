@@ -51,6 +51,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 	for _, o := range d.outputs {
 		o.offer(*res)
 	}
+	d.offerShadow(q, res)
 	d.metrics.count(res)
 	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
 	if d.audit != nil && (res.Rejected() || d.samplePass()) {

@@ -69,6 +69,9 @@ func runConfigCheck(w io.Writer, path string, shallow bool) error {
 		if _, err := loadGolden(cfg, log); err != nil {
 			return err
 		}
+		if err := checkShadow(cfg, log); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	fmt.Fprintf(w, "%s: ok\n", path)
 	return nil

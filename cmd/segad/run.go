@@ -91,6 +91,7 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	opt := daemon.Options{Logger: log, LogLevel: level, HTTPLimits: daemon.HTTPLimits{
 		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}, Golden: goldenSet}
 	outs.options(&opt)
+	shadowOptions(&opt, log)
 	d, err := daemon.New(cfg, opt)
 	if err != nil {
 		outs.close()
