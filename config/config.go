@@ -107,6 +107,8 @@ type SegADConfig struct {
 	// WarnThreshold, when set and below Threshold, flags passed parts whose
 	// score is at or above it (a "warn" band for drift before rejects).
 	WarnThreshold *float64 `yaml:"warn_threshold"`
+	// Shadow is a candidate model scored beside the live one (shadow.go).
+	Shadow *ShadowConfig `yaml:"shadow"`
 }
 
 // HTTPConfig is the daemon's HTTP server.
@@ -410,7 +412,9 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.shadowDefaults()
 	c.consoleDefaults()
+	c.goldenDefaults()
 	c.driftDefaults()
 }
 
@@ -431,8 +435,10 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Audit.Dir)
 	abs(&c.MQTT.Outbox.Path)
 	abs(&c.History.Path)
+	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
+	c.shadowPaths(dir)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
@@ -510,7 +516,9 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateShadow())
 	add(c.validateConsole())
+	add(c.validateGolden())
 	add(c.validateDrift())
 	return errors.Join(errs...)
 }

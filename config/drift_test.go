@@ -106,8 +106,8 @@ func TestDocumentedKeysExist(t *testing.T) {
 		{"docs/infer.md", "detectors"},
 		{"docs/mqtt.md", "mqtt"},
 		{"docs/limits.md", ""},
-		{"docs/console.md", "console"},
 		{"docs/assurance.md", ""},
+		{"docs/console.md", "console"},
 	}
 	schema := reflect.TypeOf(Config{})
 	total := 0

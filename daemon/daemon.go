@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/segad-edge/segad-edge/assurance/golden"
 	"github.com/segad-edge/segad-edge/audit"
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
@@ -66,6 +67,7 @@ type Daemon struct {
 	pub      Publisher
 	outputs  []*peer
 	audit    *audit.Store
+	shadow   Shadow // nil: no candidate runner (daemon/shadow.go)
 
 	sourceFn func(capture.PreprocessConfig) (capture.Source, error) // Options.Source
 	srcMu    sync.Mutex
@@ -93,6 +95,7 @@ type Daemon struct {
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
 	onReload     func(*config.Config) // Options.OnReload
+	golden       *goldenState         // assurance.golden; nil when off (golden.go)
 	degraded     func() string
 }
 
@@ -138,6 +141,12 @@ type Options struct {
 	// configuration now in force, for the parts outside the daemon whose
 	// keys are live (the console's users and limits: auth.Manager.Update).
 	OnReload func(applied *config.Config)
+	// Golden is the golden-sample set (assurance.golden, loaded with
+	// golden.Load); nil turns challenges off. See StartGolden.
+	Golden *golden.Set
+	// Shadow, when set, scores a share of the frames with segad.shadow's
+	// candidate beside the live model (daemon/shadow.go).
+	Shadow Shadow
 }
 
 // New builds every stage from the configuration: the model stage
@@ -173,6 +182,16 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	closers = append(closers, func() { m.Close() })
 	d.insp = model.NewInspector(m, settings)
 	d.metrics.setModel(m)
+	if err := d.newGolden(opt.Golden, cfg.Assurance.Golden); err != nil {
+		return nil, err
+	}
+	// The candidate before the source: a broken one fails the start fast.
+	if err := d.startShadow(opt.Shadow, cfg); err != nil {
+		return nil, err
+	}
+	if opt.Shadow != nil {
+		closers = append(closers, func() { opt.Shadow.Close(context.Background()) })
+	}
 
 	if cfg.Audit.Dir != "" {
 		if d.audit, err = audit.OpenKeeping(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, d.floodLog, opt.AuditKeep); err != nil {
@@ -200,6 +219,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 		}
 		p.SetHealth(d.health)
 		p.OnTrigger(d.onTrigger)
+		d.goldenMQTT(p)
 		d.pub = p
 	}
 	for _, o := range opt.Outputs {

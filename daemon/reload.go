@@ -62,7 +62,7 @@ func (d *Daemon) Reload() error {
 	// Build everything new first; swap only when all of it works.
 	var m *model.Model
 	var settings model.Settings
-	if config.Touches(changes, config.Model) {
+	if config.Touches(liveModelChanges(changes), config.Model) {
 		if m, settings, err = model.Build(applied, model.Options{Log: d.log}); err != nil {
 			return reject("new models not loaded", err)
 		}
@@ -85,6 +85,19 @@ func (d *Daemon) Reload() error {
 				m.Close()
 			}
 			return reject("new capture source not switched to; the running source stays", err)
+		}
+	}
+	// The candidate last: it swaps itself in when built. A live model
+	// rebuild re-verifies it too (it scores the live feature rows).
+	if d.shadow != nil && (shadowChanged(changes) || m != nil) {
+		if err := d.shadow.Apply(applied, d.log); err != nil {
+			if m != nil {
+				m.Close()
+			}
+			if src != nil {
+				src.Close()
+			}
+			return reject("new shadow candidate not loaded", err)
 		}
 	}
 
@@ -126,6 +139,7 @@ func (d *Daemon) Reload() error {
 	if d.onReload != nil {
 		d.onReload(applied)
 	}
+	d.goldenAfterReload(changes)
 	return nil
 }
 
