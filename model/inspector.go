@@ -106,7 +106,7 @@ type Inferred struct {
 	// model.Frame; nil with a static mask).
 	labels []uint8
 	class  float32
-	done  bool // the verdict is already decided (failed closed)
+	done   bool // the verdict is already decided (failed closed)
 }
 
 // Inspect is the path of one frame, top to bottom: Infer then Score. It
@@ -166,10 +166,10 @@ type inferred struct {
 	maps   [][]float32
 	labels []uint8 // the frame's mask (per-frame segmentation only)
 	class  float32
-	ran   bool // the detectors ran (took is their time)
-	took  time.Duration
-	code  string
-	err   error
+	ran    bool // the detectors ran (took is their time)
+	took   time.Duration
+	code   string
+	err    error
 }
 
 // infer runs the detectors on f: 1. the frame (a part whose image could not
