@@ -281,6 +281,7 @@ func buildFrom(tb testing.TB, path string) (*Model, Settings, error) {
 	if err != nil {
 		tb.Fatalf("config: %v", err)
 	}
+	cfg.ONNXRuntime.Library = testenv.ORTLib(tb)
 	return Build(cfg, Options{})
 }
 
