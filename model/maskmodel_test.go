@@ -381,3 +381,47 @@ func TestPerFrameMaskFailsClosed(t *testing.T) {
 		})
 	}
 }
+
+// benchFeatures times Model.Features (one frame through detectors, mask
+// and extractor, the path Inspector.Infer+Score take) on part_good.
+func benchFeatures(b *testing.B, m *Model) {
+	f := npyFrame(b, "part_good.npy", 1)
+	defer f.Close()
+	row, maxes := make([]float32, m.Extractor.NumFeatures()), make([]float32, len(m.Names))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := m.Features(f, row, maxes); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFeaturesStaticMask is the baseline: the golden label map of
+// part_good as a static mask; the detectors give the golden maps.
+func BenchmarkFeaturesStaticMask(b *testing.B) {
+	g := readSegGolden(b)
+	lab := readNpyFixture(b, g.Cases["part_good"].Labels)
+	det := newFixtureMaps(b, g.Maps)
+	mask := &segad.Mask{Width: det.size, Height: det.size, Labels: make([]uint8, len(lab.Int)), Names: g.Labels}
+	for i, v := range lab.Int {
+		mask.Labels[i] = uint8(v)
+	}
+	ex, err := segad.NewExtractor(mask, g.Detectors, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := New(det, g.Detectors, mask, ex, nil)
+	defer m.Close()
+	benchFeatures(b, m)
+}
+
+// BenchmarkFeaturesPerFrameMask is the same frame with the mask made by
+// the segmentation model (seg_scores.onnx: 1x1 conv and 2x2 pooling on
+// ONNX Runtime, one CPU thread) on every frame: model run, argmax,
+// nearest-neighbour resize, plausibility check, extractor runs rebuilt.
+func BenchmarkFeaturesPerFrameMask(b *testing.B) {
+	g := readSegGolden(b)
+	m := perFrameModel(b, g, "seg_scores.onnx", nil)
+	defer m.Close()
+	benchFeatures(b, m)
+}

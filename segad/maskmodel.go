@@ -192,13 +192,12 @@ func (f *FrameMasker) resize(dst, src []uint8) {
 // or outside its area bounds, is an *ImplausibleError naming it and its
 // measured area.
 func (f *FrameMasker) Check(labels []uint8) error {
-	clear(f.counts)
-	L := len(f.names)
+	// A histogram over all 256 values needs no branch per pixel.
+	var hist [256]int
 	for _, l := range labels {
-		if int(l) < L {
-			f.counts[l]++
-		}
+		hist[l]++
 	}
+	copy(f.counts, hist[:len(f.names)])
 	total := float64(len(labels))
 	for j, b := range f.bounds {
 		a := float64(f.counts[j]) / total
@@ -246,11 +245,26 @@ func (e *Extractor) SetLabels(labels []uint8) error {
 	if len(labels) != e.width*e.height {
 		return fmt.Errorf("set labels: %d labels for a %dx%d map", len(labels), e.width, e.height)
 	}
-	L := len(e.segments)
+	L, w := len(e.segments), e.width
 	clear(e.segN)
-	for _, l := range labels {
-		if int(l) < L {
-			e.segN[l]++
+	e.segRuns, e.ignoreRuns = e.segRuns[:0], e.ignoreRuns[:0]
+	// One pass over the pixels finds the runs (row by row: runs stop at
+	// row ends, as NewExtractor's do) and counts the segments; a run's dst
+	// holds its label until the offsets are known.
+	for y := 0; y < e.height; y++ {
+		row := labels[y*w : (y+1)*w]
+		for x := 0; x < w; {
+			l, x0 := row[x], x
+			for x++; x < w && row[x] == l; x++ {
+			}
+			r := run{start: int32(y*w + x0), n: int32(x - x0)}
+			if int(l) < L {
+				r.dst = int32(l)
+				e.segN[l] += x - x0
+				e.segRuns = append(e.segRuns, r)
+			} else {
+				e.ignoreRuns = append(e.ignoreRuns, r)
+			}
 		}
 	}
 	total, largest := 0, 0
@@ -272,22 +286,11 @@ func (e *Extractor) SetLabels(labels []uint8) error {
 	}
 	fill := e.fill[:L]
 	copy(fill, e.segOff)
-	e.segRuns, e.ignoreRuns = e.segRuns[:0], e.ignoreRuns[:0]
-	for i := 0; i < len(labels); {
-		l := labels[i]
-		j := i + 1
-		for j < len(labels) && labels[j] == l && j%e.width != 0 {
-			j++
-		}
-		r := run{start: int32(i), n: int32(j - i)}
-		if int(l) < L {
-			r.dst = int32(fill[l])
-			fill[l] += j - i
-			e.segRuns = append(e.segRuns, r)
-		} else {
-			e.ignoreRuns = append(e.ignoreRuns, r)
-		}
-		i = j
+	for i := range e.segRuns {
+		r := &e.segRuns[i]
+		l := r.dst
+		r.dst = int32(fill[l])
+		fill[l] += int(r.n)
 	}
 	return nil
 }
