@@ -445,3 +445,62 @@ func maskBenchCPU() time.Duration {
 func reportMaskCPU(b *testing.B, since time.Duration) {
 	b.ReportMetric(float64(maskBenchCPU()-since)/float64(b.N), "cpu-ns/op")
 }
+
+// TestPerFrameMaskOverlapped: as the daemon runs them, Infer of frame n+1
+// overlaps Score of frame n; every frame is scored with its own mask (a
+// part without wires fails closed, the others are judged, and each judged
+// frame's features equal its own Model.Features row).
+func TestPerFrameMaskOverlapped(t *testing.T) {
+	g := readSegGolden(t)
+	bounds := make([]segad.SegmentBounds, len(g.Labels))
+	for i := range bounds {
+		bounds[i] = segad.SegmentBounds{MaxArea: 1, Required: g.Labels[i] == "wires"}
+	}
+	m := perFrameModel(t, g, "seg_labels.onnx", bounds)
+	insp := NewInspector(m, Settings{Threshold: 0, Warn: math.NaN()})
+	defer insp.Close()
+	names := []string{"part_good", "part_nowires", "part_big"}
+	want := map[string][]float32{}
+	for _, n := range names[:1] {
+		f := npyFrame(t, n+".npy", 0)
+		row, maxes := make([]float32, m.Extractor.NumFeatures()), make([]float32, len(m.Names))
+		if err := m.Features(f, row, maxes); err != nil {
+			t.Fatal(err)
+		}
+		want[n] = row
+		f.Close()
+	}
+	const frames = 12
+	queue := make(chan *Inferred, 2)
+	go func() {
+		for i := 0; i < frames; i++ {
+			f := npyFrame(t, names[i%3]+".npy", uint64(i))
+			queue <- insp.Infer(f)
+			f.Close()
+		}
+		close(queue)
+	}()
+	i := 0
+	for in := range queue {
+		r := insp.Score(in, i%2 == 0).Result
+		name := names[i%3]
+		switch {
+		case name == "part_nowires":
+			if r.ReasonCode != result.ReasonSegmentation {
+				t.Fatalf("frame %d (%s): %s %q", i, name, r.Verdict, r.ReasonCode)
+			}
+		case r.Verdict == result.VerdictError:
+			t.Fatalf("frame %d (%s) failed closed: %s", i, name, r.Reason)
+		case want[name] != nil:
+			for k, ft := range r.Features {
+				if float32(ft.Value) != want[name][k] && !(math.IsNaN(ft.Value) && math.IsNaN(float64(want[name][k]))) {
+					t.Fatalf("frame %d (%s) feature %s: %v, its own mask gives %v", i, name, ft.Name, ft.Value, want[name][k])
+				}
+			}
+		}
+		i++
+	}
+	if i != frames {
+		t.Fatalf("%d results for %d frames", i, frames)
+	}
+}
