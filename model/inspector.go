@@ -185,9 +185,17 @@ func (m *Model) infer(f *capture.Frame) inferred {
 		return inferred{code: result.ReasonCapture, err: err}
 	}
 	t := time.Now()
+	if m.Frame != nil {
+		m.Frame.start(f) // the segmentation model runs beside the detectors
+	}
 	out, err := m.Detectors.Run(m.imgs)
+	var seg segmented
+	if m.Frame != nil {
+		seg = m.Frame.wait()
+	}
 	r := inferred{ran: true, took: time.Since(t)}
 	if err != nil {
+		m.Frame.release(seg.lab)
 		r.code, r.err = result.ReasonInference, err
 		return r
 	}
@@ -195,6 +203,7 @@ func (m *Model) infer(f *capture.Frame) inferred {
 	for i, o := range out.Detectors {
 		if len(o.Map) != len(maps[i]) {
 			m.buffers <- maps
+			m.Frame.release(seg.lab)
 			r.code, r.err = result.ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height)
 			return r
 		}
@@ -204,19 +213,20 @@ func (m *Model) infer(f *capture.Frame) inferred {
 		// A NaN feature would follow the forest's default branches and
 		// could pass the part: a classifier that gives no number fails it.
 		m.buffers <- maps
+		m.Frame.release(seg.lab)
 		r.code, r.err = result.ReasonInference, fmt.Errorf("classifier score is %v", out.Class)
 		return r
 	}
 	r.maps, r.class = maps, out.Class
-	// 3. With a segmentation model, the frame's own mask.
+	// 3. With a segmentation model, the frame's own mask (made beside the
+	// detectors' run).
 	if m.Frame != nil {
-		lab, code, err := m.Frame.segment(m, f)
-		if err != nil {
+		if seg.err != nil {
 			m.buffers <- maps
-			r.maps, r.labels, r.code, r.err = nil, lab, code, fmt.Errorf("segmentation model: %w", err)
+			r.maps, r.labels, r.code, r.err = nil, seg.lab, seg.code, fmt.Errorf("segmentation model: %w", seg.err)
 			return r
 		}
-		r.labels = lab
+		r.labels = seg.lab
 	}
 	return r
 }

@@ -39,6 +39,21 @@ type FrameMask struct {
 	// maps travel in Model.buffers), one per frame in flight.
 	bufs chan []uint8
 	hash string
+
+	// The model runs beside the detectors on its own worker goroutine,
+	// started once (a goroutine per frame would allocate): Infer hands it
+	// the frame before the detectors run and collects the labels after.
+	work    chan *capture.Frame
+	done    chan segmented
+	stopped chan struct{}
+	resized *gocv.Mat // the frame at the model's input size, when it differs
+}
+
+// segmented is the worker's answer for one frame (see segment).
+type segmented struct {
+	lab  []uint8
+	code string
+	err  error
 }
 
 // NewFrameMask assembles a per-frame segmentation from a segmenter whose
@@ -50,10 +65,12 @@ func NewFrameMask(seg Segmenter, out infer.SegOutput, names []string, bounds []s
 	if err != nil {
 		return nil, err
 	}
-	f := &FrameMask{seg: seg, masker: fm, bufs: make(chan []uint8, inFlight), hash: hash}
+	f := &FrameMask{seg: seg, masker: fm, bufs: make(chan []uint8, inFlight), hash: hash,
+		work: make(chan *capture.Frame), done: make(chan segmented, 1), stopped: make(chan struct{})}
 	for i := 0; i < inFlight; i++ {
 		f.bufs <- make([]uint8, w*h)
 	}
+	go f.loop()
 	return f, nil
 }
 
@@ -134,8 +151,8 @@ func (m *Model) MaskHash() string {
 // (release). A model that fails to run is an inference error; an
 // implausible segmentation is a segmentation error, and its labels are
 // returned too, so the audit can show what the model saw.
-func (f *FrameMask) segment(m *Model, fr *capture.Frame) ([]uint8, string, error) {
-	img, err := m.imageAt(fr, f.seg.InputSize())
+func (f *FrameMask) segment(fr *capture.Frame) ([]uint8, string, error) {
+	img, err := imageAt(fr, f.seg.InputSize(), &f.resized)
 	if err != nil {
 		return nil, result.ReasonCapture, err
 	}
@@ -167,9 +184,24 @@ func (f *FrameMask) segment(m *Model, fr *capture.Frame) ([]uint8, string, error
 	return lab, "", nil
 }
 
+// loop is the worker: one frame at a time, until Close.
+func (f *FrameMask) loop() {
+	defer close(f.stopped)
+	for fr := range f.work {
+		lab, code, err := f.segment(fr)
+		f.done <- segmented{lab, code, err}
+	}
+}
+
+// start hands the frame to the worker; wait collects its labels. Every
+// start is followed by exactly one wait (Model.infer, runMu held).
+func (f *FrameMask) start(fr *capture.Frame) { f.work <- fr }
+
+func (f *FrameMask) wait() segmented { return <-f.done }
+
 // release gives a frame's label buffer back.
 func (f *FrameMask) release(lab []uint8) {
-	if lab != nil {
+	if f != nil && lab != nil {
 		f.bufs <- lab
 	}
 }
@@ -186,13 +218,20 @@ func (f *FrameMask) Close() error {
 	if f == nil || f.seg == nil {
 		return nil
 	}
-	return f.seg.Close()
+	close(f.work)
+	<-f.stopped
+	if f.resized != nil {
+		f.resized.Close()
+	}
+	err := f.seg.Close()
+	f.seg = nil
+	return err
 }
 
 // imageAt is the frame at size sz: the preprocessed image when it has that
-// size, else a resized copy (INTER_AREA, as images does for detectors of
-// another size). Called with runMu held.
-func (m *Model) imageAt(f *capture.Frame, sz infer.Size) (infer.Image, error) {
+// size, else a copy resized into *cache (INTER_AREA, as images does for
+// detectors of another size), which it creates on first use.
+func imageAt(f *capture.Frame, sz infer.Size, cache **gocv.Mat) (infer.Image, error) {
 	pix, w, h, stride, err := f.Pixels()
 	if err != nil {
 		return infer.Image{}, err
@@ -200,11 +239,11 @@ func (m *Model) imageAt(f *capture.Frame, sz infer.Size) (infer.Image, error) {
 	if sz.Width == w && sz.Height == h {
 		return infer.Image{Width: w, Height: h, Stride: stride, Pix: pix}, nil
 	}
-	r := m.resized[sz]
+	r := *cache
 	if r == nil {
 		mat := gocv.NewMat()
 		r = &mat
-		m.resized[sz] = r
+		*cache = r
 	}
 	gocv.Resize(f.Image, r, image.Pt(sz.Width, sz.Height), 0, 0, gocv.InterpolationArea)
 	rp, err := r.DataPtrUint8()
