@@ -294,3 +294,32 @@ func (m *Model) extract(labels []uint8, maps [][]float32, class float32) error {
 	}
 	return m.Extractor.Extract(m.row, maps, class)
 }
+
+// probe runs the segmentation model on a probe frame (see probe.go) and
+// refuses it when its class scores are not all finite numbers: such a
+// model would reject parts as segmentation_error frame by frame, so it is
+// refused up front with the model file and the pixel. (Implausible labels
+// on a synthetic frame are no reason to refuse: bounds describe parts.)
+func (f *FrameMask) probe(name string, pixel func(x, y, w, h int) (b, g, r uint8), model string) error {
+	sz := f.seg.InputSize()
+	pix := make([]byte, 3*sz.Width*sz.Height)
+	for y := 0; y < sz.Height; y++ {
+		for x := 0; x < sz.Width; x++ {
+			o := 3 * (y*sz.Width + x)
+			pix[o], pix[o+1], pix[o+2] = pixel(x, y, sz.Width, sz.Height)
+		}
+	}
+	out, err := f.seg.Run(infer.Image{Width: sz.Width, Height: sz.Height, Stride: 3 * sz.Width, Pix: pix})
+	if err != nil {
+		return fmt.Errorf("run the segmentation model %s on a %s test frame: %w", model, name, err)
+	}
+	plane := out.Width * out.Height
+	for i, v := range out.F32 {
+		if !finite32(v) {
+			p := i % plane
+			return fmt.Errorf("segmentation model %s (segad.mask.model) gives %v in channel %d at model pixel (%d, %d) on a %s test frame: scores that are not finite numbers cannot be segmented (parts would be rejected as segmentation_error); fix or re-export the model",
+				model, v, i/plane, p%out.Width, p/out.Width, name)
+		}
+	}
+	return nil
+}
