@@ -64,6 +64,8 @@ type Config struct {
 	PLC PLCConfig `yaml:"plc"`
 	// Assurance holds golden-sample challenges and drift alarms.
 	Assurance AssuranceConfig `yaml:"assurance"`
+	// Console is the technician console's users and limits (docs/console.md).
+	Console ConsoleConfig `yaml:"console"`
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -106,6 +108,8 @@ type SegADConfig struct {
 	// WarnThreshold, when set and below Threshold, flags passed parts whose
 	// score is at or above it (a "warn" band for drift before rejects).
 	WarnThreshold *float64 `yaml:"warn_threshold"`
+	// Shadow is a candidate model scored beside the live one (shadow.go).
+	Shadow *ShadowConfig `yaml:"shadow"`
 }
 
 // HTTPConfig is the daemon's HTTP server.
@@ -410,6 +414,9 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.shadowDefaults()
+	c.consoleDefaults()
+	c.goldenDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -430,8 +437,10 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Audit.Dir)
 	abs(&c.MQTT.Outbox.Path)
 	abs(&c.History.Path)
+	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
+	c.shadowPaths(dir)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
@@ -509,6 +518,9 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateShadow())
+	add(c.validateConsole())
+	add(c.validateGolden())
 	return errors.Join(errs...)
 }
 

@@ -106,6 +106,9 @@ func TestDocumentedKeysExist(t *testing.T) {
 		{"docs/infer.md", "detectors"},
 		{"docs/mqtt.md", "mqtt"},
 		{"docs/limits.md", ""},
+		{"docs/assurance.md", ""},
+		{"docs/console.md", "console"},
+		{"docs/assurance.md", ""},
 		{"docs/segad.md", "segad.mask"},
 	}
 	schema := reflect.TypeOf(Config{})

@@ -27,6 +27,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 		d.beat()
 	}()
 	res := &ins.Result
+	d.goldenMark(res)
 	// Inspector.Score stamped the ID and schema (the one place for every
 	// path), so the audit entry, the log line and every output carry the same.
 	t := time.Now()
@@ -50,6 +51,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 	for _, o := range d.outputs {
 		o.offer(*res)
 	}
+	d.offerShadow(q, res)
 	d.metrics.count(res)
 	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
 	if d.audit != nil && (res.Rejected() || d.samplePass()) {

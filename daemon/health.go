@@ -189,6 +189,7 @@ func (d *Daemon) health() mqtt.Health {
 	if d.outputHealth != nil {
 		h.Outputs = d.outputHealth()
 	}
+	d.goldenHealth(&h)
 	return h
 }
 

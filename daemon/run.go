@@ -176,6 +176,7 @@ func (d *Daemon) closeBounded(detectorsIdle bool, flush time.Duration) error {
 	peersDone := make(chan struct{})
 	go func() {
 		defer close(peersDone)
+		d.closeShadow(ctx)
 		if err := closePeers(d.outputs, flush/2); err != nil {
 			d.log.Warn("an output did not close cleanly", "err", err)
 		}
