@@ -46,7 +46,7 @@ type FrameMasker struct {
 	counts        []int
 	src           []uint8   // labels at the model's resolution
 	best          []float32 // the running maximum score per model pixel
-	identityScale bool
+	identityScale bool      // the model gives labels at the map size: resize is a copy
 }
 
 // NewFrameMasker prepares the conversion from a srcW x srcH model output
