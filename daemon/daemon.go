@@ -92,6 +92,7 @@ type Daemon struct {
 
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
+	preview      *previewState // Options.Preview; nil without one
 }
 
 // Options are what New needs besides the configuration.
@@ -127,6 +128,9 @@ type Options struct {
 	// AuditKeep, when set, names audit entries that outlive the audit
 	// bounds (labelled results, which are training data).
 	AuditKeep func(resultID string) bool
+	// Preview, when set, gets the latest part's frame with its heatmap
+	// while it asks for one (the console's Live page; daemon/preview.go).
+	Preview Preview
 }
 
 // New builds every stage from the configuration: the model stage
@@ -141,6 +145,9 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	d = &Daemon{log: log, floodLog: logging.RateLimited(log), logLevel: opt.LogLevel, metrics: newMetrics(), cfg: cfg, started: time.Now(),
 		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits,
 		routes: opt.Routes, outputHealth: opt.OutputHealth}
+	if opt.Preview != nil {
+		d.preview = &previewState{hook: opt.Preview}
+	}
 	for _, c := range opt.Collectors {
 		if err := d.metrics.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("register output metrics: %w", err)
