@@ -64,6 +64,8 @@ type Config struct {
 	PLC PLCConfig `yaml:"plc"`
 	// Assurance holds golden-sample challenges and drift alarms.
 	Assurance AssuranceConfig `yaml:"assurance"`
+	// Console is the technician console's users and limits (docs/console.md).
+	Console ConsoleConfig `yaml:"console"`
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -408,6 +410,7 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.consoleDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -506,6 +509,7 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateConsole())
 	return errors.Join(errs...)
 }
 
