@@ -118,3 +118,10 @@ func (d *Daemon) Status() mqtt.Health {
 
 // BrokerConnected reports whether the MQTT link is up now.
 func (d *Daemon) BrokerConnected() bool { return d.pub.Stats().Connected }
+
+// Thresholds are the threshold and warn threshold in force (warn NaN: no
+// warn band).
+func (d *Daemon) Thresholds() (threshold, warn float64) {
+	s := d.insp.Settings()
+	return s.Threshold, s.Warn
+}

@@ -87,12 +87,18 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	opt := daemon.Options{Logger: log, LogLevel: level, HTTPLimits: daemon.HTTPLimits{
 		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}}
 	outs.options(&opt)
+	cons, err := openConsole(cfg, cfgPath, outs, &opt, log)
+	if err != nil {
+		outs.close()
+		return err
+	}
 	d, err := daemon.New(cfg, opt)
 	if err != nil {
 		outs.close()
 		return err
 	}
 	outs.attach(d)
+	cons.attach(d)
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.HTTP.Listen != "off" {
