@@ -316,39 +316,55 @@ func isLoopback(r *http.Request) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// allow counts a login attempt of client against the per-minute limit.
+// allow refuses a client that has failed console.login_attempts logins
+// within the current minute.
 func (m *Manager) allow(client string, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.clients[client]
-	if !ok || now.Sub(w.start) >= rateWindow {
-		if !ok && len(m.clients) >= maxClients {
-			for k, x := range m.clients {
-				if now.Sub(x.start) >= rateWindow {
-					delete(m.clients, k)
-				}
-			}
-			if len(m.clients) >= maxClients {
-				// A flood from many addresses: refuse until windows expire
-				// rather than forget the limited clients.
-				return &RateLimitError{RetryAfter: rateWindow}
-			}
-		}
-		m.clients[client] = &window{start: now, n: 1}
-		return nil
-	}
-	if w.n >= m.attempts {
+	if ok && now.Sub(w.start) < rateWindow && w.n >= m.attempts {
 		return &RateLimitError{RetryAfter: w.start.Add(rateWindow).Sub(now)}
 	}
-	w.n++
 	return nil
 }
 
+// failed counts a failed login of client; the window starts with the
+// first failure and lasts a minute.
+func (m *Manager) failed(client string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.clients[client]
+	if ok && now.Sub(w.start) < rateWindow {
+		w.n++
+		return
+	}
+	if !ok && len(m.clients) >= maxClients {
+		for k, x := range m.clients {
+			if now.Sub(x.start) >= rateWindow {
+				delete(m.clients, k)
+			}
+		}
+		if len(m.clients) >= maxClients {
+			// A flood from many addresses: forget the oldest window
+			// rather than grow without bound.
+			var oldest string
+			var t time.Time
+			for k, x := range m.clients {
+				if t.IsZero() || x.start.Before(t) {
+					oldest, t = k, x.start
+				}
+			}
+			delete(m.clients, oldest)
+		}
+	}
+	m.clients[client] = &window{start: now, n: 1}
+}
+
 // Login checks name and password and, when they match, starts a session
-// and sets its cookie. Every attempt counts against the client's limit
-// (console.login_attempts per minute; then *RateLimitError). An unknown
-// name is compared against a dummy hash, so it takes as long as a wrong
-// password.
+// and sets its cookie. Failed attempts count against the client's limit
+// (after console.login_attempts failures in a minute: *RateLimitError
+// until the minute is over). An unknown name is compared against a dummy
+// hash, so it takes as long as a wrong password.
 func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password string) (User, error) {
 	now := m.now()
 	client := clientIP(r)
@@ -361,6 +377,7 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password s
 	dummy, none := m.dummy, len(m.users) == 0
 	m.mu.Unlock()
 	if none {
+		m.failed(client, now)
 		return User{}, ErrNoUsers
 	}
 	hash := acct.hash
@@ -372,6 +389,7 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password s
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
 	if err != nil || !known {
+		m.failed(client, now)
 		m.log.Warn("console login failed", "client", client, "user", clip(name))
 		return User{}, ErrBadCredentials
 	}
