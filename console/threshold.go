@@ -222,7 +222,7 @@ type applyRequest struct {
 // applyResponse says what was written.
 type applyResponse struct {
 	Revision string          `json:"revision"`
-	Changes  []config.Change `json:"changes"`
+	Changes  []config.FileChange `json:"changes"`
 	Message  string          `json:"message"`
 }
 
