@@ -280,7 +280,7 @@ func (c *Console) applyThreshold(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, ch := range changes {
-		c.log.Info("console: config changed", "user", u.Name, "file", c.opt.ConfigPath, "key", ch.Key, "old", ch.Old, "new", ch.New)
+		c.log.Info("console: threshold edited", "user", u.Name, "file", c.opt.ConfigPath, "key", ch.Key, "old", ch.Old, "new", ch.New)
 		if h := c.opt.History; h != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err := h.RecordChange(ctx, history.ConfigChange{At: time.Now().UTC(), User: u.Name, Source: "console", Key: ch.Key, Old: ch.Old, New: ch.New})

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,7 +140,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	const techPW, viewPW = "tech-secret-1", "view-secret-1"
 	cfgPath := hostileConfig(t, dir, fmt.Sprintf("  kind: watch\n  path: %q\n  watch: {poll: 50ms, grace: 300ms}", watch), broker.URL(),
-		fmt.Sprintf("http: {listen: %q, token: t0ken}\nhistory: {path: %q}\naudit: {dir: %q}\nconsole:\n  users:\n    - {name: tech, role: technician, password_hash: %q}\n    - {name: view, role: viewer, password_hash: %q}\n",
+		fmt.Sprintf("http: {listen: %q, token: console-e2e-token-0123456789abcdef}\nhistory: {path: %q}\naudit: {dir: %q}\nconsole:\n  users:\n    - {name: tech, role: technician, password_hash: %q}\n    - {name: view, role: viewer, password_hash: %q}\n",
 			addr, filepath.Join(dir, "history.db"), filepath.Join(dir, "audit"), hash(techPW), hash(viewPW)))
 	// Comments the edit must keep.
 	b, _ := os.ReadFile(cfgPath)
@@ -216,6 +217,7 @@ func TestConsoleBrowser(t *testing.T) {
 			want++
 		}
 	}
+	t.Logf("scores %v, slider %s", scores, slider)
 	if shown != api || shown != strconv.Itoa(want) || shown == before {
 		t.Errorf("slider at %v: the page predicts %s rejects, the API %s, the results say %d (before: %s)", thr, shown, api, want, before)
 	}
@@ -234,7 +236,8 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("Apply lost a comment:\n%s", yamlAfter)
 	}
 	waitFor(t, "the daemon to apply the new threshold", 15*time.Second, func() bool {
-		return strings.Contains(p.logs.String(), "config changed") && strings.Contains(p.logs.String(), "console: config changed")
+		return strings.Contains(p.logs.String(), "console: threshold edited") &&
+			regexp.MustCompile(`msg="config changed".*threshold.*new=`+regexp.QuoteMeta(slider)).MatchString(p.logs.String())
 	})
 	next := map[string][]byte{"C-00.png": clean, "C-01.png": noisy}
 	n0 := len(sub.Results())

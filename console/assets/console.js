@@ -97,13 +97,15 @@
     $("warn-now").textContent = data.warn === null ? "none" : fmt(data.warn);
     $("in-thr").value = data.threshold === null ? "" : data.threshold;
     $("in-warn").value = data.warn === null ? "" : data.warn;
-    const marks = scores.concat([data.threshold, data.warn].filter((v) => v !== null));
+    // The scale is the scores' own: a threshold far outside them (1000
+    // while scores lie within ±2) would squash every bar into one.
+    const marks = scores.length ? scores : [data.threshold, data.warn].filter((v) => v !== null);
     let lo = marks.length ? Math.min.apply(null, marks) : 0, hi = marks.length ? Math.max.apply(null, marks) : 1;
     if (hi <= lo) { lo -= 1; hi += 1; }
-    const pad = (hi - lo) * 0.05; lo -= pad; hi += pad;
+    const pad = (hi - lo) * 0.1; lo -= pad; hi += pad;
     const slider = $("what");
-    slider.min = lo; slider.max = hi; slider.step = (hi - lo) / 1000;
-    slider.value = data.threshold !== null ? data.threshold : (lo + hi) / 2;
+    slider.min = lo; slider.max = hi; slider.step = "any";
+    slider.value = data.threshold !== null ? Math.min(hi, Math.max(lo, data.threshold)) : (lo + hi) / 2;
     let by = "verdict";
     document.querySelectorAll("input[name=by]").forEach((r) => r.addEventListener("change", () => { by = r.value; draw(); }));
 
@@ -149,7 +151,7 @@
       g.fillStyle = "#5d6675"; g.font = "12px sans-serif";
       g.fillText(String(top), 4, 16); g.fillText("0", 4, H - B);
       for (let k = 0; k <= 4; k++) { const v = lo + (hi - lo) * k / 4; g.fillText(v.toFixed(2), x(v) - 12, H - 6); }
-      const line = (v, col, dash) => { if (v === null) return; g.strokeStyle = col; g.lineWidth = 2; g.setLineDash(dash); g.beginPath(); g.moveTo(x(v), 6); g.lineTo(x(v), H - B); g.stroke(); g.setLineDash([]); };
+      const line = (v, col, dash) => { if (v === null) return; v = Math.min(hi, Math.max(lo, v)); g.strokeStyle = col; g.lineWidth = 2; g.setLineDash(dash); g.beginPath(); g.moveTo(x(v), 6); g.lineTo(x(v), H - B); g.stroke(); g.setLineDash([]); };
       line(data.warn, "#e08a00", []);
       line(data.threshold, "#c62828", []);
       line(parseFloat(slider.value), "#1565c0", [6, 4]);
