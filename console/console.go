@@ -324,3 +324,6 @@ func (c *Console) recentScores() []recentPart {
 	out = append(out, c.recent[c.next:]...)
 	return append(out, c.recent[:c.next]...)
 }
+
+// Watchers is how many browsers watch Live now.
+func (c *Console) Watchers() int { return int(c.watchers.Load()) }
