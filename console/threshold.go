@@ -221,9 +221,9 @@ type applyRequest struct {
 
 // applyResponse says what was written.
 type applyResponse struct {
-	Revision string          `json:"revision"`
+	Revision string              `json:"revision"`
 	Changes  []config.FileChange `json:"changes"`
-	Message  string          `json:"message"`
+	Message  string              `json:"message"`
 }
 
 // applyThreshold writes segad.threshold and segad.warn_threshold into the
