@@ -106,6 +106,7 @@ func TestDocumentedKeysExist(t *testing.T) {
 		{"docs/infer.md", "detectors"},
 		{"docs/mqtt.md", "mqtt"},
 		{"docs/limits.md", ""},
+		{"docs/console.md", "console"},
 	}
 	schema := reflect.TypeOf(Config{})
 	total := 0

@@ -414,7 +414,7 @@ func scalarEnd(b []byte) (int, error) {
 	if i := bytes.Index(b, []byte("\t#")); i >= 0 && i < end {
 		end = i
 	}
-	return len(bytes.TrimRight(b[:end], " \t")), nil
+	return len(bytes.TrimRight(b[:end], " \t\r")), nil
 }
 
 func splice(data []byte, from, to int, text string) []byte {
@@ -446,13 +446,17 @@ func insert(data []byte, lines []line, m *ast.MappingNode, top bool, rest []stri
 			at = lines[first.Line-1].start
 		}
 	}
+	nl := "\n"
+	if bytes.Contains(data, []byte("\r\n")) {
+		nl = "\r\n" // a file saved on Windows keeps its line ends
+	}
 	var b strings.Builder
 	if at == len(data) && len(data) > 0 && data[len(data)-1] != '\n' {
-		b.WriteByte('\n')
+		b.WriteString(nl)
 	}
 	if at > len(data) { // the last line has no newline
 		at = len(data)
-		b.WriteByte('\n')
+		b.WriteString(nl)
 	}
 	for i, k := range rest {
 		b.WriteString(strings.Repeat(" ", indent+2*i))
@@ -461,7 +465,7 @@ func insert(data []byte, lines []line, m *ast.MappingNode, top bool, rest []stri
 		if i == len(rest)-1 {
 			b.WriteString(" " + text)
 		}
-		b.WriteByte('\n')
+		b.WriteString(nl)
 	}
 	return splice(data, at, at, b.String()), "", nil
 }

@@ -364,3 +364,53 @@ func TestEditRace(t *testing.T) {
 	}
 	t.Logf("with an outside writer: %d applied, %d conflicts", ok, conflicts)
 }
+
+// TestEditShapes: line ends, empty values with comments, and parents
+// created where the file has none.
+func TestEditShapes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		file     string
+		sets     []Set
+		want     string // the whole edited file
+		wantKeys int
+	}{
+		{"CRLF file keeps CRLF",
+			strings.ReplaceAll(minimal, "\n", "\r\n"),
+			[]Set{{"segad.threshold", 0.75}, {"segad.warn_threshold", 0.25}},
+			"", 2},
+		{"empty value with a comment",
+			strings.Replace(minimal, "segad:\n", "segad:\n  warn_threshold:   # set me\n", 1),
+			[]Set{{"segad.warn_threshold", -0.5}},
+			strings.Replace(minimal, "segad:\n", "segad:\n  warn_threshold: -0.5   # set me\n", 1), 1},
+		{"parent created at the end",
+			minimal,
+			[]Set{{"console.session_ttl", "2h"}},
+			minimal + "console:\n  session_ttl: 2h\n", 1},
+		{"same value: no change, no write",
+			minimal,
+			[]Set{{"station", "s1"}},
+			minimal, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, []byte(tc.file))
+			_, changes, err := Edit(p, "", tc.sets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(changes) != tc.wantKeys {
+				t.Errorf("changes %+v", changes)
+			}
+			got, _ := os.ReadFile(p)
+			if tc.want != "" && string(got) != tc.want {
+				t.Errorf("file:\n%q\nwant\n%q", got, tc.want)
+			}
+			if strings.Contains(tc.file, "\r\n") && strings.Count(string(got), "\n") != strings.Count(string(got), "\r\n") {
+				t.Errorf("mixed line ends: %q", got)
+			}
+			if _, err := Load(p); err != nil {
+				t.Errorf("edited file does not load: %v", err)
+			}
+		})
+	}
+}

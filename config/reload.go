@@ -61,6 +61,9 @@ var reloadClasses = []struct {
 	{"fit", FitOnly},
 	{"history", Restart},
 	{"plc", Restart},
+	// console users, session_ttl, live_rate and login_attempts are live
+	// (auth.Manager.Update); serving the console at all takes a restart.
+	{"console.enabled", Restart},
 }
 
 // ClassOf is the reload class of a dotted key ("segad.threshold",

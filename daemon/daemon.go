@@ -92,7 +92,8 @@ type Daemon struct {
 
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
-	preview      *previewState // Options.Preview; nil without one
+	preview      *previewState        // Options.Preview; nil without one
+	onReload     func(*config.Config) // Options.OnReload
 }
 
 // Options are what New needs besides the configuration.
@@ -131,6 +132,10 @@ type Options struct {
 	// Preview, when set, gets the latest part's frame with its heatmap
 	// while it asks for one (the console's Live page; daemon/preview.go).
 	Preview Preview
+	// OnReload, when set, is called after every applied reload with the
+	// configuration now in force, for the parts outside the daemon whose
+	// keys are live (the console's users and limits: auth.Manager.Update).
+	OnReload func(applied *config.Config)
 }
 
 // New builds every stage from the configuration: the model stage
@@ -148,6 +153,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	if opt.Preview != nil {
 		d.preview = &previewState{hook: opt.Preview}
 	}
+	d.onReload = opt.OnReload
 	for _, c := range opt.Collectors {
 		if err := d.metrics.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("register output metrics: %w", err)

@@ -123,6 +123,9 @@ func (d *Daemon) Reload() error {
 	d.cfgMu.Unlock()
 	d.configError.Store(nil)
 	d.metrics.Reloads.WithLabelValues("applied").Inc()
+	if d.onReload != nil {
+		d.onReload(applied)
+	}
 	return nil
 }
 
@@ -149,6 +152,16 @@ func (d *Daemon) WatchConfig(ctx context.Context) error {
 		w.Close()
 		return fmt.Errorf("watch config folder %s: %w", filepath.Dir(abs), err)
 	}
+	// A symlinked config (config management often links it) is replaced
+	// at its target (config.Edit, the console's Apply, renames there):
+	// watch the target's folder too.
+	target, _ := filepath.EvalSymlinks(abs)
+	if target != "" && target != abs {
+		if err := w.Add(filepath.Dir(target)); err != nil {
+			w.Close()
+			return fmt.Errorf("watch config target folder %s: %w", filepath.Dir(target), err)
+		}
+	}
 	go func() {
 		defer w.Close()
 		var pending <-chan time.Time
@@ -160,7 +173,7 @@ func (d *Daemon) WatchConfig(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if filepath.Clean(ev.Name) != abs || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
+				if name := filepath.Clean(ev.Name); (name != abs && (target == "" || name != target)) || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
 					continue
 				}
 				pending = time.After(300 * time.Millisecond)

@@ -169,10 +169,15 @@ func Histogram(scores []float64, bins int) (edges []float64, counts []int) {
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, s := range scores {
-		if math.IsNaN(s) || math.IsInf(s, 0) {
+		if s-s != 0 { // NaN or ±Inf
 			continue
 		}
-		lo, hi = math.Min(lo, s), math.Max(hi, s)
+		if s < lo {
+			lo = s
+		}
+		if s > hi {
+			hi = s
+		}
 	}
 	if lo > hi {
 		return nil, nil
@@ -188,7 +193,7 @@ func Histogram(scores []float64, bins int) (edges []float64, counts []int) {
 	counts = make([]int, bins)
 	norm := float64(bins) / (hi - lo)
 	for _, s := range scores {
-		if math.IsNaN(s) || math.IsInf(s, 0) {
+		if s-s != 0 {
 			continue
 		}
 		i := int((s - lo) * norm)

@@ -61,6 +61,7 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 		newScoreCmd(),
 		newServiceCmd(),
 		newThresholdCmd(),
+		newUserCmd(),
 	)
 	return root
 }

@@ -452,3 +452,51 @@ func TestHashPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrent: requests, logins, logouts and reloads at once (run
+// with -race): no session survives its user's removal.
+func TestConcurrent(t *testing.T) {
+	cfg := users(t)
+	cfg.LoginAttempts = 100
+	m, _ := newManager(t, cfg, false)
+	c := login(t, m, "tom", "tech-password")
+	h := m.Require(RoleViewer, func(w http.ResponseWriter, _ *http.Request) {})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				h(httptest.NewRecorder(), req("GET", "/api/live", lan, c))
+				_ = m.CSRFToken(req("GET", "/", lan, c))
+				if i%25 == g {
+					w := httptest.NewRecorder()
+					r := req("POST", "/login", "10.0.0."+string(rune('1'+g))+":1", nil)
+					if _, err := m.Login(w, r, "vera", "viewer-password"); err == nil {
+						m.Logout(httptest.NewRecorder(), req("POST", "/logout", lan, w.Result().Cookies()[0]))
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 5 {
+			if err := m.Update(cfg); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	wg.Wait()
+	if _, ok := m.Current(req("GET", "/", lan, c)); !ok {
+		t.Error("tom's session ended by reloads that did not change him")
+	}
+	cfg.Users = cfg.Users[:1]
+	if err := m.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Current(req("GET", "/", lan, c)); ok {
+		t.Error("tom's session survived his removal")
+	}
+}
