@@ -61,6 +61,18 @@ func openConsole(cfg *config.Config, cfgPath string, outs *outputs, opt *daemon.
 	w.c = console.New(co)
 	opt.Outputs = append(opt.Outputs, w.c)
 	opt.Preview = consolePreview{w.c}
+	// console.users, session_ttl, live_rate and login_attempts are live
+	// keys: an applied reload hands them on.
+	prevReload := opt.OnReload
+	opt.OnReload = func(applied *config.Config) {
+		if prevReload != nil {
+			prevReload(applied)
+		}
+		if err := am.Update(applied.Console); err != nil {
+			clog.Error("console: users not updated; the previous ones stay", "err", err)
+		}
+		w.c.SetLiveRate(applied.Console.LiveRate)
+	}
 	prev := opt.Routes
 	opt.Routes = func(mux *http.ServeMux, bearer func(http.HandlerFunc) http.HandlerFunc) {
 		if prev != nil {
