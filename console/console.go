@@ -202,16 +202,22 @@ func (c *Console) bumpLocked() {
 	c.changed = make(chan struct{})
 }
 
+// maxFrameRate bounds the Live frames rendered a second, whatever
+// live_rate: a frame (heatmap overlay and JPEG) is the one part of Live
+// that costs the line measurable CPU, while the numbers beside it are
+// cheap to send at live_rate.
+const maxFrameRate = 2
+
 // PreviewDue reports whether the daemon should render the part it is
-// scoring: only while a browser watches Live, and at most live_rate times
-// a second.
+// scoring: only while a browser watches Live, and at most
+// min(live_rate, maxFrameRate) times a second.
 func (c *Console) PreviewDue() bool {
 	if c.watchers.Load() == 0 {
 		return false
 	}
 	now := time.Now().UnixNano()
 	last := c.lastPreview.Load()
-	if now-last < int64(time.Second)/c.rate.Load() {
+	if now-last < int64(time.Second)/min(c.rate.Load(), maxFrameRate) {
 		return false
 	}
 	return c.lastPreview.CompareAndSwap(last, now)

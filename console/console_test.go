@@ -378,7 +378,7 @@ func TestLiveFeedCoalesces(t *testing.T) {
 }
 
 // TestPreviewDue: frames are asked for only while a browser watches, and
-// at most live_rate a second.
+// at most min(live_rate, maxFrameRate) a second.
 func TestPreviewDue(t *testing.T) {
 	c := New(Options{LiveRate: 4})
 	if c.PreviewDue() {
@@ -391,9 +391,13 @@ func TestPreviewDue(t *testing.T) {
 	if c.PreviewDue() {
 		t.Error("a second preview due at once (live_rate 4)")
 	}
-	time.Sleep(260 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	if c.PreviewDue() {
+		t.Error("a preview due 300 ms after the last: frames are rendered at most maxFrameRate (2) a second")
+	}
+	time.Sleep(220 * time.Millisecond)
 	if !c.PreviewDue() {
-		t.Error("no preview due after 1/live_rate")
+		t.Error("no preview due after 1/maxFrameRate")
 	}
 }
 

@@ -43,7 +43,7 @@ type PreviewFrame struct {
 
 // previewWidth bounds a preview's width: a panel PC shows it at about
 // this size, and a smaller JPEG keeps a browser on a slow link current.
-const previewWidth = 640
+const previewWidth = 480
 
 // previewState is the daemon's side of the preview hook.
 type previewState struct {
@@ -80,7 +80,14 @@ func (d *Daemon) offerPreview(f *capture.Frame, ins *model.Inspection) {
 	if f.Original.Ptr() == nil || f.Original.Empty() || !p.rendering.CompareAndSwap(false, true) {
 		return
 	}
-	img := f.Original.Clone()
+	// Shrunk before the overlay, not after: the overlay's per-pixel work
+	// and the JPEG then cost a preview's size, not the camera's.
+	img := gocv.NewMat()
+	if w, h := f.Original.Cols(), f.Original.Rows(); w > previewWidth {
+		gocv.Resize(f.Original, &img, image.Pt(previewWidth, max(h*previewWidth/w, 1)), 0, 0, gocv.InterpolationArea)
+	} else {
+		f.Original.CopyTo(&img)
+	}
 	res := ins.Result
 	maps, mw, mh, mask := ins.Maps, ins.MapW, ins.MapH, ins.Mask
 	go func() {
@@ -90,10 +97,6 @@ func (d *Daemon) offerPreview(f *capture.Frame, ins *model.Inspection) {
 		defer over.Close()
 		if over.Empty() {
 			return
-		}
-		if over.Cols() > previewWidth {
-			h := over.Rows() * previewWidth / over.Cols()
-			gocv.Resize(over, &over, image.Pt(previewWidth, max(h, 1)), 0, 0, gocv.InterpolationArea)
 		}
 		buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, over, []int{gocv.IMWriteJpegQuality, 80})
 		if err != nil {
