@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/history"
 	"github.com/segad-edge/segad-edge/internal/mqtttest"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 	"github.com/segad-edge/segad-edge/result"
@@ -239,6 +240,17 @@ func TestConsoleBrowser(t *testing.T) {
 		return strings.Contains(p.logs.String(), "console: threshold edited") &&
 			regexp.MustCompile(`msg="config changed".*threshold.*new=`+regexp.QuoteMeta(slider)).MatchString(p.logs.String())
 	})
+	// The change is in the history's audit trail with who made it.
+	hs, err := history.Open(context.Background(), history.Config{Path: filepath.Join(dir, "history.db"), ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open the history: %v", err)
+	}
+	changes, err := hs.Changes(context.Background(), 10)
+	hs.Close()
+	if err != nil || len(changes) != 1 || changes[0].User != "tech" || changes[0].Source != "console" ||
+		changes[0].Key != "segad.threshold" || changes[0].Old != "1000" || changes[0].New != slider {
+		t.Errorf("config changes in the history: %+v (%v), want one by tech: segad.threshold 1000 -> %s", changes, err, slider)
+	}
 	next := map[string][]byte{"C-00.png": clean, "C-01.png": noisy}
 	n0 := len(sub.Results())
 	histDrop(t, watch, next)

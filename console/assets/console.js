@@ -39,7 +39,14 @@
     img.addEventListener("load", () => { img.hidden = false; $("noframe").hidden = true; });
     const es = new EventSource("/console/events");
     es.onopen = () => { $("stale").hidden = true; };
-    es.onerror = () => { $("stale").hidden = false; };
+    es.onerror = async () => {
+      $("stale").hidden = false;
+      // An ended session makes the stream fail for good: go to the login.
+      try {
+        const r = await fetch("/console/api/live", { headers: { "Accept": "application/json" } });
+        if (r.status === 401) { es.close(); window.location = "/login?next=/live"; }
+      } catch (e) { /* the daemon is away: EventSource retries by itself */ }
+    };
     es.onmessage = (ev) => {
       const u = JSON.parse(ev.data);
       $("parts").textContent = u.parts_hour; $("fails").textContent = u.fails_hour; $("errors").textContent = u.errors_hour;
