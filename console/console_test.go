@@ -436,3 +436,67 @@ func TestLoginRedirectStaysLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyMinutes: each finished minute keeps its stages' p50 and p99
+// (metrics.Quantile of exactly that minute's samples), and the minute in
+// progress is shown too.
+func TestLatencyMinutes(t *testing.T) {
+	var l latencies
+	base := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	var first []float64
+	for i := 0; i < 200; i++ {
+		v := float64((i*37)%101) / 3
+		first = append(first, v)
+		l.add(base.Add(time.Duration(i)*250*time.Millisecond), map[string]float64{"infer": v, "total": 2 * v})
+	}
+	l.add(base.Add(90*time.Second), map[string]float64{"infer": 1000})
+	got := l.current()
+	if len(got) != 3 {
+		t.Fatalf("%d entries, want infer and total of minute 0 and infer of minute 1: %+v", len(got), got)
+	}
+	want := []LatencyMinute{
+		{Minute: base, Stage: "infer", N: 200, P50: metrics.Quantile(first, 0.5), P99: metrics.Quantile(first, 0.99)},
+		{Minute: base, Stage: "total", N: 200},
+		{Minute: base.Add(time.Minute), Stage: "infer", N: 1, P50: 1000, P99: 1000},
+	}
+	doubled := make([]float64, len(first))
+	for i, v := range first {
+		doubled[i] = 2 * v
+	}
+	want[1].P50, want[1].P99 = metrics.Quantile(doubled, 0.5), metrics.Quantile(doubled, 0.99)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("entry %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestNoUsersReadOnly: a console without users shows its pages to a
+// loopback client and refuses every write, saying how to enable them.
+func TestNoUsersReadOnly(t *testing.T) {
+	am, err := auth.New(config.ConsoleConfig{SessionTTL: time.Hour, LiveRate: 4, LoginAttempts: 5}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "segad.yaml")
+	os.WriteFile(p, []byte("segad:\n  threshold: 1\n"), 0o644)
+	c := New(Options{Auth: am, ConfigPath: p})
+	c.Attach(fakeLine{thr: 1, warn: math.NaN()})
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	s := &session{client: srv.Client()}
+	for _, page := range []string{"/live", "/threshold", "/health"} {
+		if code, body := s.do(t, "GET", srv.URL+page, "", nil); code != 200 || !strings.Contains(body, "read-only") {
+			t.Errorf("GET %s without users: %d, want 200 read-only", page, code)
+		}
+	}
+	code, body := s.do(t, "POST", srv.URL+"/console/api/threshold", "", applyRequest{Threshold: "2", Revision: "x"})
+	if code != 403 || !strings.Contains(body, "console.users") {
+		t.Errorf("a write without users: %d %s, want 403 naming console.users", code, body)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "segad:\n  threshold: 1\n" {
+		t.Errorf("the refused write changed the file: %s", b)
+	}
+}

@@ -3,6 +3,8 @@ package console
 import (
 	"slices"
 	"time"
+
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 // latencyMinutes is how many minutes of latency quantiles the Health page
@@ -15,7 +17,7 @@ const latencyMinutes = 60
 const maxSamplesPerMinute = 8192
 
 // latencies turns the results' per-stage latencies into per-minute p50
-// and p99: samples of the current minute are kept, and their quantiles
+// and p99 (metrics.Quantile, numpy's linear quantile): samples of the current minute are kept, and their quantiles
 // computed when the minute ends.
 type latencies struct {
 	minute  int64
@@ -72,28 +74,13 @@ func (l *latencies) roll() {
 		if len(v) == 0 {
 			continue
 		}
-		slices.Sort(v)
-		l.done = append(l.done, LatencyMinute{Minute: at, Stage: s, N: len(v), P50: quantile(v, 0.5), P99: quantile(v, 0.99)})
+		l.done = append(l.done, LatencyMinute{Minute: at, Stage: s, N: len(v), P50: metrics.Quantile(v, 0.5), P99: metrics.Quantile(v, 0.99)})
 	}
 	if extra := len(l.done) - latencyMinutes*max(len(stages), 1); extra > 0 {
 		l.done = append(l.done[:0], l.done[extra:]...)
 	}
 	clear(l.samples)
 	clear(l.skip)
-}
-
-// quantile is numpy's default (linear) quantile of sorted v.
-func quantile(v []float64, q float64) float64 {
-	if len(v) == 1 {
-		return v[0]
-	}
-	pos := q * float64(len(v)-1)
-	i := int(pos)
-	if i >= len(v)-1 {
-		return v[len(v)-1]
-	}
-	f := pos - float64(i)
-	return v[i] + f*(v[i+1]-v[i])
 }
 
 // current is the finished minutes plus the one in progress.
@@ -109,12 +96,11 @@ func (l *latencies) current() []LatencyMinute {
 	}
 	slices.Sort(stages)
 	for _, s := range stages {
-		v := slices.Clone(l.samples[s])
+		v := l.samples[s]
 		if len(v) == 0 {
 			continue
 		}
-		slices.Sort(v)
-		out = append(out, LatencyMinute{Minute: at, Stage: s, N: len(v), P50: quantile(v, 0.5), P99: quantile(v, 0.99)})
+		out = append(out, LatencyMinute{Minute: at, Stage: s, N: len(v), P50: metrics.Quantile(v, 0.5), P99: metrics.Quantile(v, 0.99)})
 	}
 	return out
 }
