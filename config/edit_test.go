@@ -15,7 +15,7 @@ import (
 // commented is config/example.yaml with odd but valid formatting added:
 // a comment between keys, trailing spaces, CRLF-free blank lines, a
 // quoted string and a comment after the threshold.
-func commented(t *testing.T) []byte {
+func commented(t testing.TB) []byte {
 	t.Helper()
 	s := string(Example)
 	s = strings.Replace(s, "segad:\n", "segad:    # the SegAD stage   \n\n  # why: tuned on 2026-11-03 after the new supplier\n", 1)
@@ -413,4 +413,41 @@ func TestEditShapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzEditString: any string written by Edit either reads back as exactly
+// that string with only its own line changed, or is refused with the file
+// untouched.
+func FuzzEditString(f *testing.F) {
+	for _, s := range []string{"/plain/path.db", "/with space/x.db", "/hash #1.db", "/quote\"d.db", "/single'q.db",
+		"/colon: x.db", "/tab\tx.db", "/new\nline.db", "/ünïcode.db", "/~", "/null", "/-x", "/@x", "/x\\y.db", "/%x", "/&a *b !c"} {
+		f.Add(s)
+	}
+	base := commented(f)
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, v string) {
+		p := filepath.Join(dir, "segad.yaml")
+		if err := os.WriteFile(p, base, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := Edit(p, "", []Set{{"mqtt.outbox.path", v}})
+		got, _ := os.ReadFile(p)
+		if err != nil {
+			if string(got) != string(base) {
+				t.Fatalf("refused (%v) but the file changed", err)
+			}
+			return
+		}
+		c, err := Load(p)
+		if err != nil {
+			t.Fatalf("written but does not load: %v", err)
+		}
+		if want := resolvePath(dir, v); c.MQTT.Outbox.Path != want {
+			t.Fatalf("reads back %q, want %q", c.MQTT.Outbox.Path, want)
+		}
+		removed, added := diffLines(string(base), string(got))
+		if len(removed) != 1 || len(added) != 1 || !strings.HasPrefix(added[0], "    path: ") {
+			t.Fatalf("diff -%q +%q", removed, added)
+		}
+	})
 }

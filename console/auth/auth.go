@@ -577,7 +577,7 @@ func isWrite(r *http.Request) bool {
 
 // Require wraps h so that it runs only for a user with at least role min
 // and, on any method but GET and HEAD, only with the session's CSRF token
-// (header X-CSRF-Token or form field csrf_token). It answers 401 without
+// (header X-CSRF-Token, or form field csrf_token of a URL-encoded form). It answers 401 without
 // a session (a browser asking for a page is redirected to
 // /login?next=...), 403 for a role too low or a bad CSRF token. Anonymous
 // users (no users configured, loopback) may only read.
@@ -615,19 +615,22 @@ func (m *Manager) Require(min Role, h http.HandlerFunc) http.HandlerFunc {
 func csrfOK(r *http.Request, want string) bool {
 	got := r.Header.Get(CSRFHeader)
 	if got == "" {
-		// Only a form body is read here (bounded by the server's limits);
-		// a JSON write sends the header.
-		ct := r.Header.Get("Content-Type")
-		if strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data") {
+		// Only a URL-encoded form is read here (net/http caps it at 10
+		// MB); JSON and multipart writes send the header, so an upload is
+		// never parsed before its token is checked.
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 			got = r.PostFormValue(CSRFField)
 		}
 	}
 	return want != "" && got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// wantsJSON: API paths and scripts get JSON errors, browsers get pages.
+// wantsJSON: API paths (an "/api/" segment anywhere: the console may be
+// mounted under a prefix) and scripts get JSON errors, browsers get pages.
 func wantsJSON(r *http.Request) bool {
-	return strings.HasPrefix(r.URL.Path, "/api/") || strings.Contains(r.Header.Get("Accept"), "application/json")
+	return strings.HasPrefix(r.URL.Path, "/api/") || strings.Contains(r.URL.Path, "/api/") ||
+		strings.Contains(r.Header.Get("Accept"), "application/json") ||
+		strings.HasPrefix(r.Header.Get("Content-Type"), "application/json")
 }
 
 func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

@@ -247,8 +247,10 @@ func TestRequire(t *testing.T) {
 		{"missing CSRF", RoleTechnician, "POST", "/api/threshold", "technician", "", "", 403, "invalid or missing CSRF token: reload the page", ""},
 		{"forged CSRF", RoleTechnician, "POST", "/api/threshold", "technician", "forged", "", 403, "invalid or missing CSRF token", ""},
 		{"another session's CSRF", RoleTechnician, "POST", "/api/threshold", "technician", "other", "", 403, "invalid or missing CSRF token", ""},
+		{"multipart field is not read", RoleTechnician, "POST", "/threshold", "technician", "multipart", "", 403, "CSRF", ""},
 		{"DELETE needs CSRF too", RoleViewer, "DELETE", "/api/x", "viewer", "", "", 403, "CSRF", ""},
 		{"no session, API", RoleViewer, "GET", "/api/live", "", "", "", 401, `"error":"not logged in`, ""},
+		{"no session, prefixed API", RoleViewer, "GET", "/console/api/live", "", "", "", 401, `"error":"not logged in`, ""},
 		{"no session, JSON accept", RoleViewer, "GET", "/live", "", "", "application/json", 401, `"error"`, ""},
 		{"no session, page", RoleViewer, "GET", "/history?part=P1", "", "", "text/html", 303, "", "/login?next=" + url.QueryEscape("/history?part=P1")},
 		{"no session, write", RoleTechnician, "POST", "/threshold", "", "", "", 401, "not logged in", ""},
@@ -263,6 +265,12 @@ func TestRequire(t *testing.T) {
 				r.Header.Set(CSRFHeader, csrf("engineer"))
 			case "forged":
 				r.Header.Set(CSRFHeader, strings.Repeat("A", 43))
+			case "multipart":
+				body := "--b\r\nContent-Disposition: form-data; name=\"" + CSRFField + "\"\r\n\r\n" + csrf(c.who) + "\r\n--b--\r\n"
+				r = httptest.NewRequest(c.method, c.path, strings.NewReader(body))
+				r.RemoteAddr = lan
+				r.AddCookie(cookies[c.who])
+				r.Header.Set("Content-Type", "multipart/form-data; boundary=b")
 			case "form":
 				r = httptest.NewRequest(c.method, c.path, strings.NewReader(url.Values{CSRFField: {csrf(c.who)}}.Encode()))
 				r.RemoteAddr = lan
