@@ -49,7 +49,6 @@ golden: setup
 demo: setup build
 	bash scripts/demo.sh
 
-
 # Screenshots of the console pages for docs/ and README (headless chromium).
 console-screenshots: setup
 	SEGAD_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleBrowser ./cmd/segad

@@ -48,23 +48,24 @@ const previewWidth = 480
 // previewState is the daemon's side of the preview hook.
 type previewState struct {
 	hook Preview
-	// due is set by previewDue for the frame being scored and cleared by
-	// offerPreview (both on the scoring goroutine).
-	due bool
+	// due is the frame previewDue took the slot for; offerPreview renders
+	// that frame only (finish also runs on the capture goroutine, for
+	// parts rejected there, and those must not take the slot).
+	due atomic.Pointer[capture.Frame]
 	// rendering is true while one frame is being rendered: a second is
 	// skipped rather than queued, so a slow render never adds up.
 	rendering atomic.Bool
 }
 
-// previewDue asks the hook whether the frame about to be scored should be
+// previewDue asks the hook whether f, about to be scored, should be
 // previewed; when it should, Score keeps its maps.
-func (d *Daemon) previewDue() bool {
+func (d *Daemon) previewDue(f *capture.Frame) bool {
 	p := d.preview
-	if p == nil || p.rendering.Load() {
+	if p == nil || p.rendering.Load() || !p.hook.PreviewDue() {
 		return false
 	}
-	p.due = p.hook.PreviewDue()
-	return p.due
+	p.due.Store(f)
+	return true
 }
 
 // offerPreview renders the finished part for the hook in the background
@@ -73,10 +74,9 @@ func (d *Daemon) previewDue() bool {
 // else uses once the audit has saved them.
 func (d *Daemon) offerPreview(f *capture.Frame, ins *model.Inspection) {
 	p := d.preview
-	if p == nil || !p.due {
+	if p == nil || !p.due.CompareAndSwap(f, nil) {
 		return
 	}
-	p.due = false
 	if f.Original.Ptr() == nil || f.Original.Empty() || !p.rendering.CompareAndSwap(false, true) {
 		return
 	}
