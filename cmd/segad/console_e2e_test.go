@@ -224,8 +224,19 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	consoleShot(t, ctx, "threshold")
 
-	// Apply: the YAML changes in the threshold line only.
+	// A bad number is refused on the page, saying why; nothing is written.
 	yamlBefore, _ := os.ReadFile(cfgPath)
+	run(t, ctx, "type a bad threshold", chromedp.SetValue("#in-thr", "0.3x"), chromedp.Click("#apply-btn"))
+	evalUntil(t, ctx, "the refusal", 5*time.Second, `document.getElementById("apply-msg").className === "error"`)
+	if msg := evalString(t, ctx, `document.getElementById("apply-msg").textContent`); !strings.Contains(msg, `"0.3x" is not a number`) {
+		t.Errorf("a bad threshold shows %q", msg)
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != string(yamlBefore) {
+		t.Errorf("a refused Apply changed the YAML")
+	}
+	run(t, ctx, "set the slider's value again", chromedp.SetValue("#in-thr", slider))
+
+	// Apply: the YAML changes in the threshold line only.
 	run(t, ctx, "apply", chromedp.Click("#apply-btn"))
 	evalUntil(t, ctx, "Apply to succeed", 5*time.Second, `document.getElementById("apply-msg").className === "ok"`)
 	yamlAfter, _ := os.ReadFile(cfgPath)
@@ -240,6 +251,18 @@ func TestConsoleBrowser(t *testing.T) {
 		return strings.Contains(p.logs.String(), "console: threshold edited") &&
 			regexp.MustCompile(`msg="config changed".*threshold.*new=`+regexp.QuoteMeta(slider)).MatchString(p.logs.String())
 	})
+	// The file changed on disk since the page read it: the next Apply is
+	// refused with the conflict, and the file keeps the other edit.
+	edited := string(yamlAfter) + "# edited by hand meanwhile\n"
+	os.WriteFile(cfgPath, []byte(edited), 0o644)
+	run(t, ctx, "apply on a stale revision", chromedp.SetValue("#in-thr", "0.5"), chromedp.Click("#apply-btn"))
+	evalUntil(t, ctx, "the conflict", 5*time.Second, `document.getElementById("apply-msg").className === "error"`)
+	if msg := evalString(t, ctx, `document.getElementById("apply-msg").textContent`); !strings.Contains(msg, "changed on disk") || !strings.Contains(msg, "nothing was written") {
+		t.Errorf("a conflict shows %q", msg)
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != edited {
+		t.Errorf("the conflicting Apply changed the YAML:\n%s", now)
+	}
 	// The change is in the history's audit trail with who made it.
 	hs, err := history.Open(context.Background(), history.Config{Path: filepath.Join(dir, "history.db"), ReadOnly: true})
 	if err != nil {
