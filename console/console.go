@@ -113,8 +113,8 @@ type Frame struct {
 }
 
 type minuteCount struct {
-	minute               int64 // unix minute the counts belong to
-	parts, fails, errors int
+	minute                        int64 // unix minute the counts belong to
+	parts, fails, errors, dropped int
 }
 
 type recentPart struct {
@@ -177,6 +177,9 @@ func (c *Console) Publish(_ context.Context, r result.Result) error {
 	case result.VerdictError:
 		b.errors++
 	}
+	if r.ReasonCode == result.ReasonDropped {
+		b.dropped++ // the line fell behind the camera (pipeline.overflow: drop_oldest)
+	}
 	score := math.NaN()
 	if r.Score != nil {
 		score = *r.Score
@@ -231,14 +234,15 @@ func (c *Console) SetFrame(f Frame) {
 	c.bumpLocked()
 }
 
-// counts are the last hour's parts, fails and errors.
-func (c *Console) countsLocked(now time.Time) (parts, fails, errors int) {
+// countsLocked are the last hour's parts, fails, errors and dropped frames.
+func (c *Console) countsLocked(now time.Time) (parts, fails, errors, dropped int) {
 	min := now.Unix() / 60
 	for _, b := range c.hour {
 		if b.minute > min-60 && b.minute <= min {
 			parts += b.parts
 			fails += b.fails
 			errors += b.errors
+			dropped += b.dropped
 		}
 	}
 	return
@@ -256,6 +260,7 @@ type liveUpdate struct {
 	Parts      int                   `json:"parts_hour"`
 	Fails      int                   `json:"fails_hour"`
 	Errors     int                   `json:"errors_hour"`
+	Dropped    int                   `json:"dropped_hour"`
 	Camera     string                `json:"camera"`
 	Broker     string                `json:"broker"`
 	Backlog    int                   `json:"outbox_backlog"`
@@ -290,7 +295,7 @@ func (c *Console) snapshot() ([]byte, uint64) {
 	if c.frame != nil {
 		u.FrameSeq, u.FrameID = c.frame.Seq, c.frame.ResultID
 	}
-	u.Parts, u.Fails, u.Errors = c.countsLocked(now)
+	u.Parts, u.Fails, u.Errors, u.Dropped = c.countsLocked(now)
 	c.mu.Unlock()
 	if l := c.lineNow(); l != nil {
 		thr, warn := l.Thresholds()

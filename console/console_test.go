@@ -347,7 +347,13 @@ func TestLiveFeedCoalesces(t *testing.T) {
 	const n = 300
 	go func() {
 		for i := 1; i <= n; i++ {
-			f.c.Publish(context.Background(), result.Result{ID: fmt.Sprintf("R%03d", i), Seq: uint64(i), Score: score(float64(i)), Verdict: result.VerdictPass})
+			r := result.Result{ID: fmt.Sprintf("R%03d", i), Seq: uint64(i), Score: score(float64(i)), Verdict: result.VerdictPass}
+			if i%10 == 0 { // every tenth dropped by the queue, every fifth of the rest a fail
+				r.Verdict, r.ReasonCode, r.Score = result.VerdictError, result.ReasonDropped, nil
+			} else if i%5 == 0 {
+				r.Verdict = result.VerdictFail
+			}
+			f.c.Publish(context.Background(), r)
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
@@ -371,6 +377,9 @@ func TestLiveFeedCoalesces(t *testing.T) {
 	last := msgs[len(msgs)-1]
 	if last.Result == nil || last.Result.Seq != n {
 		t.Errorf("last message shows %+v, want seq %d (the newest)", last.Result, n)
+	}
+	if last.Fails != n/10 || last.Errors != n/10 || last.Dropped != n/10 {
+		t.Errorf("last hour: %d fails, %d errors, %d dropped, want %d each", last.Fails, last.Errors, last.Dropped, n/10)
 	}
 	if last.Parts != n || last.Camera != "connected" || last.Backlog != 2 || last.Threshold == nil || *last.Threshold != 1.5 {
 		t.Errorf("last message %+v: want %d parts in the hour and the line's state", last, n)

@@ -36,7 +36,9 @@ func consoleBrowser(t *testing.T) context.Context {
 	}
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1366, 768), chromedp.Flag("disable-dev-shm-usage", true))
+		chromedp.WindowSize(1366, 768), chromedp.UserDataDir(t.TempDir()),
+		// No update or sync traffic into the closed network (REFERENCE.md 5).
+		chromedp.Flag("disable-component-update", true))
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })

@@ -332,7 +332,8 @@
         const lf = $("line-facts"); lf.replaceChildren();
         const add = (dl, k, v) => { dl.appendChild(el("dt", {}, k)); dl.appendChild(el("dd", {}, v)); };
         add(lf, "Camera", u.camera); add(lf, "Broker", u.broker); add(lf, "Queue depth", String(u.queue_depth));
-        add(lf, "Outbox", u.outbox_backlog + " waiting"); add(lf, "Dropped", String(u.outbox_drops));
+        add(lf, "Dropped frames", u.dropped_hour + " in the last hour");
+        add(lf, "Outbox", u.outbox_backlog + " waiting"); add(lf, "Outbox drops", String(u.outbox_drops));
         add(lf, "Config error", u.config_error || "none");
         for (const k in (u.outputs || {})) add(lf, k, u.outputs[k]);
         const mf = $("model-facts"); mf.replaceChildren();
