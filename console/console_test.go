@@ -509,3 +509,40 @@ func TestNoUsersReadOnly(t *testing.T) {
 		t.Errorf("the refused write changed the file: %s", b)
 	}
 }
+
+// TestLiveStreamEndsWithSession: logging out ends an open Live stream
+// (it is checked every sessionRecheck), with an "ended" event saying so.
+func TestLiveStreamEndsWithSession(t *testing.T) {
+	old := sessionRecheck
+	sessionRecheck = 100 * time.Millisecond
+	defer func() { sessionRecheck = old }()
+	f := newFixture(t)
+	view := f.login(t, "view", "view-password")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/console/events", nil)
+	resp, err := view.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Keep the stream busy so the check runs between messages too.
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			f.c.Publish(context.Background(), result.Result{ID: fmt.Sprint(i), Seq: uint64(i), Verdict: result.VerdictPass})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if code, _ := view.do(t, "POST", f.srv.URL+"/logout", view.csrf, nil); code != http.StatusSeeOther {
+		t.Fatalf("logout: %d", code)
+	}
+	t0 := time.Now()
+	body, err := io.ReadAll(resp.Body) // returns when the server ends the stream
+	if err != nil {
+		t.Fatalf("the stream did not end after logout: %v", err)
+	}
+	if !strings.Contains(string(body), "event: ended") || time.Since(t0) > time.Second {
+		t.Errorf("stream ended %s after logout, last bytes %q", time.Since(t0), body[max(0, len(body)-120):])
+	}
+}

@@ -198,8 +198,17 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	defer c.watchers.Add(-1)
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
+	// The session is checked when the stream opens and again every few
+	// seconds: a logout, an expiry or a user removed by a reload ends an
+	// open stream too, instead of feeding it for the rest of the shift.
+	recheck := time.NewTicker(sessionRecheck)
+	defer recheck.Stop()
+	stillAllowed := func() bool {
+		_, ok := c.opt.Auth.Current(r)
+		return ok
+	}
 	var sent uint64
-	first := true
+	first, due := true, false
 	write := func(s string) bool {
 		// The server's WriteTimeout covers a whole response; a stream
 		// moves its deadline on with every write instead.
@@ -223,16 +232,30 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 			case <-r.Context().Done():
 				return
 			}
-			continue
+		} else {
+			select {
+			case <-ch:
+			case <-ping.C:
+				if !write(": ping\n\n") {
+					return
+				}
+			case <-r.Context().Done():
+				return
+			case <-recheck.C:
+				due = true
+			}
 		}
 		select {
-		case <-ch:
-		case <-ping.C:
-			if !write(": ping\n\n") {
+		case <-recheck.C:
+			due = true
+		default:
+		}
+		if due {
+			due = false
+			if !stillAllowed() {
+				write("event: ended\ndata: {\"error\": \"session ended: log in again\"}\n\n")
 				return
 			}
-		case <-r.Context().Done():
-			return
 		}
 	}
 }
@@ -250,6 +273,10 @@ func (c *Console) frameJPEG(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("X-Result-ID", f.ResultID)
 	w.Write(f.JPEG)
 }
+
+// sessionRecheck is how often an open Live stream checks its session (a
+// variable for tests).
+var sessionRecheck = 5 * time.Second
 
 // idRE is a result ID (ULID) as the history writes it.
 var idRE = regexp.MustCompile(`^[0-9A-Za-z]{26}$`)

@@ -47,6 +47,7 @@
         if (r.status === 401) { es.close(); window.location = "/login?next=/live"; }
       } catch (e) { /* the daemon is away: EventSource retries by itself */ }
     };
+    es.addEventListener("ended", () => { es.close(); window.location = "/login?next=/live"; });
     es.onmessage = (ev) => {
       const u = JSON.parse(ev.data);
       $("parts").textContent = u.parts_hour; $("fails").textContent = u.fails_hour; $("errors").textContent = u.errors_hour;
