@@ -305,6 +305,15 @@ func TestConsoleBrowser(t *testing.T) {
 	run(t, ctx, "open a record", chromedp.Click(fmt.Sprintf(`#rows tr[data-id="%s"]`, id)))
 	evalUntil(t, ctx, "the record", 5*time.Second, `document.querySelector("#detail pre") !== null`)
 	consoleShot(t, ctx, "history")
+	// The label reaches the Threshold page: the part counts as a labelled
+	// defect, caught at the threshold in force.
+	run(t, ctx, "open Threshold again", chromedp.Navigate(base+"/threshold"), chromedp.WaitVisible("#hist"))
+	if lab := evalString(t, ctx, fmt.Sprintf(`JSON.parse(document.getElementById("data").textContent).parts.find(p => p.id === %q).label`, id)); lab != "bad" {
+		t.Errorf("the labelled part shows on Threshold with label %q, want bad", lab)
+	}
+	if rec := evalString(t, ctx, `document.getElementById("wi-recall").textContent`); rec != "100.0% of 1" {
+		t.Errorf("recall on labelled defects shows %q, want 100.0%% of 1", rec)
+	}
 	run(t, ctx, "open Health", chromedp.Navigate(base+"/health"), chromedp.WaitVisible("#lat"))
 	evalUntil(t, ctx, "latencies", 5*time.Second, `document.querySelectorAll("#lat-table tbody tr").length > 0`)
 	consoleShot(t, ctx, "health")
