@@ -546,3 +546,46 @@ func TestLiveStreamEndsWithSession(t *testing.T) {
 		t.Errorf("stream ended %s after logout, last bytes %q", time.Since(t0), body[max(0, len(body)-120):])
 	}
 }
+
+// TestLiveStreamOutlivesWriteTimeout: the daemon's server bounds every
+// response by http's WriteTimeout (75 s); a Live stream moves its
+// deadline on with every message and so keeps running past it.
+func TestLiveStreamOutlivesWriteTimeout(t *testing.T) {
+	f := newFixture(t)
+	view := f.login(t, "view", "view-password")
+	mux := http.NewServeMux()
+	f.c.Register(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.WriteTimeout, srv.Config.ReadTimeout = 500*time.Millisecond, 500*time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	u, _ := url.Parse(f.srv.URL)
+	su, _ := url.Parse(srv.URL)
+	view.client.Jar.SetCookies(su, view.client.Jar.Cookies(u))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			f.c.Publish(context.Background(), result.Result{ID: fmt.Sprint(i), Seq: uint64(i), Verdict: result.VerdictPass})
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/console/events", nil)
+	resp, err := view.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	var last time.Time
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data: ") {
+			last = time.Now()
+		}
+	}
+	// The client leaves at 2 s; the stream must deliver until then.
+	if last.IsZero() || last.Sub(start) < 1500*time.Millisecond {
+		t.Errorf("the stream delivered for %s of the client's 2 s (server write and read timeouts 500 ms)", last.Sub(start))
+	}
+}

@@ -196,7 +196,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	c.watchers.Add(1)
 	defer c.watchers.Add(-1)
-	ping := time.NewTicker(15 * time.Second)
+	ping := time.NewTicker(streamPing)
 	defer ping.Stop()
 	// The session is checked when the stream opens and again every few
 	// seconds: a logout, an expiry or a user removed by a reload ends an
@@ -210,8 +210,10 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	var sent uint64
 	first, due := true, false
 	write := func(s string) bool {
-		// The server's WriteTimeout covers a whole response; a stream
-		// moves its deadline on with every write instead.
+		// The server's WriteTimeout covers a whole response: a stream
+		// moves its write deadline on with every write instead. (The
+		// read deadline needs nothing: net/http clears it for the
+		// connection's background read once the handler runs.)
 		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := fmt.Fprint(w, s); err != nil {
 			return false
@@ -273,6 +275,9 @@ func (c *Console) frameJPEG(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("X-Result-ID", f.ResultID)
 	w.Write(f.JPEG)
 }
+
+// streamPing is how often an idle Live stream sends a comment.
+const streamPing = 15 * time.Second
 
 // sessionRecheck is how often an open Live stream checks its session (a
 // variable for tests).
