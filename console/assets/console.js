@@ -60,6 +60,10 @@
       }
       const r = u.result;
       if (!r) return;
+      // Frames are rendered at most twice a second: say whose frame it is.
+      const cap = $("frame-cap");
+      cap.hidden = !u.frame_seq;
+      cap.textContent = "frame of part seq " + u.frame_seq + (u.frame_seq !== r.seq ? " (newest: " + r.seq + ")" : "");
       const v = $("verdict");
       v.textContent = r.verdict + (r.warn ? " (warn)" : "");
       v.className = "verdict " + r.verdict + (r.warn ? " warn" : "");
