@@ -11,7 +11,7 @@ export SEGAD_ONNXRUNTIME_LIB ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Real data for tests and benchmarks, never copied into the repository.
 export SEGAD_SHARED ?= $(abspath $(CURDIR)/../shared)
 
-.PHONY: all setup build test test-short vet fmt-check bench demo golden soak-drift clean
+.PHONY: all setup build test test-short vet fmt-check bench demo golden soak-drift clean console-screenshots
 
 all: build
 
@@ -53,6 +53,10 @@ golden: setup
 
 demo: setup build
 	bash scripts/demo.sh
+
+# Screenshots of the console pages for docs/ and README (headless chromium).
+console-screenshots: setup
+	SEGAD_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleBrowser ./cmd/segad
 
 clean:
 	rm -rf bin

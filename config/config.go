@@ -91,8 +91,9 @@ type ORTConfig struct {
 // SegADConfig is the SegAD stage: mask, forest, thresholds.
 type SegADConfig struct {
 	// Mask is a label image (PNG or .npy) or "builtin:vad" for the built-in
-	// 7-segment VAD-style template.
-	Mask string `yaml:"mask"`
+	// 7-segment VAD-style template, or a segmentation model run per frame
+	// (see MaskConfig).
+	Mask MaskConfig `yaml:"mask"`
 	// Segments names the mask's segments in label order (default: the mask's
 	// sidecar names file, else seg0..).
 	Segments []string `yaml:"segments"`
@@ -378,6 +379,7 @@ func (c *Config) Defaults() {
 	if c.Classifier != nil {
 		c.Classifier.Defaults()
 	}
+	c.SegAD.Mask.Defaults()
 	if c.MQTT.Station == "" {
 		c.MQTT.Station = c.Station // one station name for topics and payloads
 	}
@@ -423,7 +425,8 @@ func (c *Config) Defaults() {
 func (c *Config) resolvePaths(dir string) {
 	abs := func(p *string) { *p = resolvePath(dir, *p) }
 	abs(&c.ONNXRuntime.Library)
-	abs(&c.SegAD.Mask)
+	abs(&c.SegAD.Mask.File)
+	abs(&c.SegAD.Mask.Model)
 	abs(&c.SegAD.Model)
 	abs(&c.SegAD.Bundle)
 	for i := range c.Detectors {
@@ -526,11 +529,7 @@ func (c *Config) Validate() error {
 func (c *Config) validateSegAD() error {
 	s := c.SegAD
 	var errs []error
-	if s.Mask == "" {
-		errs = append(errs, c.errorAt("segad.mask", "missing: a mask file (PNG or .npy) or builtin:vad"))
-	} else if strings.HasPrefix(s.Mask, "builtin:") && s.Mask != "builtin:vad" {
-		errs = append(errs, c.errorAt("segad.mask", "unknown built-in mask %q: the built-in one is builtin:vad", s.Mask))
-	}
+	errs = append(errs, c.validateMask()...)
 	switch {
 	case s.Model == "" && s.Bundle == "":
 		errs = append(errs, c.errorAt("segad", "set model (a BRF file) or bundle (a folder from `segad fit`)"))

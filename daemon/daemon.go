@@ -94,6 +94,7 @@ type Daemon struct {
 
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
+	preview      *previewState        // Options.Preview; nil without one
 	onReload     func(*config.Config) // Options.OnReload
 	golden       *goldenState         // assurance.golden; nil when off (golden.go)
 	degraded     func() string
@@ -137,6 +138,9 @@ type Options struct {
 	// AuditKeep, when set, names audit entries that outlive the audit
 	// bounds (labelled results, which are training data).
 	AuditKeep func(resultID string) bool
+	// Preview, when set, gets the latest part's frame with its heatmap
+	// while it asks for one (the console's Live page; daemon/preview.go).
+	Preview Preview
 	// OnReload, when set, is called after every applied reload with the
 	// configuration now in force, for the parts outside the daemon whose
 	// keys are live (the console's users and limits: auth.Manager.Update).
@@ -161,6 +165,9 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	d = &Daemon{log: log, floodLog: logging.RateLimited(log), logLevel: opt.LogLevel, metrics: newMetrics(), cfg: cfg, started: time.Now(),
 		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits,
 		routes: opt.Routes, outputHealth: opt.OutputHealth, degraded: opt.Degraded}
+	if opt.Preview != nil {
+		d.preview = &previewState{hook: opt.Preview}
+	}
 	d.onReload = opt.OnReload
 	for _, c := range opt.Collectors {
 		if err := d.metrics.Registry.Register(c); err != nil {

@@ -59,6 +59,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 			d.floodLog.Warn("audit entry not saved", "id", res.ID, "seq", res.Seq, "err", err)
 		}
 	}
+	d.offerPreview(f, &ins)
 	if q.ref != nil && stored && f.Ack != nil {
 		if err := f.Ack(!res.Rejected()); err != nil {
 			d.floodLog.Warn("cannot move inspected file", "file", f.Path, "err", err)

@@ -57,7 +57,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() {
 		defer close(workDone)
 		for p := range inferred {
-			d.finish(p.q, d.insp.Score(p.in, d.audit != nil))
+			d.finish(p.q, d.insp.Score(p.in, d.previewDue(p.q.f) || d.audit != nil))
 		}
 	}()
 	healthCtx, stopHealth := context.WithCancel(ctx)

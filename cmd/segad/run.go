@@ -92,12 +92,18 @@ func runDaemon(parent context.Context, cfgPath string) error {
 		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}, Golden: goldenSet}
 	outs.options(&opt)
 	shadowOptions(&opt, log)
+	cons, err := openConsole(cfg, cfgPath, outs, &opt, log)
+	if err != nil {
+		outs.close()
+		return err
+	}
 	d, err := daemon.New(cfg, opt)
 	if err != nil {
 		outs.close()
 		return err
 	}
 	outs.attach(d)
+	cons.attach(d)
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.HTTP.Listen != "off" {
