@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -98,18 +97,7 @@ func (w *consoleWiring) attach(d *daemon.Daemon) {
 // explain is the history API's explanation with the model in force (as
 // outputs.options gives the bearer-token API).
 func (w *consoleWiring) explain(_ context.Context, row history.Row, method string) (any, error) {
-	d := w.d.Load()
-	if d == nil {
-		return nil, errors.New("the daemon is starting")
-	}
-	m := d.Model()
-	if row.Bundle != "" && row.Bundle != m.ForestHash {
-		return nil, fmt.Errorf("result %s was judged by forest %s, the line now runs %s: explain it with `segad score --explain` and that bundle", row.ID, row.Bundle, m.ForestHash)
-	}
-	if method != "exact" && method != "path" {
-		return nil, &history.ParamError{Param: "method", Value: method, Reason: "want exact or path"}
-	}
-	return m.ExplainRow(row.Result().Features, method)
+	return explainRow(w.d.Load(), row, method)
 }
 
 // consolePreview converts the daemon's preview frames for the console.

@@ -182,18 +182,7 @@ func (o *outputs) options(opt *daemon.Options) {
 		// Explained with the model loaded now: a result judged by another
 		// forest (before a model change) is refused with the difference.
 		Explain: func(_ context.Context, row history.Row, method string) (any, error) {
-			d := o.line.d.Load()
-			if d == nil {
-				return nil, errors.New("the daemon is starting")
-			}
-			m := d.Model()
-			if row.Bundle != "" && row.Bundle != m.ForestHash {
-				return nil, fmt.Errorf("result %s was judged by forest %s, the line now runs %s: explain it with `segad score --explain` and that bundle", row.ID, row.Bundle, m.ForestHash)
-			}
-			if method != "exact" && method != "path" {
-				return nil, &history.ParamError{Param: "method", Value: method, Reason: "want exact or path"}
-			}
-			return m.ExplainRow(row.Result().Features, method)
+			return explainRow(o.line.d.Load(), row, method)
 		}}
 	opt.Routes = func(mux *http.ServeMux, auth func(http.HandlerFunc) http.HandlerFunc) { api.Register(mux, auth) }
 	opt.AuditKeep = func(id string) bool {
@@ -215,4 +204,21 @@ func (o *outputs) options(opt *daemon.Options) {
 				return 0
 			}),
 	)
+}
+
+// explainRow explains a history row with the model d runs now (the history
+// API's and the console's Explain): a result judged by another forest
+// (before a model change) is refused with the difference.
+func explainRow(d *daemon.Daemon, row history.Row, method string) (any, error) {
+	if d == nil {
+		return nil, errors.New("the daemon is starting")
+	}
+	m := d.Model()
+	if row.Bundle != "" && row.Bundle != m.ForestHash {
+		return nil, fmt.Errorf("result %s was judged by forest %s, the line now runs %s: explain it with `segad score --explain` and that bundle", row.ID, row.Bundle, m.ForestHash)
+	}
+	if method != "exact" && method != "path" {
+		return nil, &history.ParamError{Param: "method", Value: method, Reason: "want exact or path"}
+	}
+	return m.ExplainRow(row.Result().Features, method)
 }
