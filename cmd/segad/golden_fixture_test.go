@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,11 +40,39 @@ type goldenStation struct {
 	Good, Bad []string // its files, relative
 }
 
-// goldenCacheName is the station's folder under the temporary folder: it
-// is kept between test runs (building it fits two detectors and a forest,
-// about a minute on two busy cores); change the version when the recipe
-// changes.
+// goldenCacheName is the prefix of the station's folder under the
+// temporary folder: it is kept between runs of the same test binary
+// (building it fits two detectors and a forest, about a minute on two busy
+// cores). The folder's name ends in the test binary's hash, so a change to
+// any code that trains or loads the station (detector, fit, bundle) builds
+// a fresh one rather than testing against artefacts of older code.
 const goldenCacheName = "segad-golden-station-v1"
+
+// goldenCacheDir is the station's folder for this test binary; folders of
+// other builds are removed.
+func goldenCacheDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("%s-%x", goldenCacheName, h.Sum(nil)[:8])
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), goldenCacheName+"*"))
+	for _, o := range old {
+		if b := filepath.Base(o); b != name && !strings.HasPrefix(b, name) {
+			os.RemoveAll(o)
+		}
+	}
+	return filepath.Join(os.TempDir(), name), nil
+}
 
 var goldenOnce struct {
 	sync.Once
@@ -67,14 +96,17 @@ func goldenDemoStation(t testing.TB) *goldenStation {
 }
 
 func buildGoldenStation(ortLib string) (*goldenStation, error) {
-	final := filepath.Join(os.TempDir(), goldenCacheName)
+	final, err := goldenCacheDir()
+	if err != nil {
+		return nil, err
+	}
 	if data, err := os.ReadFile(filepath.Join(final, "station.json")); err == nil {
 		var st goldenStation
 		if err := json.Unmarshal(data, &st); err == nil {
 			return &st, nil
 		}
 	}
-	tmp, err := os.MkdirTemp("", goldenCacheName+"-build")
+	tmp, err := os.MkdirTemp("", filepath.Base(final)+"-build")
 	if err != nil {
 		return nil, err
 	}
