@@ -429,6 +429,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.History.Path)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
+	abs(&c.Capture.Align.Reference)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
