@@ -143,9 +143,9 @@ type Alignment struct {
 	// measured at the image centre. Angle: its rotation in degrees,
 	// counter-clockwise on screen (OpenCV's getRotationMatrix2D sense).
 	DX, DY, Angle float64
-	// Score is the registration's quality: the correlation of the part's
-	// texture (band-pass) with the reference's after warping (0..1; 0 when
-	// registration failed).
+	// Score is the registration's quality: ECC's correlation coefficient
+	// of the frame warped into the reference pose with the reference, at
+	// the working size (0..1; 0 when registration failed).
 	Score float64
 	// Warp is the 2x3 row-major affine map from reference to frame pixels.
 	Warp [6]float64
@@ -170,9 +170,6 @@ type aligner struct {
 	// and descriptors (rows of 32 bytes).
 	refPts  []gocv.Point2f
 	refDesc []byte
-	// band is the reference's band-pass image at the working size (see
-	// textureScore), float32 row-major.
-	band []float32
 }
 
 // alignLevel is one pyramid level of the reference: grey bytes, tightly packed.
@@ -253,14 +250,6 @@ func loadAligner(a AlignConfig, base *preprocessor) (*aligner, error) {
 		al.levels = append(al.levels, alignLevel{w: m.Cols(), h: m.Rows(), pix: append([]byte(nil), b...)})
 	}
 	closeAll(pyr)
-	if lv := al.levels[0]; true {
-		m, err := gocv.NewMatFromBytes(lv.h, lv.w, gocv.MatTypeCV8U, lv.pix)
-		if err != nil {
-			return nil, fmt.Errorf("align.reference %s: %w", safePath(a.Reference), err)
-		}
-		al.band = bandPass(m)
-		m.Close()
-	}
 	if varianceOf(al.levels[0].pix) < 4 {
 		return nil, fmt.Errorf("align.reference %s: the image is (nearly) uniform: registration needs a textured part", safePath(a.Reference))
 	}
@@ -394,8 +383,7 @@ func (al *aligner) locate(img *gocv.Mat) *Alignment {
 	}
 	res.Warp = scaleWarp(w, al.work, al.size)
 	res.DX, res.DY, res.Angle = poseOf(res.Warp, al.size)
-	_ = rho
-	res.Score = al.textureScore(pyr[0], w)
+	res.Score = math.Max(0, rho)
 	if err := al.check(res); err != nil {
 		res.Err = err
 		return res
@@ -408,75 +396,6 @@ func (al *aligner) locate(img *gocv.Mat) *Alignment {
 	img.Close()
 	*img = warped
 	return res
-}
-
-// bandPass is the grey image's mid frequencies: Gaussian sigma 1 minus
-// sigma 4 (working pixels), as float32. The silhouette of a part on a plain
-// background is low frequency; texture, print and edges detail are here.
-func bandPass(grey gocv.Mat) []float32 {
-	f := gocv.NewMat()
-	defer f.Close()
-	grey.ConvertTo(&f, gocv.MatTypeCV32F)
-	fine, coarse := gocv.NewMat(), gocv.NewMat()
-	defer fine.Close()
-	defer coarse.Close()
-	gocv.GaussianBlur(f, &fine, image.Pt(0, 0), 1, 0, gocv.BorderReplicate)
-	gocv.GaussianBlur(f, &coarse, image.Pt(0, 0), 4, 0, gocv.BorderReplicate)
-	gocv.Subtract(fine, coarse, &fine)
-	v, err := fine.DataPtrFloat32()
-	if err != nil {
-		return nil
-	}
-	return append([]float32(nil), v...)
-}
-
-// textureScore is the registration's score: the zero-mean normalised
-// correlation of the reference's band-pass image with the frame's, warped
-// into the reference pose, over the pixels the warp covers. ECC's own
-// correlation is not used as the score because on a bright part against a
-// dark background it is dominated by the silhouette: a different part of the
-// same outline, or one turned over, correlates at 0.9. Mid frequencies are
-// the part's own texture.
-func (al *aligner) textureScore(grey gocv.Mat, w [6]float64) float64 {
-	wm := warpMat(w)
-	defer wm.Close()
-	warped := gocv.NewMat()
-	defer warped.Close()
-	gocv.WarpAffineWithParams(grey, &warped, wm, al.work, gocv.InterpolationLinear|gocv.WarpInverseMap, gocv.BorderReplicate, color.RGBA{})
-	fb := bandPass(warped)
-	if len(fb) != len(al.band) {
-		return 0
-	}
-	// Only pixels whose source lies inside the frame (and away from the
-	// replicated border, which the band-pass would smear): a margin of
-	// 4 px (the coarse Gaussian's sigma) is left out.
-	ww, wh := al.work.X, al.work.Y
-	var sa, sb, saa, sbb, sab, n float64
-	for y := 0; y < wh; y++ {
-		for x := 0; x < ww; x++ {
-			sxp := w[0]*float64(x) + w[1]*float64(y) + w[2]
-			syp := w[3]*float64(x) + w[4]*float64(y) + w[5]
-			if sxp < 4 || syp < 4 || sxp > float64(ww-5) || syp > float64(wh-5) {
-				continue
-			}
-			a, b := float64(al.band[y*ww+x]), float64(fb[y*ww+x])
-			sa += a
-			sb += b
-			saa += a * a
-			sbb += b * b
-			sab += a * b
-			n++
-		}
-	}
-	if n < float64(ww*wh)/4 {
-		return 0 // under a quarter of the reference in view
-	}
-	cov := sab/n - sa/n*sb/n
-	va, vb := saa/n-sa/n*sa/n, sbb/n-sb/n*sb/n
-	if va <= 0 || vb <= 0 {
-		return 0
-	}
-	return math.Max(0, cov/math.Sqrt(va*vb))
 }
 
 // check applies min_score and the search bounds.

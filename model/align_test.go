@@ -14,8 +14,8 @@ import (
 	"github.com/segad-edge/segad-edge/result"
 )
 
-// partImage is a 256x256 textured elliptical part on a dark background
-// (seeded: another seed is another part).
+// partImage is a 256x256 textured part on a dark background: seed 1 an
+// ellipse, any other seed a bar with another texture (another part).
 func partImage(seed int64) gocv.Mat {
 	rng := rand.New(rand.NewSource(seed))
 	noise := gocv.NewMatWithSize(256, 256, gocv.MatTypeCV8UC1)
@@ -33,7 +33,11 @@ func partImage(seed int64) gocv.Mat {
 	mask := gocv.NewMatWithSize(256, 256, gocv.MatTypeCV8UC1)
 	defer mask.Close()
 	white := color.RGBA{R: 255, G: 255, B: 255, A: 255}
-	gocv.Ellipse(&mask, image.Pt(128, 128), image.Pt(96, 80), 20, 0, 360, white, -1)
+	if seed == 1 {
+		gocv.Ellipse(&mask, image.Pt(128, 128), image.Pt(96, 80), 20, 0, 360, white, -1)
+	} else { // another part: a bar
+		gocv.Rectangle(&mask, image.Rect(96, 32, 160, 224), white, -1)
+	}
 	tex.CopyToWithMask(&out, mask)
 	bgr := gocv.NewMat()
 	gocv.CvtColor(out, &bgr, gocv.ColorGrayToBGR)
