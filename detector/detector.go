@@ -74,15 +74,33 @@ func framePreprocess(size int) capture.PreprocessConfig {
 	return capture.PreprocessConfig{Width: size, Height: size, Interpolation: "area", Color: capture.ColorBGR}
 }
 
+// alignedPreprocess is framePreprocess with fixturing (capture.align): a
+// detector used on a line that registers frames must be fitted on frames
+// registered the same way, or its memory and statistics sit in another pose.
+func alignedPreprocess(size int, align capture.AlignConfig) capture.PreprocessConfig {
+	pc := framePreprocess(size)
+	pc.Align = align
+	return pc
+}
+
 // loadFrame reads an image file through capture's preprocessing and copies
 // its pixels out of the C-owned Mat.
 func loadFrame(path string, size int) (frame, error) {
+	return loadAligned(path, size, capture.AlignConfig{})
+}
+
+// loadAligned is loadFrame with fixturing: a training image whose part is
+// not located is an error (it would teach the detector a misplaced part).
+func loadAligned(path string, size int, align capture.AlignConfig) (frame, error) {
 	// capture's guarded reader: size and pixel limits, header check,
 	// OpenCV exceptions caught, so one bad training image is an error.
-	cf := capture.ReadFrame(path, framePreprocess(size))
+	cf := capture.ReadFrame(path, alignedPreprocess(size, align))
 	defer cf.Close()
 	if cf.Err != nil {
 		return frame{}, fmt.Errorf("read image: not a readable image file: %w", cf.Err)
+	}
+	if cf.Align != nil && !cf.Align.Located() {
+		return frame{}, fmt.Errorf("training image %s: %w (capture.align: check the reference, or leave the image out)", path, cf.Align.Err)
 	}
 	pix, w, h, stride, err := cf.Pixels()
 	if err != nil {

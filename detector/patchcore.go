@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"github.com/segad-edge/segad-edge/capture"
+
 	"context"
 	"fmt"
 	"io"
@@ -24,6 +26,10 @@ type PatchCoreConfig struct {
 	Layers []string
 	// Size is the square input size (default 256).
 	Size int
+	// Align is the line's fixturing (capture.align): training images are
+	// registered to its reference and warped into its pose, as frames are
+	// at run time. Zero: off.
+	Align capture.AlignConfig
 	// CoresetRatio is the share of memory-bank candidates kept by the greedy
 	// k-centre coreset (default 0.01).
 	CoresetRatio float64
@@ -333,7 +339,7 @@ func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*Pa
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("fit patchcore: %w", err)
 		}
-		f, err := loadFrame(path, cfg.Size)
+		f, err := loadAligned(path, cfg.Size, cfg.Align)
 		if err != nil {
 			return nil, fmt.Errorf("fit patchcore: %w", err)
 		}

@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"github.com/segad-edge/segad-edge/capture"
+
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +19,10 @@ import (
 type VariationConfig struct {
 	// Size is the square input size (default 256).
 	Size int
+	// Align is the line's fixturing (capture.align): training images are
+	// registered to its reference and warped into its pose, as frames are
+	// at run time. Zero: off.
+	Align capture.AlignConfig
 	// Sigma of the Gaussian blur of the map, in pixels (default 4, as anomalib).
 	Sigma float64
 	// MinSpread floors the per-pixel spread (input units, [0,1] scale): flat,
@@ -81,7 +87,7 @@ func FitVariation(ctx context.Context, paths []string, cfg VariationConfig) (*Va
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("fit variation model: %w", err)
 		}
-		f, err := loadFrame(p, cfg.Size)
+		f, err := loadAligned(p, cfg.Size, cfg.Align)
 		if err != nil {
 			return nil, fmt.Errorf("fit variation model: %w", err)
 		}
