@@ -149,6 +149,8 @@ type Alignment struct {
 	Score float64
 	// Warp is the 2x3 row-major affine map from reference to frame pixels.
 	Warp [6]float64
+	// Size is the preprocessed frame's size, the pixels Warp is in.
+	Size image.Point
 	// Err, when set, wraps ErrNotLocated: the part was not found and
 	// Frame.Image is the unwarped frame.
 	Err error
@@ -348,7 +350,7 @@ func (al *aligner) locate(img *gocv.Mat) *Alignment {
 	defer grey.Close()
 	pyr := al.pyramid(grey)
 	defer closeAll(pyr)
-	res := &Alignment{}
+	res := &Alignment{Size: al.size}
 	if varianceOf(matBytes(pyr[0])) < 4 {
 		res.Err = fmt.Errorf("%w: the frame is blank (no texture to register)", ErrNotLocated)
 		return res
@@ -371,8 +373,14 @@ func (al *aligner) locate(img *gocv.Mat) *Alignment {
 			lw = scaleWarp(lw, image.Pt(pyr[k].Cols(), pyr[k].Rows()), image.Pt(pyr[k+1].Cols(), pyr[k+1].Rows()))
 		}
 		var err error
+		start := lw
 		rho, err = al.ecc(lvl, pyr[lvl], &lw)
-		if err != nil {
+		if err != nil && lvl > 0 {
+			// A coarse level has too little left of a fine-textured part to
+			// converge on; the finer levels start from where it began and
+			// decide.
+			lw = start
+		} else if err != nil {
 			res.Err = fmt.Errorf("%w: registration did not converge (%v)", ErrNotLocated, err)
 			return res
 		}
@@ -513,20 +521,48 @@ func warpInto(img gocv.Mat, w [6]float64, size image.Point) (gocv.Mat, error) {
 	return out, nil
 }
 
+// WarpAt is Warp for images of another size with the same content (an
+// anomaly map, a mask): the reference-to-frame map in that size's pixels.
+func (a *Alignment) WarpAt(size image.Point) [6]float64 {
+	if a.Size == size || a.Size.X <= 0 || a.Size.Y <= 0 {
+		return a.Warp
+	}
+	return scaleWarp(a.Warp, a.Size, size)
+}
+
 // UnwarpToFrame maps an image in the reference pose (a heatmap or mask
 // overlay of Frame.Image's size) back into the frame's own pose, for audit
-// overlays drawn on the original frame. Pixels outside the part's reference
-// view are zero (border constant), so nothing is drawn where no map exists.
+// overlays drawn on the original frame; m may have any size (a map at its
+// own resolution). Pixels outside the reference's view are zero (border
+// constant). Linear interpolation: use UnwarpNearest for label images.
 func (a *Alignment) UnwarpToFrame(m gocv.Mat) (gocv.Mat, error) {
 	if !a.Located() {
 		return gocv.Mat{}, errors.New("unwarp: frame was not located")
 	}
-	wm := warpMat(a.Warp)
+	wm := warpMat(a.WarpAt(image.Pt(m.Cols(), m.Rows())))
 	defer wm.Close()
 	out := gocv.NewMat()
 	// Without WARP_INVERSE_MAP, warpAffine treats Warp as the forward map
 	// (reference to frame), which is the inverse of the warp applied in locate.
 	gocv.WarpAffineWithParams(m, &out, wm, image.Pt(m.Cols(), m.Rows()), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+	if out.Empty() {
+		out.Close()
+		return gocv.Mat{}, errors.New("unwarp gave an empty image")
+	}
+	return out, nil
+}
+
+// UnwarpNearest is UnwarpToFrame for label images (a segment mask):
+// nearest neighbour, and border, the label outside the reference's view.
+func (a *Alignment) UnwarpNearest(m gocv.Mat, border uint8) (gocv.Mat, error) {
+	if !a.Located() {
+		return gocv.Mat{}, errors.New("unwarp: frame was not located")
+	}
+	wm := warpMat(a.WarpAt(image.Pt(m.Cols(), m.Rows())))
+	defer wm.Close()
+	out := gocv.NewMat()
+	gocv.WarpAffineWithParams(m, &out, wm, image.Pt(m.Cols(), m.Rows()), gocv.InterpolationNearestNeighbor, gocv.BorderConstant,
+		color.RGBA{R: border, G: border, B: border, A: border})
 	if out.Empty() {
 		out.Close()
 		return gocv.Mat{}, errors.New("unwarp gave an empty image")
