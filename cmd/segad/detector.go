@@ -35,9 +35,9 @@ type detectorFitOptions struct {
 	searchDim, searchK                        int
 	// alignCfg is a config file whose capture.align the training images
 	// are registered with (fixturing; docs/fixturing.md).
-	alignCfg string
-	seed                                      int64
-	noNormalize, quiet                        bool
+	alignCfg           string
+	seed               int64
+	noNormalize, quiet bool
 }
 
 // newDetectorFitCmd is `segad detector fit`.
