@@ -33,11 +33,12 @@ type detectorFitOptions struct {
 	sigma, minSpread, coresetRatio            float64
 	search                                    string
 	searchDim, searchK                        int
+	seed                                      int64
+	noNormalize, quiet                        bool
+
 	// alignCfg is a config file whose capture.align the training images
 	// are registered with (fixturing; docs/fixturing.md).
-	alignCfg           string
-	seed               int64
-	noNormalize, quiet bool
+	alignCfg string
 }
 
 // newDetectorFitCmd is `segad detector fit`.
