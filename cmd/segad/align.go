@@ -10,6 +10,8 @@ import (
 
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/segad"
+	"github.com/segad-edge/segad-edge/segad/preview"
 )
 
 // detectorAlign is the capture.align of the config at path ("" = none), for
@@ -100,5 +102,39 @@ func runAlignCheck(ctx context.Context, w io.Writer, cfgPath string, images []st
 	if bad > 0 {
 		return fmt.Errorf("align check: %d of %d images not located", bad, len(images))
 	}
+	return nil
+}
+
+// renderAlignedPreview is `segad mask preview --config`: the image read and
+// preprocessed as the line would, registered by capture.align into the
+// reference pose, with the mask drawn over it; a correct reference and
+// mask show the segments on the part's features whatever its pose.
+func renderAlignedPreview(w io.Writer, cfgPath string, m *segad.Mask, imagePath, out string, opt preview.Options) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	f := capture.ReadFrame(imagePath, alignPreprocess(cfg))
+	defer f.Close()
+	if f.Err != nil {
+		return fmt.Errorf("mask preview: %w", f.Err)
+	}
+	if f.Align != nil && !f.Align.Located() {
+		return fmt.Errorf("mask preview: %s: %w (score %.3f)", imagePath, f.Align.Err, f.Align.Score)
+	}
+	img, err := preview.Render(m, f.Image, opt)
+	if err != nil {
+		return fmt.Errorf("mask preview %s: %w", imagePath, err)
+	}
+	defer img.Close()
+	if err := capture.WriteImage(out, img); err != nil {
+		return fmt.Errorf("mask preview: %w", err)
+	}
+	if a := f.Align; a != nil {
+		fmt.Fprintf(w, "aligned: dx %.2f dy %.2f angle %.2f score %.3f\n", a.DX, a.DY, a.Angle, a.Score)
+	} else {
+		fmt.Fprintln(w, "capture.align is off: the preprocessed frame, not registered")
+	}
+	fmt.Fprintf(w, "wrote %s\n", out)
 	return nil
 }
