@@ -11,7 +11,7 @@ export SEGAD_ONNXRUNTIME_LIB ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Real data for tests and benchmarks, never copied into the repository.
 export SEGAD_SHARED ?= $(abspath $(CURDIR)/../shared)
 
-.PHONY: all setup build test test-short vet fmt-check bench demo golden clean
+.PHONY: all setup build test test-short vet fmt-check bench demo golden clean acceptance
 
 all: build
 
@@ -41,6 +41,10 @@ test-short:
 # Benchmarks of the hot paths (figures go into README.md as ratios).
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Heavy acceptance measurements on the shared real data (minutes; figures in README.md).
+acceptance: setup
+	SEGAD_ACCEPTANCE=1 $(GO) test -count=1 -timeout 30m -run 'TestAlignTireAcceptance' -v ./fit
 
 # Regenerates the golden fixtures from the reference tools (numpy/scipy/xgboost).
 golden: setup

@@ -17,7 +17,9 @@
 package detector
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,6 +89,27 @@ func alignedPreprocess(size int, align capture.AlignConfig) capture.PreprocessCo
 // its pixels out of the C-owned Mat.
 func loadFrame(path string, size int) (frame, error) {
 	return loadAligned(path, size, capture.AlignConfig{})
+}
+
+// notLocatedSkips leaves out training images whose part fixturing could
+// not locate (a part at the edge of the jitter range, a tire whose tread
+// correlates poorly with the reference), logged by name, while they are at
+// most a tenth of the images; more means a wrong reference or min_score,
+// and fitting stops with the count.
+type notLocatedSkips struct{ n, total int }
+
+// skip reports whether err is a not-located image to leave out, or returns
+// the error that stops the fit.
+func (s *notLocatedSkips) skip(err error, path string) (bool, error) {
+	if err == nil || !errors.Is(err, capture.ErrNotLocated) {
+		return false, nil
+	}
+	s.n++
+	if s.n*10 > s.total {
+		return false, fmt.Errorf("%d of %d training images not located (capture.align: check the reference image and min_score with segad align check): %w", s.n, s.total, err)
+	}
+	slog.Warn("training image left out: part not located", "file", path, "err", err)
+	return true, nil
 }
 
 // loadAligned is loadFrame with fixturing: a training image whose part is

@@ -335,11 +335,18 @@ func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*Pa
 	var cand []float32 // pre-coreset bank, row-major [patch][dim]
 	perImage := 0
 	bar := newBar(cfg.Progress, len(paths), "patchcore: extracting features")
+	skips := notLocatedSkips{total: len(paths)}
 	for i, path := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("fit patchcore: %w", err)
 		}
 		f, err := loadAligned(path, cfg.Size, cfg.Align)
+		if skip, serr := skips.skip(err, path); skip {
+			bar.Add(1)
+			continue
+		} else if serr != nil {
+			return nil, fmt.Errorf("fit patchcore: %w", serr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("fit patchcore: %w", err)
 		}

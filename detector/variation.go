@@ -83,11 +83,18 @@ func FitVariation(ctx context.Context, paths []string, cfg VariationConfig) (*Va
 	res := make([][]uint8, 0, cfg.Reservoir)
 	var sizes sizeChecker
 	bar := newBar(cfg.Progress, len(paths), "variation: reading good images")
+	skips := notLocatedSkips{total: len(paths)}
 	for i, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("fit variation model: %w", err)
 		}
 		f, err := loadAligned(p, cfg.Size, cfg.Align)
+		if skip, serr := skips.skip(err, p); skip {
+			bar.Add(1)
+			continue
+		} else if serr != nil {
+			return nil, fmt.Errorf("fit variation model: %w", serr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("fit variation model: %w", err)
 		}
@@ -103,7 +110,7 @@ func FitVariation(ctx context.Context, paths []string, cfg VariationConfig) (*Va
 		bar.Add(1)
 	}
 	bar.Finish()
-	v := &Variation{Config: cfg, NImages: len(paths)}
+	v := &Variation{Config: cfg, NImages: len(paths) - skips.n}
 	v.Median, v.Spread = robustStats(res, 3*cfg.Size*cfg.Size, cfg.MinSpread)
 	slog.Info("variation model fitted", "images", len(paths), "reservoir", len(res), "size", cfg.Size)
 	return v, nil
