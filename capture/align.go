@@ -442,7 +442,7 @@ func (al *aligner) ecc(lvl int, in gocv.Mat, w *[6]float64) (float64, error) {
 	}
 	var errBuf [512]C.char
 	rc := C.segad_ecc((*C.uchar)(unsafe.Pointer(&ref.pix[0])), C.int(ref.w), C.int(ref.h), unsafe.Pointer(in.Ptr()),
-		C.int(al.motion), C.int(iters), C.double(eccEps), 3, &cw[0], &rho, &errBuf[0], C.size_t(len(errBuf)))
+		C.int(al.motion), C.int(iters), C.double(eccEps), C.int(eccGauss), &cw[0], &rho, &errBuf[0], C.size_t(len(errBuf)))
 	runtime.KeepAlive(ref.pix)
 	if rc != 0 {
 		return 0, errors.New(firstLine(C.GoString(&errBuf[0])))
