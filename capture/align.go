@@ -341,6 +341,10 @@ var eccIters = []int{5, 10, 15, 20}
 
 const eccEps = 1e-2
 
+// eccGauss is the Gaussian smoothing ECC applies to both images (pixels,
+// odd): the pyramid's INTER_AREA already low-passes, so a small kernel.
+const eccGauss = 3
+
 // locate registers img (a preprocessed 8UC3 frame) to the reference and, if
 // the part was found, replaces img with the frame warped into the reference
 // pose. It never fails: a part it cannot find gets an Alignment whose Err
