@@ -123,7 +123,7 @@ func loadAligned(path string, size int, align capture.AlignConfig) (frame, error
 		return frame{}, fmt.Errorf("read image: not a readable image file: %w", cf.Err)
 	}
 	if cf.Align != nil && !cf.Align.Located() {
-		return frame{}, fmt.Errorf("training image %s: %w (capture.align: check the reference, or leave the image out)", path, cf.Align.Err)
+		return frame{}, fmt.Errorf("training image %s: %w (capture.align)", path, cf.Align.Err)
 	}
 	pix, w, h, stride, err := cf.Pixels()
 	if err != nil {
