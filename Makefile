@@ -50,8 +50,9 @@ acceptance: setup
 golden: setup
 	bash scripts/golden/generate.sh
 
+# DEMO_ARGS: extra `segad demo` flags, e.g. make demo DEMO_ARGS=--jitter (fixturing).
 demo: setup build
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(DEMO_ARGS)
 
 clean:
 	rm -rf bin
