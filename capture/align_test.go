@@ -339,3 +339,42 @@ func TestAlignConfigRanges(t *testing.T) {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
 }
+
+// TestAlignLeak (run by make test with -tags matprofile, which counts
+// Mats): registering located and not-located frames with both methods,
+// and unwarping, leaves no Mat behind.
+func TestAlignLeak(t *testing.T) {
+	dir := t.TempDir()
+	ref := texturedPart(1, 512)
+	defer ref.Close()
+	refPath := writeMat(t, dir, "ref.png", ref)
+	frames := []gocv.Mat{moved(ref, 12, -8, 3), texturedPart(2, 512), moved(ref, 256, 0, 0),
+		gocv.NewMatWithSizeFromScalar(gocv.NewScalar(9, 9, 9, 0), 512, 512, gocv.MatTypeCV8UC3)}
+	defer closeAll(frames)
+	start, counting := matCount()
+	for _, method := range []string{MethodECC, MethodFeatures} {
+		pc := alignPre(refPath, MotionEuclidean, method)
+		for i := 0; i < 25; i++ {
+			for _, fr := range frames {
+				f := FrameFromMat(fr.Clone(), pc)
+				if f.Align.Located() {
+					m := gocv.NewMatWithSize(64, 64, gocv.MatTypeCV32F)
+					u, err := f.Align.UnwarpToFrame(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					u.Close()
+					m.Close()
+				}
+				f.Close()
+			}
+		}
+	}
+	if !counting {
+		t.Log("Mat count not checked: build with -tags matprofile")
+		return
+	}
+	if end, _ := matCount(); end != start {
+		t.Fatalf("%d Mats leaked by registration:\n%s", end-start, matStacks())
+	}
+}
