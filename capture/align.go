@@ -240,7 +240,15 @@ func loadAligner(a AlignConfig, base *preprocessor) (*aligner, error) {
 	}
 	defer img.Close()
 	al := &aligner{cfg: a, size: base.size, motion: cvMotion(a.Motion)}
-	al.work = workSize(base.size)
+	// The working image has the camera's aspect (the reference's, after the
+	// ROI), not the preprocessed frame's: a part turning in front of the
+	// camera is a rotation there, while a 300x400 frame resized to 256x256
+	// turns it into a shear that euclidean motion cannot follow.
+	view := image.Pt(orig.Cols(), orig.Rows())
+	if base.roi != nil {
+		view = base.roi.Size()
+	}
+	al.work = workSize(view)
 	grey := toGrey(img)
 	defer grey.Close()
 	pyr := al.pyramid(grey)
@@ -282,9 +290,6 @@ func cvMotion(m string) int {
 // workSize scales size so its longer side is at most alignWorkSide.
 func workSize(size image.Point) image.Point {
 	long := max(size.X, size.Y)
-	if long <= alignWorkSide {
-		return size
-	}
 	s := float64(alignWorkSide) / float64(long)
 	return image.Pt(max(1, int(math.Round(float64(size.X)*s))), max(1, int(math.Round(float64(size.Y)*s))))
 }
@@ -300,10 +305,13 @@ func toGrey(img gocv.Mat) gocv.Mat {
 // levels assumes.
 func (al *aligner) pyramid(grey gocv.Mat) []gocv.Mat {
 	first := gocv.NewMat()
-	if al.work == al.size {
+	switch {
+	case al.work == al.size:
 		grey.CopyTo(&first)
-	} else {
+	case al.work.X <= al.size.X && al.work.Y <= al.size.Y:
 		gocv.Resize(grey, &first, al.work, 0, 0, gocv.InterpolationArea)
+	default: // a side grows (a frame smaller than the working size)
+		gocv.Resize(grey, &first, al.work, 0, 0, gocv.InterpolationLinear)
 	}
 	out := []gocv.Mat{first}
 	for len(out) < 4 {
@@ -395,7 +403,9 @@ func (al *aligner) locate(img *gocv.Mat) *Alignment {
 		w = lw
 	}
 	res.Warp = scaleWarp(w, al.work, al.size)
-	res.DX, res.DY, res.Angle = poseOf(res.Warp, al.size)
+	res.DX, res.DY, _ = poseOf(res.Warp, al.size)
+	// The turn in the working image, whose pixels are square.
+	_, _, res.Angle = poseOf(w, al.work)
 	res.Score = math.Max(0, rho)
 	if err := al.check(res); err != nil {
 		res.Err = err
