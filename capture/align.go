@@ -50,8 +50,8 @@ const MaxAlignAngle = 20.0
 // alignWorkSide is the longer side of the grey image the registration runs
 // on. At 64 px ECC (two pyramid levels, 64 and 32) stays under the 1.5 ms
 // budget for a 256x256 frame, about half the time at 96 px; ECC is
-// sub-pixel, and the known-motion tests still recover shifts within 0.1 px
-// of 256 and turns within 0.02 degrees.
+// sub-pixel, and the known-motion tests still recover shifts within 0.05 px
+// of 256 and turns within 0.05 degrees.
 const alignWorkSide = 64
 
 // alignMinLevel is the smallest side of a pyramid level: below it there is
