@@ -49,7 +49,7 @@ func orbFeatures(grey gocv.Mat) ([]gocv.Point2f, []byte, error) {
 	return pts, append([]byte(nil), b...), nil
 }
 
-// featureWarp estimates the reference-to-frame warp (preprocessed pixels)
+// featureWarp estimates the reference-to-frame warp (working pixels)
 // from ORB matches: a ratio test (0.8), then RANSAC (3 px) for euclidean
 // (a similarity with its scale removed) and affine, and the median shift of
 // the matches for translation.
@@ -84,6 +84,15 @@ func (al *aligner) featureWarp(grey gocv.Mat) ([6]float64, error) {
 		to = append(to, f.X, f.Y)
 	}
 	n := len(from) / 2
+	// Fit in working pixels (the camera's aspect, square pixels): a
+	// similarity there is the part's rotation, in the resized frame not.
+	sx, sy := float32(al.work.X)/float32(al.size.X), float32(al.work.Y)/float32(al.size.Y)
+	for _, pts := range [][]float32{from, to} {
+		for i := 0; i < len(pts); i += 2 {
+			pts[i] = sx*pts[i] + (sx-1)/2
+			pts[i+1] = sy*pts[i+1] + (sy-1)/2
+		}
+	}
 	if n < minFeatureMatches {
 		return none, fmt.Errorf("only %d feature matches with the reference, need %d (wrong part?)", n, minFeatureMatches)
 	}
@@ -100,7 +109,7 @@ func (al *aligner) featureWarp(grey gocv.Mat) ([6]float64, error) {
 	if al.motion == gocv.MotionEuclidean {
 		partial = 1
 	}
-	inl := C.segad_estimate_affine((*C.float)(unsafe.Pointer(&from[0])), (*C.float)(unsafe.Pointer(&to[0])), C.int(n), partial, 3,
+	inl := C.segad_estimate_affine((*C.float)(unsafe.Pointer(&from[0])), (*C.float)(unsafe.Pointer(&to[0])), C.int(n), partial, C.double(3*sx),
 		&cw[0], &errBuf[0], C.size_t(len(errBuf)))
 	if inl < 0 {
 		return none, fmt.Errorf("fit to feature matches: %s", firstLine(C.GoString(&errBuf[0])))

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"math"
@@ -376,5 +377,43 @@ func TestAlignLeak(t *testing.T) {
 	}
 	if end, _ := matCount(); end != start {
 		t.Fatalf("%d Mats leaked by registration:\n%s", end-start, matStacks())
+	}
+}
+
+// TestAlignNonSquareFrame: a 384x512 camera frame resized to a 256x256
+// detector input. A turn of the part is measured as the camera sees it
+// (registration in the camera's aspect), the shift in detector pixels.
+func TestAlignNonSquareFrame(t *testing.T) {
+	dir := t.TempDir()
+	sq := texturedPart(1, 512)
+	defer sq.Close()
+	ref := gocv.NewMat()
+	defer ref.Close()
+	gocv.Resize(sq, &ref, image.Pt(384, 512), 0, 0, gocv.InterpolationArea)
+	refPath := writeMat(t, dir, "ref.png", ref)
+	for _, tc := range []struct{ dx, dy, angle float64 }{{9, -12, 3.5}, {-15, 6, -4}} {
+		for _, method := range []string{MethodECC, MethodFeatures} {
+			t.Run(fmt.Sprintf("%v/%s", tc, method), func(t *testing.T) {
+				// moved turns about ((w-1)/2, (w-1)/2): centre the turn itself.
+				r := tc.angle * math.Pi / 180
+				cs, sn := math.Cos(r), math.Sin(r)
+				cx, cy := 383.0/2, 511.0/2
+				w := [6]float64{cs, sn, cx - cs*cx - sn*cy + tc.dx, -sn, cs, cy + sn*cx - cs*cy + tc.dy}
+				m := warpMat(w)
+				defer m.Close()
+				orig := gocv.NewMat()
+				gocv.WarpAffineWithParams(ref, &orig, m, image.Pt(384, 512), gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
+				f := FrameFromMat(orig, alignPre(refPath, MotionEuclidean, method))
+				defer f.Close()
+				if !f.Align.Located() {
+					t.Fatal(f.Align.Err)
+				}
+				wantX, wantY := tc.dx*256/384, tc.dy*256/512
+				a := f.Align
+				if math.Abs(a.DX-wantX) > 0.5 || math.Abs(a.DY-wantY) > 0.5 || math.Abs(a.Angle-tc.angle) > 0.2 {
+					t.Errorf("pose (%.3f, %.3f, %.3f), want (%.3f, %.3f, %.3f)", a.DX, a.DY, a.Angle, wantX, wantY, tc.angle)
+				}
+			})
+		}
 	}
 }
