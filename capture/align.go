@@ -376,7 +376,7 @@ func (al *aligner) locate(img *gocv.Mat) *Alignment {
 			res.Err = fmt.Errorf("%w: %v", ErrNotLocated, err)
 			return res
 		}
-		w = fw // featureWarp works in working pixels
+		w = fw  // featureWarp works in working pixels
 		top = 0 // features give a close start: polish at the finest level only
 	}
 	var rho float64
