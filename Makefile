@@ -11,7 +11,7 @@ export SEGAD_ONNXRUNTIME_LIB ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Real data for tests and benchmarks, never copied into the repository.
 export SEGAD_SHARED ?= $(abspath $(CURDIR)/../shared)
 
-.PHONY: all setup build test test-short vet fmt-check bench demo golden clean acceptance
+.PHONY: all setup build test test-short vet fmt-check bench demo golden soak-drift clean console-screenshots acceptance
 
 all: build
 
@@ -33,7 +33,7 @@ test: setup fmt-check vet build
 	# Mat leak check: every source kind, thousands of frames, Mat count back to zero.
 	$(GO) test -count=1 -tags matprofile -run Leak ./capture/
 	# Race detector (with checkptr: unsafe pointer rules) on the concurrent and unsafe code.
-	$(GO) test -count=1 -race -short ./brf/... ./segad/... ./npy ./metrics ./config ./model ./audit ./logging ./daemon ./mqtt/... ./history
+	$(GO) test -count=1 -race -short ./brf/... ./segad/... ./npy ./metrics ./config ./model ./audit ./logging ./daemon ./mqtt/... ./history ./assurance/drift
 
 test-short:
 	$(GO) test -short ./...
@@ -46,6 +46,11 @@ bench: setup
 acceptance: setup
 	SEGAD_ACCEPTANCE=1 $(GO) test -count=1 -timeout 30m -run 'TestAlignTireAcceptance' -v ./fit
 
+# Drift soak: 20,000 steady demo parts, each inspected by the real model,
+# through the drift monitor; no alarm may be raised (about 10-20 min on 2 cores).
+soak-drift: setup
+	SEGAD_SOAK=1 $(GO) test -count=1 -timeout 60m -run TestSoakSteadyLineFullPipeline -v ./assurance/drift
+
 # Regenerates the golden fixtures from the reference tools (numpy/scipy/xgboost).
 golden: setup
 	bash scripts/golden/generate.sh
@@ -53,6 +58,10 @@ golden: setup
 # DEMO_ARGS: extra `segad demo` flags, e.g. make demo DEMO_ARGS=--jitter (fixturing).
 demo: setup build
 	bash scripts/demo.sh $(DEMO_ARGS)
+
+# Screenshots of the console pages for docs/ and README (headless chromium).
+console-screenshots: setup
+	SEGAD_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleBrowser ./cmd/segad
 
 clean:
 	rm -rf bin

@@ -64,6 +64,8 @@ type Config struct {
 	PLC PLCConfig `yaml:"plc"`
 	// Assurance holds golden-sample challenges and drift alarms.
 	Assurance AssuranceConfig `yaml:"assurance"`
+	// Console is the technician console's users and limits (docs/console.md).
+	Console ConsoleConfig `yaml:"console"`
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -89,8 +91,9 @@ type ORTConfig struct {
 // SegADConfig is the SegAD stage: mask, forest, thresholds.
 type SegADConfig struct {
 	// Mask is a label image (PNG or .npy) or "builtin:vad" for the built-in
-	// 7-segment VAD-style template.
-	Mask string `yaml:"mask"`
+	// 7-segment VAD-style template, or a segmentation model run per frame
+	// (see MaskConfig).
+	Mask MaskConfig `yaml:"mask"`
 	// Segments names the mask's segments in label order (default: the mask's
 	// sidecar names file, else seg0..).
 	Segments []string `yaml:"segments"`
@@ -105,6 +108,8 @@ type SegADConfig struct {
 	// WarnThreshold, when set and below Threshold, flags passed parts whose
 	// score is at or above it (a "warn" band for drift before rejects).
 	WarnThreshold *float64 `yaml:"warn_threshold"`
+	// Shadow is a candidate model scored beside the live one (shadow.go).
+	Shadow *ShadowConfig `yaml:"shadow"`
 }
 
 // HTTPConfig is the daemon's HTTP server.
@@ -374,6 +379,7 @@ func (c *Config) Defaults() {
 	if c.Classifier != nil {
 		c.Classifier.Defaults()
 	}
+	c.SegAD.Mask.Defaults()
 	if c.MQTT.Station == "" {
 		c.MQTT.Station = c.Station // one station name for topics and payloads
 	}
@@ -408,6 +414,10 @@ func (c *Config) Defaults() {
 		c.Pipeline.Warmup = 3
 	}
 	c.outputDefaults()
+	c.shadowDefaults()
+	c.consoleDefaults()
+	c.goldenDefaults()
+	c.driftDefaults()
 }
 
 // resolvePaths makes file paths relative to the config file's folder, so a
@@ -415,7 +425,8 @@ func (c *Config) Defaults() {
 func (c *Config) resolvePaths(dir string) {
 	abs := func(p *string) { *p = resolvePath(dir, *p) }
 	abs(&c.ONNXRuntime.Library)
-	abs(&c.SegAD.Mask)
+	abs(&c.SegAD.Mask.File)
+	abs(&c.SegAD.Mask.Model)
 	abs(&c.SegAD.Model)
 	abs(&c.SegAD.Bundle)
 	for i := range c.Detectors {
@@ -427,9 +438,11 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Audit.Dir)
 	abs(&c.MQTT.Outbox.Path)
 	abs(&c.History.Path)
+	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
 	abs(&c.Capture.Align.Reference)
+	c.shadowPaths(dir)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":
 		abs(&c.Capture.Path)
@@ -507,17 +520,17 @@ func (c *Config) Validate() error {
 	add(c.validateRanges())
 	add(c.validateFit())
 	add(c.validateOutputs())
+	add(c.validateShadow())
+	add(c.validateConsole())
+	add(c.validateGolden())
+	add(c.validateDrift())
 	return errors.Join(errs...)
 }
 
 func (c *Config) validateSegAD() error {
 	s := c.SegAD
 	var errs []error
-	if s.Mask == "" {
-		errs = append(errs, c.errorAt("segad.mask", "missing: a mask file (PNG or .npy) or builtin:vad"))
-	} else if strings.HasPrefix(s.Mask, "builtin:") && s.Mask != "builtin:vad" {
-		errs = append(errs, c.errorAt("segad.mask", "unknown built-in mask %q: the built-in one is builtin:vad", s.Mask))
-	}
+	errs = append(errs, c.validateMask()...)
 	switch {
 	case s.Model == "" && s.Bundle == "":
 		errs = append(errs, c.errorAt("segad", "set model (a BRF file) or bundle (a folder from `segad fit`)"))

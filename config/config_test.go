@@ -19,8 +19,8 @@ func TestExampleParses(t *testing.T) {
 	if got, want := c.SegAD.Model, "/etc/segad/models/brf.json"; got != want {
 		t.Errorf("relative model path resolved to %q, want %q", got, want)
 	}
-	if c.SegAD.Mask != "builtin:vad" {
-		t.Errorf("builtin mask rewritten as a path: %q", c.SegAD.Mask)
+	if c.SegAD.Mask.File != "builtin:vad" {
+		t.Errorf("builtin mask rewritten as a path: %q", c.SegAD.Mask.File)
 	}
 	if c.MQTT.Station != c.Station {
 		t.Errorf("mqtt.station = %q, want the station %q", c.MQTT.Station, c.Station)

@@ -52,6 +52,9 @@ var reloadClasses = []struct {
 	{"segad.segments", Model},
 	{"segad.model", Model},
 	{"segad.bundle", Model},
+	// The candidate is rebuilt on its own (the daemon's shadow hook); the
+	// live model stays (daemon.liveModelChanges leaves these keys out).
+	{"segad.shadow", Model},
 	{"mqtt", Restart},
 	{"mqtt.publish_features", Live},
 	{"http", Restart},
@@ -62,6 +65,11 @@ var reloadClasses = []struct {
 	{"fit", FitOnly},
 	{"history", Restart},
 	{"plc", Restart},
+	// console users, session_ttl, live_rate and login_attempts are live
+	// (auth.Manager.Update); serving the console at all takes a restart.
+	{"console.enabled", Restart},
+	{"assurance.golden", Restart},
+	{"assurance.drift", Restart},
 }
 
 // ClassOf is the reload class of a dotted key ("segad.threshold",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/segad-edge/segad-edge/assurance/golden"
 	"github.com/segad-edge/segad-edge/audit"
 	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
@@ -66,6 +67,7 @@ type Daemon struct {
 	pub      Publisher
 	outputs  []*peer
 	audit    *audit.Store
+	shadow   Shadow // nil: no candidate runner (daemon/shadow.go)
 
 	sourceFn func(capture.PreprocessConfig) (capture.Source, error) // Options.Source
 	srcMu    sync.Mutex
@@ -92,6 +94,10 @@ type Daemon struct {
 
 	routes       func(*http.ServeMux, func(http.HandlerFunc) http.HandlerFunc)
 	outputHealth func() map[string]string
+	preview      *previewState        // Options.Preview; nil without one
+	onReload     func(*config.Config) // Options.OnReload
+	golden       *goldenState         // assurance.golden; nil when off (golden.go)
+	degraded     func() string
 }
 
 // Options are what New needs besides the configuration.
@@ -122,11 +128,29 @@ type Options struct {
 	// and why (a full history disk, say). It shows in health and the log;
 	// the line keeps inspecting, so it never makes /readyz fail.
 	OutputHealth func() map[string]string
+	// Degraded, when set, says why the line's judgement is in doubt (a
+	// drift alarm), "" when it is not: health then shows status
+	// "degraded" with the reason. Like OutputHealth it never makes
+	// /readyz fail: the line keeps inspecting (docs/assurance.md).
+	Degraded func() string
 	// Collectors are extra Prometheus metrics served on /metrics.
 	Collectors []prometheus.Collector
 	// AuditKeep, when set, names audit entries that outlive the audit
 	// bounds (labelled results, which are training data).
 	AuditKeep func(resultID string) bool
+	// Preview, when set, gets the latest part's frame with its heatmap
+	// while it asks for one (the console's Live page; daemon/preview.go).
+	Preview Preview
+	// OnReload, when set, is called after every applied reload with the
+	// configuration now in force, for the parts outside the daemon whose
+	// keys are live (the console's users and limits: auth.Manager.Update).
+	OnReload func(applied *config.Config)
+	// Golden is the golden-sample set (assurance.golden, loaded with
+	// golden.Load); nil turns challenges off. See StartGolden.
+	Golden *golden.Set
+	// Shadow, when set, scores a share of the frames with segad.shadow's
+	// candidate beside the live model (daemon/shadow.go).
+	Shadow Shadow
 }
 
 // New builds every stage from the configuration: the model stage
@@ -140,7 +164,11 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	}
 	d = &Daemon{log: log, floodLog: logging.RateLimited(log), logLevel: opt.LogLevel, metrics: newMetrics(), cfg: cfg, started: time.Now(),
 		sampleRand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), httpLimits: opt.HTTPLimits,
-		routes: opt.Routes, outputHealth: opt.OutputHealth}
+		routes: opt.Routes, outputHealth: opt.OutputHealth, degraded: opt.Degraded}
+	if opt.Preview != nil {
+		d.preview = &previewState{hook: opt.Preview}
+	}
+	d.onReload = opt.OnReload
 	for _, c := range opt.Collectors {
 		if err := d.metrics.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("register output metrics: %w", err)
@@ -161,6 +189,16 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 	closers = append(closers, func() { m.Close() })
 	d.insp = model.NewInspector(m, settings)
 	d.metrics.setModel(m)
+	if err := d.newGolden(opt.Golden, cfg.Assurance.Golden); err != nil {
+		return nil, err
+	}
+	// The candidate before the source: a broken one fails the start fast.
+	if err := d.startShadow(opt.Shadow, cfg); err != nil {
+		return nil, err
+	}
+	if opt.Shadow != nil {
+		closers = append(closers, func() { opt.Shadow.Close(context.Background()) })
+	}
 
 	if cfg.Audit.Dir != "" {
 		if d.audit, err = audit.OpenKeeping(cfg.Audit.Dir, cfg.Audit.MaxBytes, cfg.Audit.MaxAge, d.floodLog, opt.AuditKeep); err != nil {
@@ -188,6 +226,7 @@ func New(cfg *config.Config, opt Options) (d *Daemon, err error) {
 		}
 		p.SetHealth(d.health)
 		p.OnTrigger(d.onTrigger)
+		d.goldenMQTT(p)
 		d.pub = p
 	}
 	for _, o := range opt.Outputs {

@@ -29,6 +29,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 		d.beat()
 	}()
 	res := &ins.Result
+	d.goldenMark(res)
 	// Inspector.Score stamped the ID and schema (the one place for every
 	// path), so the audit entry, the log line and every output carry the same.
 	t := time.Now()
@@ -52,6 +53,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 	for _, o := range d.outputs {
 		o.offer(*res)
 	}
+	d.offerShadow(q, res)
 	d.metrics.count(res)
 	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
 	if d.audit != nil && (res.Rejected() || d.samplePass()) {
@@ -62,6 +64,7 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 			d.floodLog.Warn("audit entry not saved", "id", res.ID, "seq", res.Seq, "err", err)
 		}
 	}
+	d.offerPreview(f, &ins)
 	if q.ref != nil && stored && f.Ack != nil {
 		if err := f.Ack(!res.Rejected()); err != nil {
 			d.floodLog.Warn("cannot move inspected file", "file", f.Path, "err", err)

@@ -189,6 +189,8 @@ func (d *Daemon) health() mqtt.Health {
 	if d.outputHealth != nil {
 		h.Outputs = d.outputHealth()
 	}
+	d.goldenHealth(&h)
+	d.degradedHealth(&h)
 	return h
 }
 

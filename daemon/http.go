@@ -91,6 +91,7 @@ const freeAfterBody = 4 << 20
 //	POST /inspect   an encoded image in the body (PNG, JPEG, BMP, TIFF) -> the
 //	                result JSON; same path as the line, not published
 //	POST /trigger   ?part_id=ID: grab the freshest frame (on-demand sources)
+//	GET  /api/golden, POST /api/golden/run: golden-sample challenges (golden.go)
 //
 // Every endpoint but /healthz and /readyz needs "Authorization: Bearer
 // <http.token>" when a token is set. Limits: HTTPLimits (413 for a body
@@ -119,6 +120,7 @@ func (d *Daemon) Handler(token string) http.Handler {
 	if d.routes != nil {
 		d.routes(mux, auth)
 	}
+	d.goldenRoutes(mux, auth)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -234,6 +236,9 @@ func (d *Daemon) returnMemory(slots chan struct{}) {
 func (d *Daemon) notReady() string {
 	if !d.Ready() {
 		return "warming up"
+	}
+	if why := d.goldenBlock(); why != "" {
+		return why
 	}
 	st := d.currentSource().State()
 	if !st.Connected {

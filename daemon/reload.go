@@ -62,7 +62,7 @@ func (d *Daemon) Reload() error {
 	// Build everything new first; swap only when all of it works.
 	var m *model.Model
 	var settings model.Settings
-	if config.Touches(changes, config.Model) {
+	if config.Touches(liveModelChanges(changes), config.Model) {
 		if m, settings, err = model.Build(applied, model.Options{Log: d.log}); err != nil {
 			return reject("new models not loaded", err)
 		}
@@ -85,6 +85,19 @@ func (d *Daemon) Reload() error {
 				m.Close()
 			}
 			return reject("new capture source not switched to; the running source stays", err)
+		}
+	}
+	// The candidate last: it swaps itself in when built. A live model
+	// rebuild re-verifies it too (it scores the live feature rows).
+	if d.shadow != nil && (shadowChanged(changes) || m != nil) {
+		if err := d.shadow.Apply(applied, d.log); err != nil {
+			if m != nil {
+				m.Close()
+			}
+			if src != nil {
+				src.Close()
+			}
+			return reject("new shadow candidate not loaded", err)
 		}
 	}
 
@@ -123,6 +136,10 @@ func (d *Daemon) Reload() error {
 	d.cfgMu.Unlock()
 	d.configError.Store(nil)
 	d.metrics.Reloads.WithLabelValues("applied").Inc()
+	if d.onReload != nil {
+		d.onReload(applied)
+	}
+	d.goldenAfterReload(changes)
 	return nil
 }
 
@@ -149,6 +166,16 @@ func (d *Daemon) WatchConfig(ctx context.Context) error {
 		w.Close()
 		return fmt.Errorf("watch config folder %s: %w", filepath.Dir(abs), err)
 	}
+	// A symlinked config (config management often links it) is replaced
+	// at its target (config.Edit, the console's Apply, renames there):
+	// watch the target's folder too.
+	target, _ := filepath.EvalSymlinks(abs)
+	if target != "" && target != abs {
+		if err := w.Add(filepath.Dir(target)); err != nil {
+			w.Close()
+			return fmt.Errorf("watch config target folder %s: %w", filepath.Dir(target), err)
+		}
+	}
 	go func() {
 		defer w.Close()
 		var pending <-chan time.Time
@@ -160,7 +187,7 @@ func (d *Daemon) WatchConfig(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if filepath.Clean(ev.Name) != abs || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
+				if name := filepath.Clean(ev.Name); (name != abs && (target == "" || name != target)) || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
 					continue
 				}
 				pending = time.After(300 * time.Millisecond)

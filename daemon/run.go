@@ -57,7 +57,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() {
 		defer close(workDone)
 		for p := range inferred {
-			d.finish(p.q, d.insp.Score(p.in, d.audit != nil))
+			d.finish(p.q, d.insp.Score(p.in, d.previewDue(p.q.f) || d.audit != nil))
 		}
 	}()
 	healthCtx, stopHealth := context.WithCancel(ctx)
@@ -176,6 +176,7 @@ func (d *Daemon) closeBounded(detectorsIdle bool, flush time.Duration) error {
 	peersDone := make(chan struct{})
 	go func() {
 		defer close(peersDone)
+		d.closeShadow(ctx)
 		if err := closePeers(d.outputs, flush/2); err != nil {
 			d.log.Warn("an output did not close cleanly", "err", err)
 		}

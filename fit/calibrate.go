@@ -17,6 +17,7 @@ import (
 
 	"github.com/segad-edge/segad-edge/brf"
 	"github.com/segad-edge/segad-edge/bundle"
+	"github.com/segad-edge/segad-edge/metrics"
 )
 
 // Calibration methods (bundle.Threshold.Calibration).
@@ -99,24 +100,13 @@ func Budgets(recalls, maxFalseReject []float64, primary string) ([]bundle.Budget
 }
 
 // ClopperPearson returns the exact (Clopper-Pearson) two-sided confidence
-// interval of a binomial share with k successes in n trials: the
-// Beta(k, n-k+1) and Beta(k+1, n-k) quantiles at (1-conf)/2 and
-// 1-(1-conf)/2, as scipy.stats.binomtest(k, n).proportion_ci(conf,
-// "exact"). Its coverage is at least conf for every true share, which suits
-// a promise; it is wider than Wilson's. n = 0 gives [0, 1].
+// interval of a binomial share with k successes in n trials, as
+// scipy.stats.binomtest(k, n).proportion_ci(conf, "exact"); the one
+// implementation is metrics.ClopperPearson (the console's what-if uses it
+// without importing fit). n = 0 gives [0, 1].
 func ClopperPearson(k, n int, conf float64) bundle.Interval {
-	if n <= 0 {
-		return bundle.Interval{Low: 0, High: 1}
-	}
-	a := (1 - conf) / 2
-	iv := bundle.Interval{Low: 0, High: 1}
-	if k > 0 {
-		iv.Low = distuv.Beta{Alpha: float64(k), Beta: float64(n - k + 1)}.Quantile(a)
-	}
-	if k < n {
-		iv.High = distuv.Beta{Alpha: float64(k + 1), Beta: float64(n - k)}.Quantile(1 - a)
-	}
-	return iv
+	lo, hi := metrics.ClopperPearson(k, n, conf)
+	return bundle.Interval{Low: lo, High: hi}
 }
 
 // Wilson returns the Wilson score interval (no continuity correction) of k

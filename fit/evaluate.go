@@ -133,7 +133,7 @@ func EvaluateBundle(o EvaluateOptions) (*Evaluation, error) {
 			return nil, err
 		}
 		defer f.Close()
-		if err := bundle.Verify(b.Manifest, f.Detectors, f.ModelPaths, f.Mask.Hash()); err != nil {
+		if err := bundle.Verify(b.Manifest, f.Detectors, f.ModelPaths, f.MaskHash); err != nil {
 			return nil, fmt.Errorf("eval: %w", err)
 		}
 		syn := o.Images.Synthetic

@@ -123,8 +123,11 @@ type Featurizer struct {
 	ModelPaths []string
 	// Mask is the segmentation at the map size.
 	Mask *segad.Mask
-	// MaskSource is the configured mask (file or builtin:...).
+	// MaskSource is the configured mask (file, builtin:..., or model:<path>
+	// for a per-frame segmentation model).
 	MaskSource string
+	// MaskHash identifies the mask in manifests (model.Model.MaskHash).
+	MaskHash string
 	// Features are the feature names in order.
 	Features []string
 
@@ -143,7 +146,7 @@ func NewFeaturizer(cfg *config.Config, log *slog.Logger) (*Featurizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Featurizer{MaskSource: cfg.SegAD.Mask, Detectors: m.Names, Mask: m.Mask, Features: m.Extractor.Names(), model: m}
+	f := &Featurizer{MaskSource: cfg.SegAD.Mask.Source(), MaskHash: m.MaskHash(), Detectors: m.Names, Mask: m.Mask, Features: m.Extractor.Names(), model: m}
 	for _, d := range cfg.Detectors {
 		f.ModelPaths = append(f.ModelPaths, d.Model)
 	}
@@ -185,6 +188,10 @@ func (f *Featurizer) imageMask(w, h int) (*segad.Mask, error) {
 		return f.mask, nil
 	}
 	m := f.Mask
+	if m.Labels == nil {
+		// A per-frame segmentation has no one mask to place disturbances in.
+		return nil, fmt.Errorf("synthetic disturbances need a static mask, but segad.mask is a segmentation model (%s): train with real bad parts, or fit with a static mask", f.MaskSource)
+	}
 	if m.Width != w || m.Height != h {
 		var err error
 		if m, err = m.Resize(w, h); err != nil {
@@ -361,6 +368,9 @@ func (f *Featurizer) sampleRow(path string, row, max []float32) error {
 func MapsDataset(samples []Sample, detectors []string, segCfg config.SegADConfig, progress io.Writer, log *slog.Logger) (*Dataset, *segad.Mask, error) {
 	if log == nil {
 		log = slog.Default()
+	}
+	if segCfg.Mask.PerFrame() {
+		return nil, nil, fmt.Errorf("precomputed maps have no images for the segmentation model %s (segad.mask.model) to segment: fit from images, or use a static mask file", segCfg.Mask.Model)
 	}
 	var ex *segad.Extractor
 	var mask *segad.Mask

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/segad-edge/segad-edge/brf"
@@ -167,6 +168,9 @@ func Run(o Options) (*Summary, error) {
 	if err := bundle.Write(o.Out, model, man); err != nil {
 		return nil, err
 	}
+	if err := writeDrift(o.Out, td, man.Threshold, log); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
 	sum.Features, sum.Counts, sum.Threshold, sum.History = d.NCols, man.Data, man.Threshold, man.History
 	log.Info("bundle written", "dir", o.Out, "good", man.Data.Good, "bad", man.Data.Bad, "threshold", man.Threshold.Suggested)
 	return sum, nil
@@ -214,7 +218,7 @@ func buildDataset(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, erro
 		if man.Detectors, err = f.ManifestDetectors(); err != nil {
 			return nil, nil, err
 		}
-		man.Mask = bundle.Mask{Source: maskSource(f.MaskSource), Hash: f.Mask.Hash(), Width: f.Mask.Width, Height: f.Mask.Height, Segments: f.Mask.Names}
+		man.Mask = bundle.Mask{Source: maskSource(f.MaskSource), Hash: f.MaskHash, Width: f.Mask.Width, Height: f.Mask.Height, Segments: f.Mask.Names}
 		d = &Dataset{Features: f.Features, Detectors: f.Detectors, NCols: len(f.Features)}
 	} else {
 		var err error
@@ -256,7 +260,7 @@ func buildInputs(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, error
 		if err != nil {
 			return nil, nil, err
 		}
-		man.Mask = bundle.Mask{Source: maskSource(o.Config.SegAD.Mask), Hash: mask.Hash(), Width: mask.Width, Height: mask.Height, Segments: mask.Names}
+		man.Mask = bundle.Mask{Source: maskSource(o.Config.SegAD.Mask.Source()), Hash: mask.Hash(), Width: mask.Width, Height: mask.Height, Segments: mask.Names}
 		return d, man, nil
 	}
 	samples, err := ListImages(o.Good, o.Bad)
@@ -276,7 +280,7 @@ func buildInputs(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, error
 	if man.Detectors, err = f.ManifestDetectors(); err != nil {
 		return nil, nil, err
 	}
-	man.Mask = bundle.Mask{Source: maskSource(f.MaskSource), Hash: f.Mask.Hash(), Width: f.Mask.Width, Height: f.Mask.Height, Segments: f.Mask.Names}
+	man.Mask = bundle.Mask{Source: maskSource(f.MaskSource), Hash: f.MaskHash, Width: f.Mask.Width, Height: f.Mask.Height, Segments: f.Mask.Names}
 	d, err := f.ImageDataset(samples, o.Images)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fit: %w", err)
@@ -285,6 +289,9 @@ func buildInputs(o Options, log *slog.Logger) (*Dataset, *bundle.Manifest, error
 }
 
 func maskSource(m string) string {
+	if p, ok := strings.CutPrefix(m, "model:"); ok {
+		return "model:" + maskSource(p)
+	}
 	if filepath.IsAbs(m) {
 		return filepath.Base(m)
 	}

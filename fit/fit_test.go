@@ -447,12 +447,12 @@ func TestFitEvalEndToEnd(t *testing.T) {
 	}
 	// A config with another mask is refused, with the difference named.
 	other := *cfg
-	other.SegAD.Mask = filepath.Join(dir, "grid.png")
+	other.SegAD.Mask.File = filepath.Join(dir, "grid.png")
 	g := &segad.Mask{Width: 256, Height: 256, Labels: make([]uint8, 256*256), Names: []string{"a", "b"}}
 	for i := range g.Labels {
 		g.Labels[i] = uint8(i % 2)
 	}
-	if err := g.WritePNG(other.SegAD.Mask); err != nil {
+	if err := g.WritePNG(other.SegAD.Mask.File); err != nil {
 		t.Fatal(err)
 	}
 	_, err = EvaluateBundle(EvaluateOptions{Bundle: out, Config: &other, Good: filepath.Join(dir, "testgood"), Bad: filepath.Join(dir, "testbad")})
@@ -535,7 +535,7 @@ func TestMapsCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, mask, err := MapsDataset(ss, []string{"d"}, config.SegADConfig{Mask: "builtin:vad"}, nil, nil)
+	d, mask, err := MapsDataset(ss, []string{"d"}, config.SegADConfig{Mask: config.MaskConfig{File: "builtin:vad"}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +557,7 @@ func TestMapsCSV(t *testing.T) {
 			}
 			ss, err := ReadMapsCSV(p, dets)
 			if err == nil {
-				_, _, err = MapsDataset(ss, dets, config.SegADConfig{Mask: "builtin:vad"}, nil, nil)
+				_, _, err = MapsDataset(ss, dets, config.SegADConfig{Mask: config.MaskConfig{File: "builtin:vad"}}, nil, nil)
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want %q", err, c.want)

@@ -110,6 +110,9 @@ var migrations = []migration{
 			`CREATE INDEX IF NOT EXISTS labels_result ON labels (result_id, seq)`,
 		},
 	},
+	// Version 2 is changes.go's audit trail of configuration changes
+	// (who set which threshold when, from the console or elsewhere).
+	migrationConfigChanges,
 }
 
 // SchemaVersion is the newest schema this build knows.

@@ -89,7 +89,9 @@ type Inspection struct {
 	// keepMaps was asked for (they are otherwise reused by the next frame).
 	Maps       [][]float32
 	MapW, MapH int
-	Mask       *segad.Mask
+	// Mask is the mask the features were computed with: the static one,
+	// or (with keepMaps) the frame's own from a segmentation model.
+	Mask *segad.Mask
 }
 
 // Inferred is a frame between the two stages: its result so far and, when
@@ -100,8 +102,11 @@ type Inferred struct {
 	set   Settings
 	start time.Time
 	maps  [][]float32 // from model.buffers; nil when the part already failed
-	class float32
-	done  bool // the verdict is already decided (failed closed)
+	// labels are the frame's mask from the segmentation model (a buffer of
+	// model.Frame; nil with a static mask).
+	labels []uint8
+	class  float32
+	done   bool // the verdict is already decided (failed closed)
 }
 
 // Inspect is the path of one frame, top to bottom: Infer then Score. It
@@ -149,6 +154,7 @@ func (l *Inspector) Infer(f *capture.Frame) *Inferred {
 	if r.ran {
 		in.res.LatencyMS["infer"] = ms(r.took)
 	}
+	in.labels = r.labels // kept on an implausible segmentation too, for the audit
 	if r.err != nil {
 		result.FailClosed(&in.res, r.code, r.err)
 		in.done = true
@@ -162,12 +168,13 @@ func (l *Inspector) Infer(f *capture.Frame) *Inferred {
 // from m.buffers, for the caller to give back) and the classifier score,
 // or the reason code and error of a part that failed closed.
 type inferred struct {
-	maps  [][]float32
-	class float32
-	ran   bool // the detectors ran (took is their time)
-	took  time.Duration
-	code  string
-	err   error
+	maps   [][]float32
+	labels []uint8 // the frame's mask (per-frame segmentation only)
+	class  float32
+	ran    bool // the detectors ran (took is their time)
+	took   time.Duration
+	code   string
+	err    error
 }
 
 // infer runs the detectors on f: 1. the frame (a part whose image could not
@@ -188,9 +195,17 @@ func (m *Model) infer(f *capture.Frame) inferred {
 		return inferred{code: result.ReasonCapture, err: err}
 	}
 	t := time.Now()
+	if m.Frame != nil {
+		m.Frame.start(f) // the segmentation model runs beside the detectors
+	}
 	out, err := m.Detectors.Run(m.imgs)
+	var seg segmented
+	if m.Frame != nil {
+		seg = m.Frame.wait()
+	}
 	r := inferred{ran: true, took: time.Since(t)}
 	if err != nil {
+		m.Frame.release(seg.lab)
 		r.code, r.err = result.ReasonInference, err
 		return r
 	}
@@ -198,6 +213,7 @@ func (m *Model) infer(f *capture.Frame) inferred {
 	for i, o := range out.Detectors {
 		if len(o.Map) != len(maps[i]) {
 			m.buffers <- maps
+			m.Frame.release(seg.lab)
 			r.code, r.err = result.ReasonMap, fmt.Errorf("detector %s gave a %d-value map, want %dx%d", m.Names[i], len(o.Map), m.Mask.Width, m.Mask.Height)
 			return r
 		}
@@ -207,10 +223,21 @@ func (m *Model) infer(f *capture.Frame) inferred {
 		// A NaN feature would follow the forest's default branches and
 		// could pass the part: a classifier that gives no number fails it.
 		m.buffers <- maps
+		m.Frame.release(seg.lab)
 		r.code, r.err = result.ReasonInference, fmt.Errorf("classifier score is %v", out.Class)
 		return r
 	}
 	r.maps, r.class = maps, out.Class
+	// 3. With a segmentation model, the frame's own mask (made beside the
+	// detectors' run).
+	if m.Frame != nil {
+		if seg.err != nil {
+			m.buffers <- maps
+			r.maps, r.labels, r.code, r.err = nil, seg.lab, seg.code, fmt.Errorf("segmentation model: %w", seg.err)
+			return r
+		}
+		r.labels = seg.lab
+	}
 	return r
 }
 
@@ -222,6 +249,13 @@ func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 	m, s, res := in.model, in.set, &in.res
 	ins := Inspection{Mask: m.Mask}
 	finish := func() Inspection {
+		if in.labels != nil {
+			if keepMaps {
+				ins.Mask = m.Frame.maskOf(in.labels)
+			}
+			m.Frame.release(in.labels)
+			in.labels = nil
+		}
 		if in.maps != nil {
 			if keepMaps {
 				ins.MapW, ins.MapH = m.Mask.Width, m.Mask.Height
@@ -244,10 +278,11 @@ func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 	m.scoreMu.Lock()
 	defer m.scoreMu.Unlock()
 
-	// 3. SegAD features: per-segment statistics of every map.
+	// 4. SegAD features: per-segment statistics of every map, with the
+	// frame's own mask when a segmentation model made one.
 	t := time.Now()
 	res.MapMax = make(map[string]float64, len(m.Names))
-	if err := m.Extractor.Extract(m.row, in.maps, in.class); err != nil {
+	if err := m.extract(in.labels, in.maps, in.class); err != nil {
 		res.LatencyMS["segad"] = ms(time.Since(t))
 		for i, mp := range in.maps {
 			res.MapMax[m.Names[i]] = float64(mapMax(mp))
@@ -262,7 +297,7 @@ func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 		res.MapMax[n] = float64(m.row[first+i])
 	}
 
-	// 4. The forest's score against the threshold is the verdict.
+	// 5. The forest's score against the threshold is the verdict.
 	var score float64
 	if m.Scorer != nil {
 		score = m.Scorer.Margin(m.row)
@@ -270,7 +305,7 @@ func (l *Inspector) Score(in *Inferred, keepMaps bool) Inspection {
 		score = math.NaN() // a features-only model cannot judge: fail closed
 	}
 	res.LatencyMS["segad"] = ms(time.Since(t))
-	// 5. Which segment made the score: path attribution, every frame.
+	// 6. Which segment made the score: path attribution, every frame.
 	if x := m.explainerInForce(); x != nil && !math.IsNaN(score) && !math.IsInf(score, 0) {
 		t := time.Now()
 		res.Explain = x.pathExplain(m.row)
@@ -307,12 +342,20 @@ func (m *Model) Features(f *capture.Frame, row, maxes []float32) error {
 	}
 	r := m.infer(f)
 	if r.err != nil {
+		if r.labels != nil {
+			m.Frame.release(r.labels)
+		}
 		return fmt.Errorf("image %s: %s (%s)", f.Path, r.err, r.code)
 	}
-	defer func() { m.buffers <- r.maps }()
+	defer func() {
+		m.buffers <- r.maps
+		if r.labels != nil {
+			m.Frame.release(r.labels)
+		}
+	}()
 	m.scoreMu.Lock()
 	defer m.scoreMu.Unlock()
-	if err := m.Extractor.Extract(m.row, r.maps, r.class); err != nil {
+	if err := m.extract(r.labels, r.maps, r.class); err != nil {
 		return fmt.Errorf("image %s: %s (%s)", f.Path, err, result.ReasonMap)
 	}
 	copy(row, m.row)

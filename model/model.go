@@ -56,8 +56,13 @@ type Model struct {
 	Detectors Detectors
 	// Names are the detector names in feature order.
 	Names []string
-	// Mask is the segmentation, at the detectors' map size.
+	// Mask is the segmentation, at the detectors' map size. With a
+	// per-frame segmentation model (Frame) it holds the size and segment
+	// names only (Labels nil): each frame has its own labels.
 	Mask *segad.Mask
+	// Frame is the per-frame segmentation (segad.mask with a model); nil
+	// for a static mask, which then costs nothing per frame.
+	Frame *FrameMask
 	// Extractor computes the feature row.
 	Extractor *segad.Extractor
 	// Scorer is the boosted random forest (nil for a features-only model).
@@ -134,6 +139,9 @@ func (m *Model) Close() error {
 	defer m.runMu.Unlock()
 	for _, r := range m.resized {
 		r.Close()
+	}
+	if m.Frame != nil {
+		m.Frame.Close()
 	}
 	return m.Detectors.Close()
 }
@@ -278,13 +286,16 @@ func buildFeatures(cfg *config.Config, log *slog.Logger) (*Model, error) {
 	if err := set.Warmup(max(cfg.Pipeline.Warmup, 1)); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
-	mask, err := LoadMask(cfg.SegAD, mapSize.Width, mapSize.Height, log)
-	if err != nil {
-		return nil, err
-	}
 	extra := ""
 	if cfg.Classifier != nil {
 		extra = "classifier"
+	}
+	if cfg.SegAD.Mask.PerFrame() {
+		return buildPerFrame(cfg, set, names, extra, mapSize, &ok, log)
+	}
+	mask, err := LoadMask(cfg.SegAD, mapSize.Width, mapSize.Height, log)
+	if err != nil {
+		return nil, err
 	}
 	ex, err := segad.NewExtractor(mask, names, extra)
 	if err != nil {
@@ -297,12 +308,15 @@ func buildFeatures(cfg *config.Config, log *slog.Logger) (*Model, error) {
 // LoadMask loads the configured mask (or the built-in VAD template) at the
 // detectors' map size and logs its warnings (segad.MaskAt).
 func LoadMask(c config.SegADConfig, w, h int, log *slog.Logger) (*segad.Mask, error) {
-	mask, warnings, err := segad.MaskAt(c.Mask, c.Segments, w, h)
+	if c.Mask.PerFrame() {
+		return perFrameMask(c.Mask.Labels, w, h), nil
+	}
+	mask, warnings, err := segad.MaskAt(c.Mask.File, c.Segments, w, h)
 	if err != nil {
 		return nil, err
 	}
 	for _, wrn := range warnings {
-		log.Warn("mask", "file", c.Mask, "warning", wrn)
+		log.Warn("mask", "file", c.Mask.File, "warning", wrn)
 	}
 	return mask, nil
 }
@@ -318,7 +332,7 @@ func (m *Model) loadForest(cfg *config.Config, b *bundle.Bundle, log *slog.Logge
 		for i, d := range cfg.Detectors {
 			paths[i] = d.Model
 		}
-		if err := bundle.Verify(b.Manifest, m.Names, paths, m.Mask.Hash()); err != nil {
+		if err := bundle.Verify(b.Manifest, m.Names, paths, m.MaskHash()); err != nil {
 			return "", fmt.Errorf("bundle %s does not match this configuration: %w (retrain with segad fit, or fix detectors/mask)", cfg.SegAD.Bundle, err)
 		}
 		if err := bundle.VerifyFeatures(b.Manifest, m.Extractor.Names()); err != nil {

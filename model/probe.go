@@ -70,6 +70,12 @@ func probe(m *Model, cfg *config.Config, forest string) error {
 			maps[i] = append(maps[i][:0], o.Map...)
 		}
 		class, hasClass := out.Class, out.HasClass
+		if m.Frame != nil {
+			if err := m.Frame.probe(pf.name, pf.pixel, cfg.SegAD.Mask.Model); err != nil {
+				m.runMu.Unlock()
+				return err
+			}
+		}
 		m.runMu.Unlock()
 		if hasClass && !finite32(class) {
 			return fmt.Errorf("classifier (model %s, output %s) gives score %v on a %s test frame: a score that is not a finite number cannot be judged (every part would be rejected); fix or re-export the model",

@@ -70,6 +70,14 @@ type Health struct {
 	// Outputs names the outputs beside MQTT that cannot do their work and
 	// why (history, PLC servers); omitted when all work.
 	Outputs map[string]string `json:"outputs,omitempty"`
+	// Status is "ok", or "degraded" when the line runs but cannot be
+	// trusted to judge as it should (a failed golden-sample challenge, a drift alarm);
+	// StatusReason says why.
+	Status       string `json:"status,omitempty"`
+	StatusReason string `json:"status_reason,omitempty"`
+	// Golden is the last golden-sample challenge (assurance.golden);
+	// omitted when challenges are off.
+	Golden *GoldenHealth `json:"golden,omitempty"`
 }
 
 // Trigger is an on-demand capture request from the trigger topic.

@@ -143,6 +143,8 @@ type Publisher struct {
 	// ackHook, when set (tests, benchmarks), is called with each result ID
 	// as its PUBACK arrives.
 	ackHook atomic.Pointer[func(id string)]
+	// golden is the golden-sample challenge command handler (golden.go).
+	golden goldenCmd
 }
 
 // New validates cfg, opens the outbox (recovering pending results), starts
@@ -357,6 +359,7 @@ func (p *Publisher) onConnect(c paho.Client) {
 		} else if err := st.Error(); err != nil {
 			p.log.Warn("subscribe to trigger topic failed", "topic", p.topics.Trigger, "err", err)
 		}
+		p.subscribeGolden(c)
 		p.publishHealth()
 	}()
 }

@@ -77,6 +77,9 @@ type Extractor struct {
 	scratch    []float32
 	sample     []float32 // quantile pre-selection sample (sampleSize)
 	cand       []float32 // quantile candidates: the tail above the sample's threshold
+
+	perFrame bool  // the mask changes per frame (SetLabels, maskmodel.go)
+	fill     []int // SetLabels' scratch
 }
 
 // NewExtractor prepares feature extraction for maps of the mask's size.

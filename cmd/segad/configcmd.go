@@ -65,6 +65,13 @@ func runConfigCheck(w io.Writer, path string, shallow bool) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		m.Close()
+		// The golden set as `segad run` reads it (assurance.golden).
+		if _, err := loadGolden(cfg, log); err != nil {
+			return err
+		}
+		if err := checkShadow(cfg, log); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	fmt.Fprintf(w, "%s: ok\n", path)
 	return nil

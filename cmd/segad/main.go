@@ -58,10 +58,13 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 		newOPCUAServeCmd(),
 		newPLCCmd(),
 		newResultsCmd(),
+		newRollbackCmd(),
 		newRunCmd(),
 		newScoreCmd(),
 		newServiceCmd(),
+		newShadowCmd(),
 		newThresholdCmd(),
+		newUserCmd(),
 	)
 	return root
 }

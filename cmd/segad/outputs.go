@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/segad-edge/segad-edge/assurance/drift"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/daemon"
 	"github.com/segad-edge/segad-edge/history"
@@ -33,6 +34,7 @@ type outputs struct {
 	list    []daemon.Output
 	history *history.Store
 	opcua   *opcua.Process
+	drift   *drift.Monitor
 	line    lineRef
 	closers []func() error
 }
@@ -103,6 +105,9 @@ func openOutputs(ctx context.Context, cfg *config.Config, log *slog.Logger) (o *
 		o.closers = append(o.closers, s.Close)
 		log.Info("OPC UA server listening", "endpoint", s.Endpoint(), "pid", s.ProcessStats().Pid)
 	}
+	if err := o.openDrift(cfg, log); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -153,6 +158,7 @@ func (o *outputs) close() {
 func (o *outputs) options(opt *daemon.Options) {
 	opt.Outputs = o.list
 	opt.OutputHealth = o.health
+	defer o.driftOptions(opt) // last: it adds its route to those set below
 	if u := o.opcua; u != nil {
 		opt.Collectors = append(opt.Collectors,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "segad_opcua_up", Help: "1 while the OPC UA server process serves."},

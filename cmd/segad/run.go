@@ -80,19 +80,30 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	notifier.Status("loading models")
 	log.Info("starting", "version", version, "config", cfgPath, "station", cfg.Station)
 
+	goldenSet, err := loadGolden(cfg, log)
+	if err != nil {
+		return err
+	}
 	outs, err := openOutputs(parent, cfg, log)
 	if err != nil {
 		return err
 	}
 	opt := daemon.Options{Logger: log, LogLevel: level, HTTPLimits: daemon.HTTPLimits{
-		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}}
+		MaxBody: cfg.HTTP.MaxBody, MaxInspect: cfg.HTTP.MaxInspect, MaxConns: cfg.HTTP.MaxConnections}, Golden: goldenSet}
 	outs.options(&opt)
+	shadowOptions(&opt, log)
+	cons, err := openConsole(cfg, cfgPath, outs, &opt, log)
+	if err != nil {
+		outs.close()
+		return err
+	}
 	d, err := daemon.New(cfg, opt)
 	if err != nil {
 		outs.close()
 		return err
 	}
 	outs.attach(d)
+	cons.attach(d)
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.HTTP.Listen != "off" {
@@ -123,9 +134,12 @@ func runDaemon(parent context.Context, cfgPath string) error {
 	// The watchdog is fed only while the pipeline shows progress, so a
 	// stuck pipeline gets restarted by systemd.
 	go notifier.Heartbeat(ctx, log, func() bool { return time.Since(d.LastBeat()) < 30*time.Second })
+	trusted := startGolden(ctx, d, notifier, log)
 	notifier.Ready()
-	notifier.Status("inspecting")
-	log.Info("ready: inspecting")
+	if trusted {
+		notifier.Status("inspecting")
+		log.Info("ready: inspecting")
+	}
 	runDone := make(chan struct{})
 	go stopWatchdog(ctx, stop, runDone, d.ShutdownBound(), log)
 	err = d.Run(ctx)

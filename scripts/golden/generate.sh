@@ -16,3 +16,6 @@ PY=${PYTHON:-/usr/bin/python3}
 "$PY" scripts/golden/explain.py
 "$PY" scripts/golden/fit_parity.py fit/testdata
 "$PY" scripts/golden/intervals.py fit/testdata
+"$PY" scripts/golden/whatif.py metrics/testdata
+"$PY" scripts/golden/segmodel.py
+"$PY" scripts/golden/psi.py assurance/drift/testdata
