@@ -106,7 +106,7 @@ type alignRunResult struct {
 // forest on val + synthetic defects and measures it on test. A test part
 // that is not located is a reject (the line fails it closed): it is scored
 // +Inf, so a good one counts as a false reject.
-func alignRun(t testing.TB, dir string, train []string, val, test []Sample, align capture.AlignConfig, seeds []int) alignRunResult {
+func alignRun(t testing.TB, dir string, train []string, val, test []Sample, align capture.AlignConfig, seeds []int, backbone string) alignRunResult {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -122,6 +122,24 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 	if err := os.WriteFile(filepath.Join(dir, "variation.onnx"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	detectorsYAML := "  - {name: variation, model: " + filepath.Join(dir, "variation.onnx") + ", map_output: anomaly_map}\n"
+	if backbone != "" {
+		// The project's tire setup (TestOneClassTireLong): PatchCore on
+		// MobileNetV2 int8 beside the variation model.
+		p, err := detector.FitPatchCore(context.Background(), train, detector.PatchCoreConfig{Backbone: backbone,
+			Layers: []string{"365_quantized", "426_quantized"}, Align: align})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.ONNX()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "patchcore.onnx"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		detectorsYAML = "  - {name: patchcore, model: " + filepath.Join(dir, "patchcore.onnx") + ", map_output: anomaly_map}\n" + detectorsYAML
+	}
 	if err := gridMask(256, 256).WritePNG(filepath.Join(dir, "grid.png")); err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +149,7 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 	}
 	yml := "capture: {kind: folder, path: ." + alignYAML + "}\n" +
 		"onnxruntime: {library: " + testenv.ORTLib(t) + "}\n" +
-		"detectors:\n" +
-		"  - {name: variation, model: " + filepath.Join(dir, "variation.onnx") + ", map_output: anomaly_map}\n" +
+		"detectors:\n" + detectorsYAML +
 		"segad: {mask: " + filepath.Join(dir, "grid.png") + ", bundle: bundle}\n"
 	if err := os.WriteFile(filepath.Join(dir, "segad.yaml"), []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
@@ -282,16 +299,22 @@ func TestAlignTireAcceptance(t *testing.T) {
 	align := capture.AlignConfig{Reference: ref, Motion: capture.MotionEuclidean, Method: capture.MethodECC, MinScore: 0.6}
 	align.Defaults()
 	seeds := []int{1, 2, 3}
+	// SEGAD_ACCEPTANCE=patchcore adds PatchCore (the project's tire setup;
+	// three PatchCore fits, several minutes more).
+	backbone, what := "", "variation detector"
+	if os.Getenv("SEGAD_ACCEPTANCE") == "patchcore" {
+		backbone, what = filepath.Join(testenv.SharedDir(t), "models", "mobilenetv2-12-int8.onnx"), "PatchCore + variation"
+	}
 	var plain, jit alignRunResult
-	plain = alignRun(t, filepath.Join(dir, "plain"), trainPaths, val, test, capture.AlignConfig{}, seeds)
-	jit = alignRun(t, filepath.Join(dir, "jitter"), paths(jTrain), jVal, jTest, capture.AlignConfig{}, seeds)
-	aligned := alignRun(t, filepath.Join(dir, "aligned"), paths(jTrain), jVal, jTest, align, seeds)
+	plain = alignRun(t, filepath.Join(dir, "plain"), trainPaths, val, test, capture.AlignConfig{}, seeds, backbone)
+	jit = alignRun(t, filepath.Join(dir, "jitter"), paths(jTrain), jVal, jTest, capture.AlignConfig{}, seeds, backbone)
+	aligned := alignRun(t, filepath.Join(dir, "aligned"), paths(jTrain), jVal, jTest, align, seeds, backbone)
 	// Diagnostic: fixturing on the original, unjittered images. The tires
 	// already sit in a fixed pose there, so this measures what registering
 	// each tire to the reference costs by itself.
-	regPlain := alignRun(t, filepath.Join(dir, "registered-plain"), trainPaths, val, test, align, seeds)
+	regPlain := alignRun(t, filepath.Join(dir, "registered-plain"), trainPaths, val, test, align, seeds, backbone)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "tire, variation detector, %d seeds, %d test images (%s):\n", len(seeds), len(test), time.Since(start).Round(time.Second))
+	fmt.Fprintf(&sb, "tire, %s, %d seeds, %d test images (%s):\n", what, len(seeds), len(test), time.Since(start).Round(time.Second))
 	for _, r := range []struct {
 		name string
 		r    alignRunResult
