@@ -104,6 +104,20 @@ func (a *AlignConfig) Defaults() {
 // read and decoded through the guarded reader, so a missing, corrupt or
 // oversized file is a configuration error, not a failure of the first frame.
 func (a AlignConfig) validate() []error {
+	errs := a.validateKeys()
+	if a.Enabled() {
+		m, err := ReadImage(a.Reference)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("align.reference: %v (a readable image of a good part in the trained pose)", err))
+		} else {
+			m.Close()
+		}
+	}
+	return errs
+}
+
+// validateKeys checks the keys without touching the reference file.
+func (a AlignConfig) validateKeys() []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("align.%s: %s", key, fmt.Sprintf(format, args...)))
@@ -123,14 +137,6 @@ func (a AlignConfig) validate() []error {
 	}
 	if math.IsNaN(a.Search) || a.Search <= 0 || a.Search > 0.5 {
 		bad("search", "%v is outside (0, 0.5] (a fraction of the frame size)", a.Search)
-	}
-	if a.Enabled() {
-		m, err := ReadImage(a.Reference)
-		if err != nil {
-			bad("reference", "%v (a readable image of a good part in the trained pose)", err)
-		} else {
-			m.Close()
-		}
 	}
 	return errs
 }
@@ -201,7 +207,9 @@ func newAligner(pc PreprocessConfig, base *preprocessor) (*aligner, error) {
 		return nil, nil
 	}
 	a.Defaults()
-	if errs := a.validate(); len(errs) > 0 {
+	// The keys only: the reference is read once, on a cache miss below, by
+	// loadAligner (DecodeFrame builds a preprocessor for every upload).
+	if errs := a.validateKeys(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	st, err := os.Stat(a.Reference)
