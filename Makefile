@@ -11,7 +11,7 @@ export SEGAD_ONNXRUNTIME_LIB ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Real data for tests and benchmarks, never copied into the repository.
 export SEGAD_SHARED ?= $(abspath $(CURDIR)/../shared)
 
-.PHONY: all setup build test test-short vet fmt-check bench demo golden soak-drift clean console-screenshots
+.PHONY: all setup build test test-short vet fmt-check bench demo golden soak-drift clean console-screenshots acceptance
 
 all: build
 
@@ -42,6 +42,10 @@ test-short:
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Heavy acceptance measurements on the shared real data (minutes; figures in README.md).
+acceptance: setup
+	SEGAD_ACCEPTANCE=1 $(GO) test -count=1 -timeout 30m -run 'TestAlignTireAcceptance' -v ./fit
+
 # Drift soak: 20,000 steady demo parts, each inspected by the real model,
 # through the drift monitor; no alarm may be raised (about 10-20 min on 2 cores).
 soak-drift: setup
@@ -51,8 +55,9 @@ soak-drift: setup
 golden: setup
 	bash scripts/golden/generate.sh
 
+# DEMO_ARGS: extra `segad demo` flags, e.g. make demo DEMO_ARGS=--jitter (fixturing).
 demo: setup build
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(DEMO_ARGS)
 
 # Screenshots of the console pages for docs/ and README (headless chromium).
 console-screenshots: setup

@@ -79,6 +79,11 @@ type Config struct {
 	Preprocess PreprocessConfig `yaml:"preprocess"`
 	Trigger    TriggerConfig    `yaml:"trigger"`
 	Reconnect  ReconnectConfig  `yaml:"reconnect"`
+	// Align is fixturing: frames registered to a reference part image and
+	// warped into its pose (align.go, docs/fixturing.md). Defaults copies
+	// it into Preprocess.Align, so every path that preprocesses frames
+	// with this config's PreprocessConfig registers them the same way.
+	Align AlignConfig `yaml:"align"`
 
 	// Watchdog is the longest a single Read of a live source may block before
 	// the source counts as stalled and is reopened (default 5s).
@@ -121,6 +126,9 @@ type PreprocessConfig struct {
 	ROI *ROI `yaml:"roi"`
 	// Color: bgr (default), rgb or gray.
 	Color string `yaml:"color"`
+	// Align is set from capture.align by Config.Defaults (not a key of its
+	// own): registration is the last preprocessing step, after colour.
+	Align AlignConfig `yaml:"-"`
 }
 
 // ROI is a fixed rectangle in original-frame pixels.
@@ -200,6 +208,15 @@ func (c *Config) Defaults() {
 		c.Watch.Grace = 10 * time.Second
 	}
 	c.Limits.Defaults()
+	c.Align.Defaults()
+	// Preprocess.Align is not a YAML key: a config sets capture.align, and
+	// code that builds a PreprocessConfig by hand (DecodeFrame callers)
+	// sets Preprocess.Align, which a Config around it must not clear.
+	if c.Align.Enabled() || !c.Preprocess.Align.Enabled() {
+		c.Preprocess.Align = c.Align
+	} else {
+		c.Preprocess.Align.Defaults()
+	}
 	if c.Name == "" {
 		c.Name = string(c.Kind) + ":" + c.target()
 	}
@@ -333,6 +350,9 @@ func (c Config) Validate() error {
 	durIn("watch.grace", c.Watch.Grace, time.Millisecond, 24*time.Hour)
 	for _, err := range c.Limits.validate() {
 		bad("limits", "%v", err)
+	}
+	for _, err := range c.Align.validate() {
+		errs = append(errs, fmt.Errorf("capture source %q: %w", c.Name, err))
 	}
 	return errors.Join(errs...)
 }

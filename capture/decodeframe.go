@@ -53,6 +53,7 @@ func preprocessInto(f *Frame, m gocv.Mat, pre *preprocessor) *Frame {
 		f.Err = fmt.Errorf("preprocess image: %w", err)
 		return f
 	}
+	f.Align = pre.locate(&img)
 	f.Original, f.Image = m, img
 	return f
 }

@@ -54,8 +54,9 @@ func (b *base) frame(orig gocv.Mat, captured time.Time, partID, path string) *Fr
 		orig.Close()
 		return b.errorFrame(captured, partID, path, fmt.Errorf("preprocess frame from %s: %w", b.name, err))
 	}
+	al := b.pre.locate(&img)
 	return &Frame{Source: b.name, Seq: b.seq.Add(1), Captured: captured, PartID: partID, Path: path,
-		Original: orig, Image: img, Color: b.pre.color}
+		Original: orig, Image: img, Color: b.pre.color, Align: al}
 }
 
 // errorFrame is a part that could not be read; it has no Mats.

@@ -30,6 +30,11 @@ type Frame struct {
 	Image gocv.Mat
 	// Color is the channel order of Image: bgr, rgb or gray (replicated).
 	Color string
+	// Align is where fixturing (capture.align) found the part; nil when
+	// fixturing is off. When Align.Err is set the part was not located:
+	// Image is unwarped and the model fails the part closed (not_located).
+	// When located, Image is already warped into the reference pose.
+	Align *Alignment
 	// Err is set when this part could not be read (corrupt, truncated,
 	// zero-byte or unsupported file; no fresh frame after a trigger). The
 	// daemon publishes a fail-closed result for PartID/Path.

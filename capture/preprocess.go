@@ -14,6 +14,9 @@ type preprocessor struct {
 	interp gocv.InterpolationFlags
 	roi    *image.Rectangle
 	color  string
+	// align registers each frame to capture.align's reference; nil when
+	// fixturing is off.
+	align *aligner
 }
 
 func newPreprocessor(c PreprocessConfig) (*preprocessor, error) {
@@ -30,6 +33,9 @@ func newPreprocessor(c PreprocessConfig) (*preprocessor, error) {
 	if c.ROI != nil {
 		r := image.Rect(c.ROI.X, c.ROI.Y, c.ROI.X+c.ROI.Width, c.ROI.Y+c.ROI.Height)
 		p.roi = &r
+	}
+	if p.align, err = newAligner(c, p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -106,4 +112,14 @@ func toBGR8(src gocv.Mat) (gocv.Mat, error) {
 		return gocv.Mat{}, fmt.Errorf("unsupported channel count %d", in.Channels())
 	}
 	return out, nil
+}
+
+// locate is the last preprocessing step: fixturing registers img to the
+// reference and warps it into the reference pose (align.go). It returns
+// nil when fixturing is off.
+func (p *preprocessor) locate(img *gocv.Mat) *Alignment {
+	if p.align == nil {
+		return nil
+	}
+	return p.align.locate(img)
 }

@@ -441,6 +441,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Assurance.Golden.Dir)
 	abs(&c.HTTP.TLSCert)
 	abs(&c.HTTP.TLSKey)
+	abs(&c.Capture.Align.Reference)
 	c.shadowPaths(dir)
 	switch c.Capture.Kind {
 	case "video", "sequence", "folder", "watch":

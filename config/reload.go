@@ -45,6 +45,7 @@ var reloadClasses = []struct {
 	{"log.format", Restart},
 	{"onnxruntime", Restart},
 	{"capture", Capture},
+	{"capture.align", Capture}, // a new reference or motion rebuilds the source's preprocessor
 	{"detectors", Model},
 	{"classifier", Model},
 	{"segad.mask", Model},

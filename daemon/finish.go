@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segad-edge/segad-edge/audit"
+
 	"github.com/segad-edge/segad-edge/model"
 	"github.com/segad-edge/segad-edge/result"
 )
@@ -55,7 +57,10 @@ func (d *Daemon) finish(q *queued, ins model.Inspection) {
 	d.metrics.count(res)
 	d.log.Debug("part", "id", res.ID, "seq", res.Seq, "part_id", res.PartID, "verdict", res.Verdict, "score", res.Score, "reason", res.Reason)
 	if d.audit != nil && (res.Rejected() || d.samplePass()) {
-		if err := d.audit.Save(res, f.Original, ins.Maps, ins.MapW, ins.MapH, ins.Mask); err != nil {
+		// Fixturing: the maps are in the reference pose; draw them where
+		// the part was in the original frame.
+		maps, mask := audit.Unwarp(f.Align, ins.Maps, ins.MapW, ins.MapH, ins.Mask)
+		if err := d.audit.Save(res, f.Original, maps, ins.MapW, ins.MapH, mask); err != nil {
 			d.floodLog.Warn("audit entry not saved", "id", res.ID, "seq", res.Seq, "err", err)
 		}
 	}

@@ -47,6 +47,11 @@ type LineOptions struct {
 	BadShare float64
 	// Trees and Rounds override the paper's forest (200 x 10) when set.
 	Trees, Rounds int
+	// Jitter makes every part arrive shifted and turned (JitterShift,
+	// JitterAngle) and runs the line with fixturing (capture.align, the
+	// reference an unjittered good part): detector, forest and stream all
+	// see registered frames (docs/fixturing.md).
+	Jitter bool
 	// Out receives the live lines and the summary; Progress the progress
 	// bars (nil: none).
 	Out, Progress io.Writer
@@ -113,6 +118,8 @@ type LineSummary struct {
 	AuditDir    string             `json:"audit_dir"`
 	Config      string             `json:"config"`
 	Seconds     map[string]float64 `json:"seconds"`
+	// Fixturing is set on a jittered line (LineOptions.Jitter).
+	Fixturing *FixturingSummary `json:"fixturing,omitempty"`
 }
 
 // demoDetectors are the line's K=2 detectors: two variation models of
@@ -178,8 +185,13 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 		if _, err := WriteDataset(filepath.Join(data, "fit"), o.FitGood, o.FitBadPerKind, o.Seed); err != nil {
 			return err
 		}
-		_, err := WriteSequence(filepath.Join(data, "stream"), StreamKinds(o.Stream, o.BadShare, o.Seed), o.Seed)
-		return err
+		if _, err := WriteSequence(filepath.Join(data, "stream"), StreamKinds(o.Stream, o.BadShare, o.Seed), o.Seed); err != nil {
+			return err
+		}
+		if o.Jitter {
+			return jitterData(data, o.Seed)
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -194,7 +206,7 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 		}
 		for _, dd := range demoDetectors {
 			v, err := detector.FitVariation(ctx, paths, detector.VariationConfig{Size: 256, Seed: int64(o.Seed),
-				Progress: o.Progress, Sigma: dd.sigma, MinSpread: dd.minSpread})
+				Progress: o.Progress, Sigma: dd.sigma, MinSpread: dd.minSpread, Align: demoAlign(data, o)})
 			if err != nil {
 				return err
 			}
@@ -219,7 +231,7 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(o.Dir, "segad.yaml")
-	if err := writeDemoConfig(cfgPath, port); err != nil {
+	if err := writeDemoConfig(cfgPath, port, o.Jitter); err != nil {
 		return nil, err
 	}
 	sum.Config = cfgPath
@@ -240,7 +252,7 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 			tr.Rounds = o.Rounds
 		}
 		_, err := fit.Run(fit.Options{Config: cfg, Good: filepath.Join(data, "fit", "good"), Bad: filepath.Join(data, "fit", "bad"),
-			Out: filepath.Join(o.Dir, "bundle"), Train: tr, CV: 5, Recalls: []float64{0.9, 0.95, 0.99}, Images: fit.ImageOptions{Progress: o.Progress}, Log: o.Log})
+			Out: filepath.Join(o.Dir, "bundle"), Train: tr, CV: 5, Recalls: []float64{0.9, 0.95, 0.99}, Images: fit.ImageOptions{Progress: o.Progress, SkipBadImages: o.Jitter}, Log: o.Log})
 		return err
 	}); err != nil {
 		return nil, err
@@ -287,13 +299,17 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 }
 
 // writeDemoConfig writes the line's configuration; paths are relative to it.
-func writeDemoConfig(path string, port int) error {
+func writeDemoConfig(path string, port int, jitter bool) error {
+	align := ""
+	if jitter {
+		align = "  align: {reference: data/reference.png}   # fixturing: parts arrive jittered (segad demo --jitter)\n"
+	}
 	cfg := fmt.Sprintf(`# segad demo line, written by `+"`segad demo`"+`. Try: segad config check %s
 station: demo
 capture:
   kind: sequence
   path: data/stream/%%04d.png
-detectors:                       # two variation models fitted by segad detector fit
+%sdetectors:                       # two variation models fitted by segad detector fit
   - name: fine
     model: detector/fine.onnx
   - name: coarse
@@ -317,7 +333,7 @@ audit:
 pipeline:
   queue: 4
   overflow: block
-`, path, port)
+`, path, align, port)
 	return os.WriteFile(path, []byte(cfg), 0o644)
 }
 
@@ -345,6 +361,9 @@ func readManifest(path string) (*Manifest, error) {
 func loadState(o LineOptions) *demoState {
 	key := fmt.Sprintf("v1 seed=%d det=%d fit=%d/%d stream=%d/%.3f trees=%d rounds=%d",
 		o.Seed, o.DetectorGood, o.FitGood, o.FitBadPerKind, o.Stream, o.BadShare, o.Trees, o.Rounds)
+	if o.Jitter {
+		key += " jitter"
+	}
 	s := &demoState{Options: key}
 	b, err := os.ReadFile(filepath.Join(o.Dir, "demo-state.json"))
 	if err != nil {
@@ -517,6 +536,7 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 	if len(lat) > 0 {
 		s.P50MS = lat[len(lat)/2]
 	}
+	s.Fixturing = fixturingOf(f.results)
 }
 
 // Print writes the summary for people.
@@ -543,6 +563,10 @@ func (s *LineSummary) Print(w io.Writer) {
 			tag = "UNSEEN in training"
 		}
 		fmt.Fprintf(w, "    %-22s %3d of %3d rejected  (%s)\n", k.Kind, k.Rejected, k.Parts, tag)
+	}
+	if fx := s.Fixturing; fx != nil {
+		fmt.Fprintf(w, "  fixturing (parts jittered by up to %.0f%% and %.0f degrees): %d located, %d not located (failed closed); shift mean %.1f px, max %.1f px; turn mean %.1f, max %.1f degrees\n",
+			100*JitterShift, JitterAngle, fx.Located, fx.NotLocated, fx.MeanShift, fx.MaxShift, fx.MeanAngle, fx.MaxAngle)
 	}
 	fmt.Fprintf(w, "  latency per part p50 %.1f ms\n", s.P50MS)
 	fmt.Fprintf(w, "  audit images of rejected parts: %s\n  the line's config: %s (try: segad config check %s)\n", s.AuditDir, s.Config, s.Config)

@@ -17,7 +17,9 @@
 package detector
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -74,15 +76,54 @@ func framePreprocess(size int) capture.PreprocessConfig {
 	return capture.PreprocessConfig{Width: size, Height: size, Interpolation: "area", Color: capture.ColorBGR}
 }
 
+// alignedPreprocess is framePreprocess with fixturing (capture.align): a
+// detector used on a line that registers frames must be fitted on frames
+// registered the same way, or its memory and statistics sit in another pose.
+func alignedPreprocess(size int, align capture.AlignConfig) capture.PreprocessConfig {
+	pc := framePreprocess(size)
+	pc.Align = align
+	return pc
+}
+
 // loadFrame reads an image file through capture's preprocessing and copies
 // its pixels out of the C-owned Mat.
 func loadFrame(path string, size int) (frame, error) {
+	return loadAligned(path, size, capture.AlignConfig{})
+}
+
+// notLocatedSkips leaves out training images whose part fixturing could
+// not locate (a part at the edge of the jitter range, a tire whose tread
+// correlates poorly with the reference), logged by name, while they are at
+// most a tenth of the images; more means a wrong reference or min_score,
+// and fitting stops with the count.
+type notLocatedSkips struct{ n, total int }
+
+// skip reports whether err is a not-located image to leave out, or returns
+// the error that stops the fit.
+func (s *notLocatedSkips) skip(err error, path string) (bool, error) {
+	if err == nil || !errors.Is(err, capture.ErrNotLocated) {
+		return false, nil
+	}
+	s.n++
+	if s.n*10 > s.total {
+		return false, fmt.Errorf("%d of %d training images not located (capture.align: check the reference image and min_score with segad align check): %w", s.n, s.total, err)
+	}
+	slog.Warn("training image left out: part not located", "file", path, "err", err)
+	return true, nil
+}
+
+// loadAligned is loadFrame with fixturing: a training image whose part is
+// not located is an error (it would teach the detector a misplaced part).
+func loadAligned(path string, size int, align capture.AlignConfig) (frame, error) {
 	// capture's guarded reader: size and pixel limits, header check,
 	// OpenCV exceptions caught, so one bad training image is an error.
-	cf := capture.ReadFrame(path, framePreprocess(size))
+	cf := capture.ReadFrame(path, alignedPreprocess(size, align))
 	defer cf.Close()
 	if cf.Err != nil {
 		return frame{}, fmt.Errorf("read image: not a readable image file: %w", cf.Err)
+	}
+	if cf.Align != nil && !cf.Align.Located() {
+		return frame{}, fmt.Errorf("training image %s: %w (capture.align)", path, cf.Align.Err)
 	}
 	pix, w, h, stride, err := cf.Pixels()
 	if err != nil {

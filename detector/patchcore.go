@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"github.com/segad-edge/segad-edge/capture"
+
 	"context"
 	"fmt"
 	"io"
@@ -24,6 +26,10 @@ type PatchCoreConfig struct {
 	Layers []string
 	// Size is the square input size (default 256).
 	Size int
+	// Align is the line's fixturing (capture.align): training images are
+	// registered to its reference and warped into its pose, as frames are
+	// at run time. Zero: off.
+	Align capture.AlignConfig
 	// CoresetRatio is the share of memory-bank candidates kept by the greedy
 	// k-centre coreset (default 0.01).
 	CoresetRatio float64
@@ -329,11 +335,18 @@ func FitPatchCore(ctx context.Context, paths []string, cfg PatchCoreConfig) (*Pa
 	var cand []float32 // pre-coreset bank, row-major [patch][dim]
 	perImage := 0
 	bar := newBar(cfg.Progress, len(paths), "patchcore: extracting features")
+	skips := notLocatedSkips{total: len(paths)}
 	for i, path := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("fit patchcore: %w", err)
 		}
-		f, err := loadFrame(path, cfg.Size)
+		f, err := loadAligned(path, cfg.Size, cfg.Align)
+		if skip, serr := skips.skip(err, path); skip {
+			bar.Add(1)
+			continue
+		} else if serr != nil {
+			return nil, fmt.Errorf("fit patchcore: %w", serr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("fit patchcore: %w", err)
 		}

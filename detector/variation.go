@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"github.com/segad-edge/segad-edge/capture"
+
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +19,10 @@ import (
 type VariationConfig struct {
 	// Size is the square input size (default 256).
 	Size int
+	// Align is the line's fixturing (capture.align): training images are
+	// registered to its reference and warped into its pose, as frames are
+	// at run time. Zero: off.
+	Align capture.AlignConfig
 	// Sigma of the Gaussian blur of the map, in pixels (default 4, as anomalib).
 	Sigma float64
 	// MinSpread floors the per-pixel spread (input units, [0,1] scale): flat,
@@ -77,11 +83,18 @@ func FitVariation(ctx context.Context, paths []string, cfg VariationConfig) (*Va
 	res := make([][]uint8, 0, cfg.Reservoir)
 	var sizes sizeChecker
 	bar := newBar(cfg.Progress, len(paths), "variation: reading good images")
+	skips := notLocatedSkips{total: len(paths)}
 	for i, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("fit variation model: %w", err)
 		}
-		f, err := loadFrame(p, cfg.Size)
+		f, err := loadAligned(p, cfg.Size, cfg.Align)
+		if skip, serr := skips.skip(err, p); skip {
+			bar.Add(1)
+			continue
+		} else if serr != nil {
+			return nil, fmt.Errorf("fit variation model: %w", serr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("fit variation model: %w", err)
 		}
@@ -97,7 +110,7 @@ func FitVariation(ctx context.Context, paths []string, cfg VariationConfig) (*Va
 		bar.Add(1)
 	}
 	bar.Finish()
-	v := &Variation{Config: cfg, NImages: len(paths)}
+	v := &Variation{Config: cfg, NImages: len(paths) - skips.n}
 	v.Median, v.Spread = robustStats(res, 3*cfg.Size*cfg.Size, cfg.MinSpread)
 	slog.Info("variation model fitted", "images", len(paths), "reservoir", len(res), "size", cfg.Size)
 	return v, nil

@@ -128,8 +128,13 @@ func (l *Inspector) Rejected(f *capture.Frame, code string, err error) *Inferred
 }
 
 func newResult(f *capture.Frame, m *Model, s Settings, latencies int) result.Result {
-	return result.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
+	r := result.Result{Station: s.Station, Source: f.Source, Seq: f.Seq, PartID: f.PartID,
 		CapturedAt: f.Captured, Threshold: s.Threshold, Bundle: m.ForestHash, LatencyMS: make(map[string]float64, latencies)}
+	if a := f.Align; a != nil {
+		// Also on a part not located: the score says how far off it was.
+		r.Pose = &result.Pose{DX: a.DX, DY: a.DY, Angle: a.Angle, Score: a.Score}
+	}
+	return r
 }
 
 // Infer is the first stage: the frame's image through the K detectors (and
@@ -180,6 +185,11 @@ func (m *Model) infer(f *capture.Frame) inferred {
 	defer m.runMu.Unlock()
 	if f.Err != nil {
 		return inferred{code: result.ReasonCapture, err: f.Err}
+	}
+	if f.Align != nil && !f.Align.Located() {
+		// Scoring an unregistered frame against models trained in the
+		// reference pose would be a guess: the part fails closed.
+		return inferred{code: result.ReasonNotLocated, err: f.Align.Err}
 	}
 	if err := m.images(f); err != nil {
 		return inferred{code: result.ReasonCapture, err: err}

@@ -47,6 +47,7 @@ seconds.`,
 	f.IntVar(&o.Stream, "parts", 200, "parts on the line")
 	f.IntVar(&o.Trees, "trees", 0, "trees per boosting round (default: the paper's 200)")
 	f.IntVar(&o.Rounds, "rounds", 0, "boosting rounds (default: the paper's 10)")
+	f.BoolVar(&o.Jitter, "jitter", false, "parts arrive shifted (up to 6%) and turned (up to 4 degrees); the line runs with fixturing (capture.align)")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print the summary only")
 	f.BoolVar(&df.jsonOut, "json", false, "print the summary as JSON")
 	f.BoolVarP(&df.verbose, "verbose", "v", false, "log what every stage does")

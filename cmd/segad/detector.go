@@ -35,6 +35,10 @@ type detectorFitOptions struct {
 	searchDim, searchK                        int
 	seed                                      int64
 	noNormalize, quiet                        bool
+
+	// alignCfg is a config file whose capture.align the training images
+	// are registered with (fixturing; docs/fixturing.md).
+	alignCfg string
 }
 
 // newDetectorFitCmd is `segad detector fit`.
@@ -83,6 +87,7 @@ kind and writes an ONNX model with input "input" [1,3,S,S] and output
 	f.IntVar(&o.maxPatches, "max-patches", 262144, "patchcore: bound on pre-coreset patches (subsampled per image)")
 	f.BoolVar(&o.noNormalize, "no-normalize", false, "patchcore: the backbone takes [0,1] RGB, skip ImageNet normalisation")
 	f.StringVar(&o.ortLib, "onnxruntime", "", "ONNX Runtime library (default $SEGAD_ONNXRUNTIME_LIB)")
+	f.StringVar(&o.alignCfg, "config", "", "register the training images with this config's capture.align (fixturing), as the line will")
 	return cmd
 }
 
@@ -100,13 +105,17 @@ func runDetectorFit(ctx context.Context, w io.Writer, o detectorFitOptions) erro
 	if o.quiet {
 		progress = nil
 	}
+	align, err := detectorAlign(o.alignCfg)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	var model []byte
 	switch o.kind {
 	case "variation":
 		v, err := detector.FitVariation(ctx, paths, detector.VariationConfig{
 			Size: o.size, Sigma: o.sigma, MinSpread: o.minSpread, Reservoir: o.reservoir,
-			MinImages: o.minImages, Seed: o.seed, Progress: writerOrNil(progress),
+			MinImages: o.minImages, Seed: o.seed, Progress: writerOrNil(progress), Align: align,
 		})
 		if err != nil {
 			return err
@@ -126,7 +135,7 @@ func runDetectorFit(ctx context.Context, w io.Writer, o detectorFitOptions) erro
 			Backbone: o.backbone, Layers: splitList(o.layers), Size: o.size, CoresetRatio: o.coresetRatio,
 			ProjDim: o.projDim, CoresetProjDim: o.coresetProj, MaxPatches: o.maxPatches, Sigma: o.sigma,
 			NoNormalize: o.noNormalize, MinImages: o.minImages, Seed: o.seed, Progress: writerOrNil(progress),
-			Search: o.search, SearchDim: o.searchDim, SearchK: o.searchK,
+			Search: o.search, SearchDim: o.searchDim, SearchK: o.searchK, Align: align,
 		})
 		if err != nil {
 			return err

@@ -46,6 +46,7 @@ against a threshold is the verdict published to the PLC over MQTT.`,
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level of the tools: debug, info, warn or error (segad run uses log.level from its config)")
 	root.AddCommand(
+		newAlignCmd(),
 		newBenchCmd(),
 		newConfigCmd(),
 		newDemoCmd(),

@@ -43,6 +43,7 @@ func loadMaskFlag(path, names string) (*segad.Mask, error) {
 
 func newMaskPreviewCmd() *cobra.Command {
 	var maskPath, imagePath, out, names string
+	var alignCfg string // --config: fixturing (cmd/segad/align.go)
 	opt := preview.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "preview --mask M --image I -o overlay.png",
@@ -56,6 +57,9 @@ from the camera frame, so a correct mask follows the part's features.`,
 			m, err := loadMaskFlag(maskPath, names)
 			if err != nil {
 				return err
+			}
+			if alignCfg != "" {
+				return renderAlignedPreview(cmd.OutOrStdout(), alignCfg, m, imagePath, out, opt)
 			}
 			if err := preview.RenderFile(m, imagePath, out, opt); err != nil {
 				return err
@@ -71,6 +75,7 @@ from the camera frame, so a correct mask follows the part's features.`,
 	cmd.Flags().Float64Var(&opt.Alpha, "alpha", opt.Alpha, "tint weight 0..1")
 	cmd.Flags().BoolVar(&opt.Legend, "legend", opt.Legend, "draw the legend")
 	cmd.Flags().BoolVar(&opt.Outline, "outline", opt.Outline, "draw segment outlines")
+	cmd.Flags().StringVar(&alignCfg, "config", "", "preprocess and register the image with this config's capture (fixturing: the mask over the aligned frame)")
 	cmd.MarkFlagRequired("mask")
 	cmd.MarkFlagRequired("image")
 	return cmd

@@ -1,0 +1,368 @@
+package fit
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/segad-edge/segad-edge/brf"
+	"github.com/segad-edge/segad-edge/brf/xgboost"
+	"github.com/segad-edge/segad-edge/capture"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/detector"
+	"github.com/segad-edge/segad-edge/infer"
+	"github.com/segad-edge/segad-edge/internal/testenv"
+)
+
+// Fixturing acceptance on the MVTec 3D-AD tire (docs/fixturing.md): the
+// test jitters every image itself (seeded: shift up to +-6% of each side,
+// rotation up to +-4 degrees about the centre, train and test alike, border
+// replicate as a camera sees more conveyor) and runs the one-class protocol
+// three times, each with its own variation detector fitted by
+// detector.FitVariation and its own forest: on the original images, on the
+// jittered images, and on the jittered images with capture.align (the
+// reference is an original, unjittered train/good image). The variation
+// detector alone is SegAD's detector here: it is the pose-sensitive one
+// (per-pixel median and spread) and cheap enough to fit three times.
+
+// alignJitterMax is the jitter of the acceptance: shift fraction, degrees.
+const (
+	alignJitterShift = 0.06
+	alignJitterAngle = 4.0
+)
+
+// jitterImages writes a seeded, jittered copy of every sample into dir and
+// returns the copies (same labels and types).
+func jitterImages(t testing.TB, samples []Sample, dir string, seed uint64) []Sample {
+	return jitterImagesOracle(t, samples, dir, seed, false)
+}
+
+func jitterImagesOracle(t testing.TB, samples []Sample, dir string, seed uint64, oracle bool) []Sample {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]Sample, len(samples))
+	for i, s := range samples {
+		m, err := capture.ReadImage(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		w, h := float64(m.Cols()), float64(m.Rows())
+		dx := (2*rng.Float64() - 1) * alignJitterShift * w
+		dy := (2*rng.Float64() - 1) * alignJitterShift * h
+		ang := (2*rng.Float64() - 1) * alignJitterAngle
+		r := ang * math.Pi / 180
+		cs, sn := math.Cos(r), math.Sin(r)
+		cx, cy := (w-1)/2, (h-1)/2
+		wm := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+		for k, v := range []float64{cs, sn, cx - cs*cx - sn*cy + dx, -sn, cs, cy + sn*cx - cs*cy + dy} {
+			wm.SetDoubleAt(k/3, k%3, v)
+		}
+		j := gocv.NewMat()
+		gocv.WarpAffineWithParams(m, &j, wm, image.Pt(m.Cols(), m.Rows()), gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
+		if oracle {
+			back := gocv.NewMat()
+			gocv.WarpAffineWithParams(j, &back, wm, image.Pt(m.Cols(), m.Rows()), gocv.InterpolationLinear|gocv.WarpInverseMap, gocv.BorderReplicate, color.RGBA{})
+			j.Close()
+			j = back
+		}
+		name := s.Type + "_" + filepath.Base(s.Path)
+		if s.Type == "" {
+			name = "good_" + filepath.Base(s.Path)
+		}
+		p := filepath.Join(dir, name)
+		if err := capture.WriteImage(p, j); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		wm.Close()
+		j.Close()
+		out[i] = Sample{Path: p, Bad: s.Bad, Type: s.Type}
+	}
+	return out
+}
+
+// alignRunResult is one setup's held-out result, averaged over seeds.
+type alignRunResult struct {
+	AUROC, FPR float64
+	NotLocated int // test images failed closed not_located (scored as rejects)
+	NotLocGood int // of them good (false rejects)
+	SkippedVal int // validation images not located (left out of training)
+}
+
+// alignRun fits a variation detector on train (with align), builds the
+// forest on val + synthetic defects and measures it on test. A test part
+// that is not located is a reject (the line fails it closed): it is scored
+// +Inf, so a good one counts as a false reject.
+func alignRun(t testing.TB, dir string, train []string, val, test []Sample, align capture.AlignConfig, seeds []int, backbone string) alignRunResult {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v, err := detector.FitVariation(context.Background(), train, detector.VariationConfig{Align: align})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := v.ONNX()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "variation.onnx"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	detectorsYAML := "  - {name: variation, model: " + filepath.Join(dir, "variation.onnx") + ", map_output: anomaly_map}\n"
+	if backbone != "" {
+		// The project's tire setup (TestOneClassTireLong): PatchCore on
+		// MobileNetV2 int8 beside the variation model.
+		p, err := detector.FitPatchCore(context.Background(), train, detector.PatchCoreConfig{Backbone: backbone,
+			Layers: []string{"365_quantized", "426_quantized"}, Align: align})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.ONNX()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "patchcore.onnx"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		detectorsYAML = "  - {name: patchcore, model: " + filepath.Join(dir, "patchcore.onnx") + ", map_output: anomaly_map}\n" + detectorsYAML
+	}
+	if err := gridMask(256, 256).WritePNG(filepath.Join(dir, "grid.png")); err != nil {
+		t.Fatal(err)
+	}
+	alignYAML := ""
+	if align.Enabled() {
+		alignYAML = fmt.Sprintf(", align: {reference: %q, motion: %s, method: %s, min_score: %v}", align.Reference, align.Motion, align.Method, align.MinScore)
+	}
+	yml := "capture: {kind: folder, path: ." + alignYAML + "}\n" +
+		"onnxruntime: {library: " + testenv.ORTLib(t) + "}\n" +
+		"detectors:\n" + detectorsYAML +
+		"segad: {mask: " + filepath.Join(dir, "grid.png") + ", bundle: bundle}\n"
+	if err := os.WriteFile(filepath.Join(dir, "segad.yaml"), []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "segad.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feat, err := NewFeaturizer(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feat.Close()
+	var res alignRunResult
+	valDS, err := feat.ImageDataset(val, ImageOptions{SkipBadImages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.SkippedVal = len(valDS.Skipped)
+	testDS := &Dataset{Features: feat.Features, Detectors: feat.Detectors, NCols: len(feat.Features)}
+	row, max := make([]float32, testDS.NCols), make([]float32, len(feat.Detectors))
+	var notLocated []bool
+	for _, s := range test {
+		fr, err := feat.Decode(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fr.Align != nil && !fr.Align.Located() {
+			notLocated = append(notLocated, s.Bad)
+			if !s.Bad {
+				res.NotLocGood++
+			}
+			fr.Close()
+			continue
+		}
+		err = feat.FrameRow(fr, row, max)
+		fr.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		testDS.add(s, row, max)
+	}
+	res.NotLocated = len(notLocated)
+	var goods []string
+	for _, s := range valDS.Samples {
+		goods = append(goods, s.Path)
+	}
+	for _, seed := range seeds {
+		o := SyntheticOptions{N: 90, Seed: seed}
+		cand, err := feat.Candidates(goods, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := valDS.Subset(allIdx(valDS.Len()))
+		rep, err := AddSynthetic(tr, o, cand, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Synthetic = rep
+		to := DefaultTrainOptions()
+		to.Seed = seed
+		model, _, err := Train(tr, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := brf.LoadBytes(model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores := Score(m, testDS)
+		bad := testDS.Bad()
+		for _, nb := range notLocated {
+			scores = append(scores, math.Inf(1))
+			bad = append(bad, nb)
+		}
+		met, err := metricsOf(scores, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.AUROC += met.AUROC / float64(len(seeds))
+		res.FPR += met.FPRAt95TPR / float64(len(seeds))
+	}
+	return res
+}
+
+// TestAlignTireAcceptance is the fixturing acceptance (make acceptance;
+// SEGAD_ACCEPTANCE=1): with capture.align, SegAD's AUROC on jittered tires
+// is within 1 point and its FPR@95TPR within 3 points of the unjittered
+// run, and the jittered run without fixturing is worse than the aligned one.
+func TestAlignTireAcceptance(t *testing.T) {
+	if os.Getenv("SEGAD_ACCEPTANCE") == "" {
+		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): three detector fits and forests on the tire data")
+	}
+	if err := xgboost.Open(); err != nil {
+		t.Skip(err)
+	}
+	root := tireRoot(t)
+	if err := infer.Init(testenv.ORTLib(t)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	trainPaths, err := detector.ListImages(filepath.Join(root, "train", "good", "rgb"), detector.DefaultMinImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var train []Sample
+	for _, p := range trainPaths {
+		train = append(train, Sample{Path: p})
+	}
+	val, err := ListImages(filepath.Join(root, "validation", "good", "rgb"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := ListImages(filepath.Join(root, "test", "good", "rgb"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"combined", "contamination", "cut", "hole"} {
+		bs, err := ListImages(filepath.Join(root, "test", typ, "rgb"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range bs {
+			test = append(test, Sample{Path: s.Path, Bad: true, Type: typ})
+		}
+	}
+	dir := t.TempDir()
+	jTrain := jitterImages(t, train, filepath.Join(dir, "jit", "train"), 11)
+	jVal := jitterImages(t, val, filepath.Join(dir, "jit", "val"), 12)
+	jTest := jitterImages(t, test, filepath.Join(dir, "jit", "test"), 13)
+	paths := func(ss []Sample) []string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = s.Path
+		}
+		return out
+	}
+	// Euclidean: on the tire it did better than affine, whose extra scale
+	// and shear adapt each tire's size to the reference (measured: affine
+	// AUROC 0.514, euclidean 0.570, translation 0.559, same seeds).
+	// The reference is the mean of the (unjittered) train/good images:
+	// tires differ in tread phase, and the mean is the tire's body without
+	// one tire's tread (docs/fixturing.md). min_score 0.6: good tires
+	// correlate with one reference tire at 0.69..0.98; the default 0.8
+	// would refuse some good training images.
+	ref := meanImage(t, trainPaths, filepath.Join(dir, "reference.png"))
+	align := capture.AlignConfig{Reference: ref, Motion: capture.MotionEuclidean, Method: capture.MethodECC, MinScore: 0.6}
+	align.Defaults()
+	seeds := []int{1, 2, 3}
+	// SEGAD_ACCEPTANCE=patchcore adds PatchCore (the project's tire setup;
+	// three PatchCore fits, several minutes more).
+	backbone, what := "", "variation detector"
+	if os.Getenv("SEGAD_ACCEPTANCE") == "patchcore" {
+		backbone, what = filepath.Join(testenv.SharedDir(t), "models", "mobilenetv2-12-int8.onnx"), "PatchCore + variation"
+	}
+	var plain, jit alignRunResult
+	plain = alignRun(t, filepath.Join(dir, "plain"), trainPaths, val, test, capture.AlignConfig{}, seeds, backbone)
+	jit = alignRun(t, filepath.Join(dir, "jitter"), paths(jTrain), jVal, jTest, capture.AlignConfig{}, seeds, backbone)
+	aligned := alignRun(t, filepath.Join(dir, "aligned"), paths(jTrain), jVal, jTest, align, seeds, backbone)
+	// Diagnostic: fixturing on the original, unjittered images. The tires
+	// already sit in a fixed pose there, so this measures what registering
+	// each tire to the reference costs by itself.
+	regPlain := alignRun(t, filepath.Join(dir, "registered-plain"), trainPaths, val, test, align, seeds, backbone)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "tire, %s, %d seeds, %d test images (%s):\n", what, len(seeds), len(test), time.Since(start).Round(time.Second))
+	for _, r := range []struct {
+		name string
+		r    alignRunResult
+	}{{"unjittered", plain}, {"jittered", jit}, {"jittered+align", aligned}, {"unjittered+align", regPlain}} {
+		fmt.Fprintf(&sb, "  %-15s AUROC %.4f  FPR@95TPR %.4f  not located %d (good %d), val skipped %d\n",
+			r.name, r.r.AUROC, r.r.FPR, r.r.NotLocated, r.r.NotLocGood, r.r.SkippedVal)
+	}
+	t.Log(sb.String())
+	if aligned.AUROC < plain.AUROC-0.01 {
+		t.Errorf("aligned AUROC %.4f is more than 1 point below the unjittered %.4f", aligned.AUROC, plain.AUROC)
+	}
+	if aligned.FPR > plain.FPR+0.03 {
+		t.Errorf("aligned FPR@95TPR %.4f is more than 3 points above the unjittered %.4f", aligned.FPR, plain.FPR)
+	}
+	if !(jit.AUROC < aligned.AUROC && jit.FPR > aligned.FPR) {
+		t.Errorf("the jittered run without fixturing (AUROC %.4f, FPR %.4f) is not worse than with it (%.4f, %.4f)",
+			jit.AUROC, jit.FPR, aligned.AUROC, aligned.FPR)
+	}
+}
+
+// meanImage writes the pixel mean of the images at paths (same size) to out:
+// the reference for parts whose texture differs between good parts (a
+// tire's tread phase), so registration follows the part's body, not the
+// texture of one particular part.
+func meanImage(t testing.TB, paths []string, out string) string {
+	t.Helper()
+	var acc gocv.Mat
+	for _, p := range paths {
+		m, err := capture.ReadImage(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := gocv.NewMat()
+		m.ConvertTo(&f, gocv.MatTypeCV32FC3)
+		m.Close()
+		if acc.Ptr() == nil {
+			acc = f
+			continue
+		}
+		gocv.Add(acc, f, &acc)
+		f.Close()
+	}
+	defer acc.Close()
+	mean := gocv.NewMat()
+	defer mean.Close()
+	acc.ConvertToWithParams(&mean, gocv.MatTypeCV8UC3, float32(1/float64(len(paths))), 0)
+	if err := capture.WriteImage(out, mean); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
