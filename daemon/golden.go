@@ -129,6 +129,13 @@ func (d *Daemon) runGolden(ctx context.Context, trigger string) golden.Summary {
 	gen := g.gen
 	g.mu.Unlock()
 	s := golden.Run(ctx, g.set, trigger, d.judgeGolden)
+	if ctx.Err() != nil && !s.Passed {
+		// Stopped, not failed (the daemon stopping): the parts judged so
+		// far say nothing about the images not judged, so the last summary
+		// stands and nothing is published.
+		d.log.Info("golden-sample challenge stopped before its end; the last summary stands", "trigger", trigger, "judged", len(s.Images), "of", len(g.set.Images))
+		return s
+	}
 	if !g.setLastOf(&s, gen) {
 		d.log.Info("golden-sample challenge superseded by a configuration change; not kept", "trigger", trigger, "passed", s.Passed)
 		return s
@@ -361,7 +368,10 @@ func (d *Daemon) goldenRoutes(mux *http.ServeMux, auth func(http.HandlerFunc) ht
 	}))
 	mux.HandleFunc("POST /api/golden/run", auth(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("wait") == "true" {
-			s, err := d.RunGolden(r.Context(), "http")
+			// The daemon's context, not the request's: a client that
+			// gives up (a timeout, a dropped connection) must not stop
+			// the challenge half way.
+			s, err := d.RunGolden(d.golden.runCtx(), "http")
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusConflict)
 				return

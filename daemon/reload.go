@@ -139,7 +139,7 @@ func (d *Daemon) Reload() error {
 	if d.onReload != nil {
 		d.onReload(applied)
 	}
-	d.goldenAfterReload(changes)
+	d.goldenAfterReload(liveModelChanges(changes)) // a new shadow candidate judges nothing on the line
 	return nil
 }
 

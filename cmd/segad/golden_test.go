@@ -484,3 +484,51 @@ func TestGoldenHTTPRequest(t *testing.T) {
 		t.Errorf("summary: passed %v trigger %q images %d", s.Passed, s.Trigger, len(s.Images))
 	}
 }
+
+// TestGoldenStoppedChallengeKeepsLast: a challenge that is stopped before
+// its end (the daemon stopping) is not a failed one: the last summary
+// stands, the line stays ready and no part fails closed. A client that
+// gives up on `POST /api/golden/run?wait=true` does not stop the challenge.
+func TestGoldenStoppedChallengeKeepsLast(t *testing.T) {
+	st := goldenDemoStation(t)
+	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), nil)
+	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	d, _ := goldenLine(t, st, gold, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
+	t.Cleanup(func() { d.Close() })
+	first, err := d.RunGolden(context.Background(), "test")
+	if err != nil || !first.Passed {
+		t.Fatalf("first challenge: %v %+v", err, first)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	s, err := d.RunGolden(stopped, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Passed || s.Error == "" {
+		t.Fatalf("a stopped challenge reported %+v, want not passed with the reason", s)
+	}
+	last, _ := d.GoldenSummary()
+	if !last.Passed || !last.At.Equal(first.At) {
+		t.Errorf("the stopped challenge replaced the last summary: %+v", last)
+	}
+	if code, body := readyz(t, d); code != http.StatusOK {
+		t.Errorf("/readyz after a stopped challenge: %d %s", code, body)
+	}
+	// An HTTP client whose request is already cancelled.
+	const token = "golden-http-token-0123"
+	req := httptest.NewRequest(http.MethodPost, "/api/golden/run?wait=true", nil).WithContext(stopped)
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	d.Handler(token).ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("challenge for a client that gave up: %d %s, want it run to the end and passed", rec.Code, rec.Body.String())
+	}
+	if last, _ := d.GoldenSummary(); !last.Passed || !last.At.After(first.At) {
+		t.Errorf("last summary after the HTTP challenge: %+v", last)
+	}
+}
