@@ -190,6 +190,8 @@ type Manager struct {
 	attempts int
 	sessions map[[32]byte]*session // by SHA-256 of the cookie value
 	clients  map[string]*window
+	// hashing holds a token per password check running (maxHashing).
+	hashing chan struct{}
 }
 
 // New builds a Manager for the console section (already validated by
@@ -197,7 +199,7 @@ type Manager struct {
 // in code).
 func New(cfg config.ConsoleConfig, o Options) (*Manager, error) {
 	m := &Manager{log: o.Logger, secure: o.Secure, now: o.Now,
-		sessions: map[[32]byte]*session{}, clients: map[string]*window{}}
+		sessions: map[[32]byte]*session{}, clients: map[string]*window{}, hashing: make(chan struct{}, maxHashing)}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -316,23 +318,40 @@ func isLoopback(r *http.Request) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// allow refuses a client that has failed console.login_attempts logins
-// within the current minute.
-func (m *Manager) allow(client string, now time.Time) error {
+// reserve refuses a client that has failed console.login_attempts logins
+// within the current minute, and otherwise counts this attempt as a
+// failure before the password is checked (forgive takes it back on
+// success): counting only after bcrypt would let parallel guesses all
+// pass the check while the first ones are still being hashed.
+func (m *Manager) reserve(client string, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.clients[client]
 	if ok && now.Sub(w.start) < rateWindow && w.n >= m.attempts {
 		return &RateLimitError{RetryAfter: w.start.Add(rateWindow).Sub(now)}
 	}
+	m.failedLocked(client, now)
 	return nil
 }
 
-// failed counts a failed login of client; the window starts with the
-// first failure and lasts a minute.
-func (m *Manager) failed(client string, now time.Time) {
+// forgive takes back the attempt reserve counted, for a login that
+// succeeded.
+func (m *Manager) forgive(client string, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if w, ok := m.clients[client]; ok && now.Sub(w.start) < rateWindow && w.n > 0 {
+		w.n--
+	}
+}
+
+// maxHashing is how many password checks run at once: bcrypt at cost 12
+// takes a core for a quarter of a second on an ARM panel PC, and the line's
+// detectors need the cores more than a crowd of logins does.
+const maxHashing = 2
+
+// failedLocked counts a failed login of client (m.mu held); the window starts with the
+// first failure and lasts a minute.
+func (m *Manager) failedLocked(client string, now time.Time) {
 	w, ok := m.clients[client]
 	if ok && now.Sub(w.start) < rateWindow {
 		w.n++
@@ -368,7 +387,7 @@ func (m *Manager) failed(client string, now time.Time) {
 func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password string) (User, error) {
 	now := m.now()
 	client := clientIP(r)
-	if err := m.allow(client, now); err != nil {
+	if err := m.reserve(client, now); err != nil {
 		m.log.Warn("console login refused: rate limited", "client", client, "user", clip(name))
 		return User{}, err
 	}
@@ -377,8 +396,15 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password s
 	dummy, none := m.dummy, len(m.users) == 0
 	m.mu.Unlock()
 	if none {
-		m.failed(client, now)
 		return User{}, ErrNoUsers
+	}
+	select {
+	case m.hashing <- struct{}{}:
+		defer func() { <-m.hashing }()
+	default:
+		m.forgive(client, now) // busy, not wrong: no failure counted
+		m.log.Warn("console login refused: other logins are being checked", "client", client, "user", clip(name))
+		return User{}, &RateLimitError{RetryAfter: time.Second}
 	}
 	hash := acct.hash
 	if !known {
@@ -389,10 +415,10 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password s
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
 	if err != nil || !known {
-		m.failed(client, now)
 		m.log.Warn("console login failed", "client", client, "user", clip(name))
 		return User{}, ErrBadCredentials
 	}
+	m.forgive(client, now)
 	id, sess, err := m.newSession(name, now)
 	if err != nil {
 		return User{}, err

@@ -508,3 +508,54 @@ func TestConcurrent(t *testing.T) {
 		t.Error("tom's session survived his removal")
 	}
 }
+
+// TestLoginParallelGuessesLimited: guesses sent all at once from one client
+// are limited like guesses one after another (the attempt is counted before
+// the password is hashed), and at most maxHashing password checks run at
+// once, so a crowd of logins cannot take the line's cores.
+func TestLoginParallelGuessesLimited(t *testing.T) {
+	m, _ := newManager(t, users(t), false) // 3 attempts a minute
+	const n = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	got := map[string]int{}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := m.Login(httptest.NewRecorder(), req("POST", "/login", lan, nil), "tom", "wrong-password")
+			kind := "other"
+			switch {
+			case errors.Is(err, ErrBadCredentials):
+				kind = "checked"
+			case errors.Is(err, ErrRateLimited):
+				kind = "limited"
+			}
+			mu.Lock()
+			got[kind]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if got["checked"] > 3 || got["checked"] == 0 || got["other"] != 0 || got["checked"]+got["limited"] != n {
+		t.Fatalf("40 parallel guesses with 3 attempts a minute: %v, want at most 3 checked, the rest limited", got)
+	}
+	// A busy refusal (other checks running) is not a failed attempt: the
+	// right password still gets in when the guesses were all refused busy.
+	m2, _ := newManager(t, users(t), false)
+	for i := 0; i < maxHashing; i++ {
+		m2.hashing <- struct{}{}
+	}
+	var rl *RateLimitError
+	if _, err := m2.Login(httptest.NewRecorder(), req("POST", "/login", lan, nil), "tom", "tech-password"); !errors.As(err, &rl) {
+		t.Fatalf("login while %d checks run: %v, want refused busy", maxHashing, err)
+	}
+	for i := 0; i < maxHashing; i++ {
+		<-m2.hashing
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := m2.Login(httptest.NewRecorder(), req("POST", "/login", lan, nil), "tom", "tech-password"); err != nil {
+			t.Fatalf("login %d after the busy refusal: %v (busy refusals or successes counted as failures)", i, err)
+		}
+	}
+}
