@@ -439,7 +439,8 @@ func TestPagesSmallAndSelfContained(t *testing.T) {
 // another site after logging in.
 func TestLoginRedirectStaysLocal(t *testing.T) {
 	for in, want := range map[string]string{"/history?verdict=fail": "/history?verdict=fail", "//evil.example/x": "/live",
-		"https://evil.example": "/live", `/\evil.example`: "/live", "": "/live"} {
+		"https://evil.example": "/live", `/\evil.example`: "/live", "": "/live",
+		"/\t/evil.example": "/live", "/\n/evil.example": "/live", "/\x7f/x": "/live", "/%2F/evil.example": "/live"} {
 		if got := localNext(in); got != want {
 			t.Errorf("localNext(%q) = %q, want %q", in, got, want)
 		}

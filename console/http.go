@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -147,9 +148,20 @@ func (c *Console) render(w http.ResponseWriter, name string, p any) {
 }
 
 // localNext keeps a post-login redirect on this site (an absolute or
-// protocol-relative URL would make the login page an open redirect).
+// protocol-relative URL would make the login page an open redirect). A
+// control character is refused too: browsers drop tabs and newlines from
+// a URL, so "/\t/evil.example" would become "//evil.example".
 func localNext(s string) string {
 	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.Contains(s, `\`) {
+		return "/live"
+	}
+	for _, b := range []byte(s) {
+		if b < 0x20 || b == 0x7f {
+			return "/live"
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || strings.HasPrefix(u.Path, "//") {
 		return "/live"
 	}
 	return s
