@@ -85,6 +85,7 @@ type Console struct {
 	line atomic.Pointer[lineBox]
 
 	watchers    atomic.Int64 // browsers on the live feed now
+	streams     streamSlots  // Live streams open, bounded
 	lastPreview atomic.Int64 // unix nanos of the last preview taken
 
 	mu      sync.Mutex

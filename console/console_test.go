@@ -590,3 +590,59 @@ func TestLiveStreamOutlivesWriteTimeout(t *testing.T) {
 		t.Errorf("the stream delivered for %s of the client's 2 s (server write and read timeouts 500 ms)", last.Sub(start))
 	}
 }
+
+// TestLiveStreamsBounded: one client can hold at most maxStreamsPerClient
+// Live streams (each holds one of the daemon's HTTP connections); the
+// next gets 503 with Retry-After, and a closed stream frees its slot.
+func TestLiveStreamsBounded(t *testing.T) {
+	f := newFixture(t)
+	view := f.login(t, "view", "view-password")
+	open := func() (*http.Response, context.CancelFunc) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/console/events", nil)
+		resp, err := view.client.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		return resp, cancel
+	}
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := 0; i < maxStreamsPerClient; i++ {
+		resp, cancel := open()
+		cancels = append(cancels, cancel)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %d", i, resp.StatusCode)
+		}
+		defer resp.Body.Close()
+	}
+	resp, cancel := open()
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cancel()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many Live streams") {
+		t.Fatalf("stream beyond the bound: %d %q", resp.StatusCode, body)
+	}
+	cancels[0]()
+	waitUntil := time.Now().Add(5 * time.Second)
+	for {
+		resp, cancel := open()
+		cancels = append(cancels, cancel)
+		code := resp.StatusCode
+		if code == http.StatusOK {
+			resp.Body.Close()
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(waitUntil) {
+			t.Fatalf("a closed stream did not free its slot: %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segad-edge/segad-edge/console/auth"
@@ -202,6 +204,19 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // between are never queued), and a comment every 15 s so proxies keep
 // the stream open.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) {
+	// Each stream holds one of the daemon's HTTP connections for as long
+	// as the page is open, out of the same budget as /trigger, /inspect
+	// and the readiness probes: bound them, in all and per client.
+	client := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(client); err == nil {
+		client = host
+	}
+	if !c.streams.take(client) {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, fmt.Sprintf("too many Live streams open (at most %d, %d per client): close a console tab", maxStreams, maxStreamsPerClient), http.StatusServiceUnavailable)
+		return
+	}
+	defer c.streams.give(client)
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -354,4 +369,43 @@ func (c *Console) healthAPI(w http.ResponseWriter, _ *http.Request) {
 	c.mu.Unlock()
 	d.Live, _ = c.snapshot()
 	writeJSON(w, http.StatusOK, d)
+}
+
+// maxStreams bounds the Live streams open at once, and maxStreamsPerClient
+// those of one client address: a quarter of the daemon's default 64
+// connections in all, so consoles can never starve the PLC's triggers and
+// the readiness probes.
+const (
+	maxStreams          = 16
+	maxStreamsPerClient = 8
+)
+
+// streamSlots counts the open Live streams, in all and per client.
+type streamSlots struct {
+	mu     sync.Mutex
+	total  int
+	client map[string]int
+}
+
+func (s *streamSlots) take(client string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = map[string]int{}
+	}
+	if s.total >= maxStreams || s.client[client] >= maxStreamsPerClient {
+		return false
+	}
+	s.total++
+	s.client[client]++
+	return true
+}
+
+func (s *streamSlots) give(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.client[client]--; s.client[client] <= 0 {
+		delete(s.client, client)
+	}
 }

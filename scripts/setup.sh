@@ -6,7 +6,7 @@
 #   - apt: OpenCV (GoCV), XGBoost C library (training), Mosquitto, PostgreSQL,
 #          pymodbus and mbpoll (independent peers the tests start),
 #          numpy/scipy/xgboost/onnx for the golden-fixture scripts,
-#          headless Chromium for the console's browser tests.
+#          headless Chromium and curl for the console's browser and cost tests.
 #   - npm: the ONNX Runtime shared library, taken out of onnxruntime-node's package
 #          with `npm pack` (which runs no install scripts) and checked by sha256.
 set -euo pipefail
@@ -29,7 +29,7 @@ apt_packages=(
   systemd
   openssl
   npm
-  chromium fonts-dejavu-core
+  chromium fonts-dejavu-core curl
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
