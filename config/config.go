@@ -648,12 +648,21 @@ func (c *Config) validateHTTP() error {
 			return c.errorAt("http.token", "%v", err)
 		}
 	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-	if !loopback && h.Token == "" {
+	if !loopbackHost(host) && h.Token == "" {
 		return c.errorAt("http.token", "required when http.listen (%s) is not a loopback address: anyone on the network could trigger inspections (generate one with: %s)", h.Listen, tokenAdvice)
 	}
 	return nil
+}
+
+// OnLoopback reports whether http.listen serves loopback clients only.
+func (h HTTPConfig) OnLoopback() bool {
+	host, _, err := net.SplitHostPort(h.Listen)
+	return err == nil && loopbackHost(host)
+}
+
+func loopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // Line returns the source line of a key ("segad.threshold"), 0 if unknown.

@@ -142,3 +142,16 @@ func TestStationOnce(t *testing.T) {
 		t.Fatalf("same station twice: %v", err)
 	}
 }
+
+// TestHTTPOnLoopback: which http.listen addresses serve loopback clients
+// only (the token rule and the console's clear-text warning use it).
+func TestHTTPOnLoopback(t *testing.T) {
+	for listen, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:8080": true, "127.0.0.2:80": true,
+		"0.0.0.0:8080": false, ":8080": false, "[::]:8080": false, "192.168.1.5:8080": false, "plc-host:8080": false, "off": false,
+	} {
+		if got := (HTTPConfig{Listen: listen}).OnLoopback(); got != want {
+			t.Errorf("OnLoopback(%q) = %v, want %v", listen, got, want)
+		}
+	}
+}

@@ -21,11 +21,38 @@ import (
 // daemon: the console is one of its outputs (every result), its preview
 // hook (the Live frame) and a set of routes on its HTTP server.
 type consoleWiring struct {
-	c        *console.Console
-	d        atomic.Pointer[daemon.Daemon]
-	cfg      *config.Config
-	cfgPath  string
+	c       *console.Console
+	d       atomic.Pointer[daemon.Daemon]
+	cfg     *config.Config
+	cfgPath string
+	// bundle is the bundle in force (segad.bundle; a promotion or an edit
+	// changes it on a reload), with its manifest: the Threshold page's
+	// operating points must be the forest's that judges, never a previous
+	// one's, whose scores are on another scale.
+	bundle atomic.Pointer[consoleBundle]
+}
+
+// consoleBundle is a bundle path and its manifest (nil: none, or not
+// readable).
+type consoleBundle struct {
+	path     string
 	manifest *bundle.Manifest
+}
+
+// setBundle reads the manifest of the bundle at path ("" for a plain
+// forest). A bundle that cannot be read here fails model.Build with the
+// reason, so it is only noted.
+func (w *consoleWiring) setBundle(path string, log *slog.Logger) {
+	cb := &consoleBundle{path: path}
+	if path != "" {
+		b, err := bundle.Load(path)
+		if err != nil {
+			log.Warn("console: the bundle's operating points are not shown", "bundle", path, "err", err)
+		} else {
+			cb.manifest = b.Manifest
+		}
+	}
+	w.bundle.Store(cb)
 }
 
 // openConsole adds the console to opt when the config serves it (console
@@ -44,15 +71,9 @@ func openConsole(cfg *config.Config, cfgPath string, outs *outputs, opt *daemon.
 		return nil, fmt.Errorf("console: config path %s: %w", cfgPath, err)
 	}
 	w := &consoleWiring{cfg: cfg, cfgPath: abs}
-	if cfg.SegAD.Bundle != "" {
-		// The operating-point table; a bundle that cannot be read here
-		// fails model.Build with the reason, so it is only noted.
-		if b, err := bundle.Load(cfg.SegAD.Bundle); err == nil {
-			w.manifest = b.Manifest
-		}
-	}
+	w.setBundle(cfg.SegAD.Bundle, clog)
 	co := console.Options{Auth: am, Logger: clog, LiveRate: cfg.Console.LiveRate, ConfigPath: abs, AuditDir: cfg.Audit.Dir,
-		Manifest: func() *bundle.Manifest { return w.manifest }}
+		Manifest: func() *bundle.Manifest { return w.bundle.Load().manifest }}
 	if outs.history != nil {
 		co.History = outs.history
 		co.Explain = w.explain
@@ -71,6 +92,9 @@ func openConsole(cfg *config.Config, cfgPath string, outs *outputs, opt *daemon.
 			clog.Error("console: users not updated; the previous ones stay", "err", err)
 		}
 		w.c.SetLiveRate(applied.Console.LiveRate)
+		if applied.SegAD.Bundle != w.bundle.Load().path {
+			w.setBundle(applied.SegAD.Bundle, clog)
+		}
 	}
 	prev := opt.Routes
 	opt.Routes = func(mux *http.ServeMux, bearer func(http.HandlerFunc) http.HandlerFunc) {
@@ -81,6 +105,8 @@ func openConsole(cfg *config.Config, cfgPath string, outs *outputs, opt *daemon.
 	}
 	if !am.Configured() {
 		clog.Warn("console: no users configured: read-only, loopback clients only (add console.users)")
+	} else if cfg.HTTP.TLSCert == "" && !cfg.HTTP.OnLoopback() {
+		clog.Warn("console: users log in over plain HTTP on a non-loopback address: passwords and session cookies cross the network in clear text (set http.tls_cert and http.tls_key)", "listen", cfg.HTTP.Listen)
 	}
 	return w, nil
 }
@@ -119,5 +145,5 @@ func (l consoleLine) Thresholds() (float64, float64) { return l.w.d.Load().Thres
 func (l consoleLine) Identity() console.Identity {
 	m := l.w.d.Load().Model()
 	return console.Identity{Station: l.w.cfg.Station, Version: version, Forest: m.ForestHash, Detectors: m.Names,
-		Bundle: l.w.cfg.SegAD.Bundle, Config: l.w.cfgPath}
+		Bundle: l.w.bundle.Load().path, Config: l.w.cfgPath}
 }
