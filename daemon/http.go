@@ -170,6 +170,10 @@ func (d *Daemon) Handler(token string) http.Handler {
 		body = nil // the decoded frame holds what is needed; let the upload go
 		ins := d.insp.Inspect(f, false)
 		f.Close()
+		// A part judged over HTTP is judged as on the line: while a golden
+		// challenge has failed (or the start-up one has not passed), the
+		// same assurance.golden.action applies.
+		d.goldenMark(&ins.Result)
 		<-slots
 		if size >= freeAfterBody {
 			d.returnMemory(slots)

@@ -532,3 +532,41 @@ func TestGoldenStoppedChallengeKeepsLast(t *testing.T) {
 		t.Errorf("last summary after the HTTP challenge: %+v", last)
 	}
 }
+
+// TestGoldenMarksHTTPInspect: a part judged over `POST /inspect` while the
+// last golden challenge failed gets the line's consequence (fail_closed:
+// golden_failed), not a plain verdict from a station that misjudged known
+// parts; after a passing challenge it gets its own verdict again.
+func TestGoldenMarksHTTPInspect(t *testing.T) {
+	st := goldenDemoStation(t)
+	dark := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), darkened)
+	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	d, _ := goldenLine(t, st, dark, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
+	t.Cleanup(func() { d.Close() })
+	const token = "golden-http-token-0123"
+	inspect := func() result.Result {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, "/inspect?part_id=P-1", bytes.NewReader(part))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		d.Handler(token).ServeHTTP(rec, req)
+		var r result.Result
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &r) != nil {
+			t.Fatalf("/inspect: %d %s", rec.Code, rec.Body.String())
+		}
+		return r
+	}
+	if r := inspect(); r.Verdict != result.VerdictPass {
+		t.Fatalf("a good part before any challenge: %s %s", r.Verdict, r.Reason)
+	}
+	if s, err := d.RunGolden(context.Background(), "test"); err != nil || s.Passed {
+		t.Fatalf("challenge with a darkened lamp: %v passed=%v", err, s.Passed)
+	}
+	if r := inspect(); r.Verdict != result.VerdictError || r.ReasonCode != result.ReasonGolden {
+		t.Errorf("a good part over HTTP after a failed challenge: %s %s %q, want error golden_failed", r.Verdict, r.ReasonCode, r.Reason)
+	}
+}
