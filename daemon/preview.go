@@ -90,9 +90,13 @@ func (d *Daemon) offerPreview(f *capture.Frame, ins *model.Inspection) {
 	}
 	res := ins.Result
 	maps, mw, mh, mask := ins.Maps, ins.MapW, ins.MapH, ins.Mask
+	al := f.Align // plain data: safe after the frame is closed
 	go func() {
 		defer p.rendering.Store(false)
 		defer img.Close()
+		// Fixturing: the maps are in the reference pose; draw them where
+		// the part was in the frame, as the audit image does.
+		maps, mask := audit.Unwarp(al, maps, mw, mh, mask)
 		over := audit.OverlayExplained(img, maps, mw, mh, mask, audit.TopSegment(res.Explain))
 		defer over.Close()
 		if over.Empty() {
