@@ -29,12 +29,13 @@ import (
 // test jitters every image itself (seeded: shift up to +-6% of each side,
 // rotation up to +-4 degrees about the centre, train and test alike, border
 // replicate as a camera sees more conveyor) and runs the one-class protocol
-// three times, each with its own variation detector fitted by
+// four times, each with its own variation detector fitted by
 // detector.FitVariation and its own forest: on the original images, on the
-// jittered images, and on the jittered images with capture.align (the
-// reference is an original, unjittered train/good image). The variation
-// detector alone is SegAD's detector here: it is the pose-sensitive one
-// (per-pixel median and spread) and cheap enough to fit three times.
+// jittered images, on the jittered images with capture.align (the reference
+// is the mean of the unjittered train/good images), and, as a diagnostic, on
+// the original images with capture.align. The variation detector alone is
+// SegAD's detector here: it is the pose-sensitive one (per-pixel median and
+// spread) and cheap enough to fit four times.
 
 // alignJitterMax is the jitter of the acceptance: shift fraction, degrees.
 const (
@@ -256,7 +257,7 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 // run, and the jittered run without fixturing is worse than the aligned one.
 func TestAlignTireAcceptance(t *testing.T) {
 	if os.Getenv("SEGAD_ACCEPTANCE") == "" {
-		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): three detector fits and forests on the tire data")
+		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): four detector fits and forests on the tire data")
 	}
 	if err := xgboost.Open(); err != nil {
 		t.Skip(err)
