@@ -325,6 +325,9 @@ func TestAlignConfigRanges(t *testing.T) {
 		{AlignConfig{MinScore: math.NaN()}, "align.min_score"},
 		{AlignConfig{Search: 0.9}, "align.search"},
 		{AlignConfig{Search: -1}, "align.search"},
+		{AlignConfig{Smooth: 0.3}, "align.smooth"},
+		{AlignConfig{Smooth: -0.05}, "align.smooth"},
+		{AlignConfig{Smooth: math.NaN()}, "align.smooth"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.want, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -28,12 +29,13 @@ import (
 // test jitters every image itself (seeded: shift up to +-6% of each side,
 // rotation up to +-4 degrees about the centre, train and test alike, border
 // replicate as a camera sees more conveyor) and runs the one-class protocol
-// three times, each with its own variation detector fitted by
+// four times, each with its own variation detector fitted by
 // detector.FitVariation and its own forest: on the original images, on the
-// jittered images, and on the jittered images with capture.align (the
-// reference is an original, unjittered train/good image). The variation
-// detector alone is SegAD's detector here: it is the pose-sensitive one
-// (per-pixel median and spread) and cheap enough to fit three times.
+// jittered images, on the jittered images with capture.align (the reference
+// is the mean of the unjittered train/good images), and, as a diagnostic, on
+// the original images with capture.align. The variation detector alone is
+// SegAD's detector here: it is the pose-sensitive one (per-pixel median and
+// spread) and cheap enough to fit four times.
 
 // alignJitterMax is the jitter of the acceptance: shift fraction, degrees.
 const (
@@ -58,18 +60,7 @@ func jitterImagesOracle(t testing.TB, samples []Sample, dir string, seed uint64,
 		if err != nil {
 			t.Fatal(err)
 		}
-		rng := rand.New(rand.NewPCG(seed, uint64(i)))
-		w, h := float64(m.Cols()), float64(m.Rows())
-		dx := (2*rng.Float64() - 1) * alignJitterShift * w
-		dy := (2*rng.Float64() - 1) * alignJitterShift * h
-		ang := (2*rng.Float64() - 1) * alignJitterAngle
-		r := ang * math.Pi / 180
-		cs, sn := math.Cos(r), math.Sin(r)
-		cx, cy := (w-1)/2, (h-1)/2
-		wm := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
-		for k, v := range []float64{cs, sn, cx - cs*cx - sn*cy + dx, -sn, cs, cy + sn*cx - cs*cy + dy} {
-			wm.SetDoubleAt(k/3, k%3, v)
-		}
+		wm := jitterWarp(seed, i, image.Pt(m.Cols(), m.Rows()))
 		j := gocv.NewMat()
 		gocv.WarpAffineWithParams(m, &j, wm, image.Pt(m.Cols(), m.Rows()), gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
 		if oracle {
@@ -92,6 +83,31 @@ func jitterImagesOracle(t testing.TB, samples []Sample, dir string, seed uint64,
 		out[i] = Sample{Path: p, Bad: s.Bad, Type: s.Type}
 	}
 	return out
+}
+
+// jitterOf is the seeded jitter of image i: its shift in pixels of an
+// image of size sz and its rotation in degrees, counter-clockwise on screen.
+func jitterOf(seed uint64, i int, sz image.Point) (dx, dy, angle float64) {
+	rng := rand.New(rand.NewPCG(seed, uint64(i)))
+	w, h := float64(sz.X), float64(sz.Y)
+	dx = (2*rng.Float64() - 1) * alignJitterShift * w
+	dy = (2*rng.Float64() - 1) * alignJitterShift * h
+	angle = (2*rng.Float64() - 1) * alignJitterAngle
+	return dx, dy, angle
+}
+
+// jitterWarp is image i's jitter as warpAffine's forward map (CV_64F 2x3):
+// a turn about the image centre, then the shift.
+func jitterWarp(seed uint64, i int, sz image.Point) gocv.Mat {
+	dx, dy, ang := jitterOf(seed, i, sz)
+	r := ang * math.Pi / 180
+	cs, sn := math.Cos(r), math.Sin(r)
+	cx, cy := float64(sz.X-1)/2, float64(sz.Y-1)/2
+	wm := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	for k, v := range []float64{cs, sn, cx - cs*cx - sn*cy + dx, -sn, cs, cy + sn*cx - cs*cy + dy} {
+		wm.SetDoubleAt(k/3, k%3, v)
+	}
+	return wm
 }
 
 // alignRunResult is one setup's held-out result, averaged over seeds.
@@ -241,7 +257,7 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 // run, and the jittered run without fixturing is worse than the aligned one.
 func TestAlignTireAcceptance(t *testing.T) {
 	if os.Getenv("SEGAD_ACCEPTANCE") == "" {
-		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): three detector fits and forests on the tire data")
+		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): four detector fits and forests on the tire data")
 	}
 	if err := xgboost.Open(); err != nil {
 		t.Skip(err)
@@ -293,8 +309,10 @@ func TestAlignTireAcceptance(t *testing.T) {
 	// The reference is the mean of the (unjittered) train/good images:
 	// tires differ in tread phase, and the mean is the tire's body without
 	// one tire's tread (docs/fixturing.md). min_score 0.6: good tires
-	// correlate with one reference tire at 0.69..0.98; the default 0.8
-	// would refuse some good training images.
+	// correlate with one reference tire at 0.69..0.98; against the mean at
+	// the default smooth the training tires score 0.962 and up
+	// (TestAlignTirePose), so the default 0.8 would do too, but 0.6 keeps
+	// fail-closed rejects out of what this compares: the poses.
 	ref := meanImage(t, trainPaths, filepath.Join(dir, "reference.png"))
 	align := capture.AlignConfig{Reference: ref, Motion: capture.MotionEuclidean, Method: capture.MethodECC, MinScore: 0.6}
 	align.Defaults()
@@ -365,4 +383,131 @@ func meanImage(t testing.TB, paths []string, out string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestAlignTirePose checks registration itself, without detectors or
+// forests (SEGAD_ACCEPTANCE=1, seconds): every train/good tire, as it is and
+// jittered like the acceptance does, is registered to the mean reference.
+// It logs each set's pose error against the known jitter (zero for the
+// originals) and checks that the jittered copy lands on its original's pose
+// plus the jitter. SEGAD_ALIGN_SMOOTH=0.004,0.05,0.1 compares smooth values.
+//
+// Measured: the originals do not sit in one pose. Every registration tried
+// (grey ECC at smooth 0.001..0.15, ECC on the gradient magnitude of the
+// blurred image, on an Otsu silhouette) finds the same per-tire shifts
+// within 1-2 px, median 2.7 px and up to 10 px at 256 px, and by eye the
+// tire's edges differ by as much (150.png against 180.png).
+func TestAlignTirePose(t *testing.T) {
+	if os.Getenv("SEGAD_ACCEPTANCE") == "" {
+		t.Skip("set SEGAD_ACCEPTANCE=1: registers the 210 tire training images twice")
+	}
+	trainPaths, err := detector.ListImages(filepath.Join(tireRoot(t), "train", "good", "rgb"), detector.DefaultMinImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := meanImage(t, trainPaths, filepath.Join(t.TempDir(), "reference.png"))
+	smooths := []float64{capture.DefaultAlignSmooth}
+	if s := os.Getenv("SEGAD_ALIGN_SMOOTH"); s != "" {
+		smooths = nil
+		for _, f := range strings.Split(s, ",") {
+			var v float64
+			if _, err := fmt.Sscan(f, &v); err != nil {
+				t.Fatal(err)
+			}
+			smooths = append(smooths, v)
+		}
+	}
+	for _, smooth := range smooths {
+		align := capture.AlignConfig{Reference: ref, Motion: capture.MotionEuclidean, Method: capture.MethodECC, MinScore: 0.6, Smooth: smooth}
+		pc := capture.PreprocessConfig{Align: align}
+		// Pose errors in preprocessed (256x256) pixels and degrees.
+		plain, jit, cons := poseErrors{minScore: 1}, poseErrors{minScore: 1}, poseErrors{minScore: 1}
+		var last [3]float64
+		for i, p := range trainPaths {
+			for _, jittered := range []bool{false, true} {
+				m, err := capture.ReadImage(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sz := image.Pt(m.Cols(), m.Rows())
+				var wantX, wantY, wantA float64
+				if jittered {
+					wm := jitterWarp(11, i, sz)
+					j := gocv.NewMat()
+					gocv.WarpAffineWithParams(m, &j, wm, sz, gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
+					wm.Close()
+					m.Close()
+					m = j
+					wantX, wantY, wantA = jitterOf(11, i, sz)
+				}
+				f := capture.FrameFromMat(m, pc)
+				if f.Err != nil {
+					t.Fatal(f.Err)
+				}
+				a := f.Align
+				e := &plain
+				if jittered {
+					e = &jit
+				}
+				if !a.Located() {
+					e.notLocated++
+				} else {
+					sx, sy := float64(a.Size.X)/float64(sz.X), float64(a.Size.Y)/float64(sz.Y)
+					ex, ey, ea := a.DX-wantX*sx, a.DY-wantY*sy, a.Angle-wantA
+					e.add(ex, ey, ea)
+					e.minScore = min(e.minScore, a.Score)
+					if !jittered {
+						last = [3]float64{ex, ey, ea}
+					} else {
+						cons.add(ex-last[0], ey-last[1], ea-last[2])
+					}
+				}
+				f.Close()
+			}
+		}
+		t.Logf("smooth %.3f: unjittered %v", smooth, &plain)
+		t.Logf("smooth %.3f: jittered   %v", smooth, &jit)
+		t.Logf("smooth %.3f: jittered minus unjittered %v", smooth, &cons)
+		// Equivariance: the jitter is recovered on top of the tire's own pose.
+		// The unjittered poses are logged, not bounded: the tires are not in
+		// one pose (150.png sits about 10 px left of 180.png).
+		if plain.notLocated+jit.notLocated > 0 {
+			t.Errorf("smooth %.3f: %d unjittered and %d jittered tires not located", smooth, plain.notLocated, jit.notLocated)
+		}
+		if q := quantile(cons.shift, 0.9); q > 0.6 {
+			t.Errorf("smooth %.3f: jittered minus unjittered shift p90 %.2f px, want <= 0.6", smooth, q)
+		}
+		if q := quantile(cons.angle, 0.9); q > 0.4 {
+			t.Errorf("smooth %.3f: jittered minus unjittered angle p90 %.2f deg, want <= 0.4", smooth, q)
+		}
+	}
+}
+
+// poseErrors collects registration errors against the known pose.
+type poseErrors struct {
+	shift, angle []float64 // |error|: shift length in pixels, degrees
+	sx, sy, sa   float64   // sums of the signed errors
+	minScore     float64   // lowest registration score (1: none recorded)
+	notLocated   int
+}
+
+func (e *poseErrors) add(dx, dy, da float64) {
+	e.sx, e.sy, e.sa = e.sx+dx, e.sy+dy, e.sa+da
+	e.shift = append(e.shift, math.Hypot(dx, dy))
+	e.angle = append(e.angle, math.Abs(da))
+}
+
+// quantile of xs (sorted in place).
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(xs)
+	return xs[min(len(xs)-1, int(q*float64(len(xs))))]
+}
+
+func (e *poseErrors) String() string {
+	n := float64(len(e.shift))
+	return fmt.Sprintf("mean (%.2f, %.2f, %.2f) ", e.sx/n, e.sy/n, e.sa/n) + fmt.Sprintf("shift error median %.2f p90 %.2f max %.2f px, angle error median %.2f p90 %.2f max %.2f deg, not located %d, lowest score %.3f",
+		quantile(e.shift, 0.5), quantile(e.shift, 0.9), quantile(e.shift, 1), quantile(e.angle, 0.5), quantile(e.angle, 0.9), quantile(e.angle, 1), e.notLocated, e.minScore)
 }
