@@ -95,6 +95,7 @@ func newFixture(t *testing.T) *fixture {
 		Users: []config.ConsoleUser{
 			{Name: "tech", Role: "technician", PasswordHash: hash("tech-password")},
 			{Name: "view", Role: "viewer", PasswordHash: hash("view-password")},
+			{Name: "eng", Role: "engineer", PasswordHash: hash("eng-password-0")},
 		},
 		SessionTTL: time.Hour, LiveRate: 4, LoginAttempts: 50,
 	}, auth.Options{Now: clk.now})
@@ -644,5 +645,39 @@ func TestLiveStreamsBounded(t *testing.T) {
 			t.Fatalf("a closed stream did not free its slot: %d", code)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTechnicianThresholdWithinScores: once the line has judged parts, a
+// technician may put the threshold only within the scores seen (and the
+// bundle's operating points): one beyond would pass or fail every part,
+// which switches inspection off, so it takes an engineer. Nothing is
+// written on a refusal.
+func TestTechnicianThresholdWithinScores(t *testing.T) {
+	f := newFixture(t)
+	for i, s := range []float64{-1.5, 0.2, 2.5} {
+		f.c.Publish(context.Background(), result.Result{ID: fmt.Sprintf("S%d", i), Seq: uint64(i + 1), Score: score(s), Verdict: result.VerdictPass})
+	}
+	tech := f.login(t, "tech", "tech-password")
+	before, _ := os.ReadFile(f.cfg)
+	for _, thr := range []string{"1000", "-3"} {
+		code, body := tech.do(t, "POST", f.srv.URL+"/console/api/threshold", tech.csrf, applyRequest{Threshold: thr, Revision: tech.revision})
+		if code != http.StatusForbidden || !strings.Contains(body, "only an engineer") {
+			t.Errorf("technician threshold %s: %d %s, want 403 naming the engineer", thr, code, body)
+		}
+	}
+	if after, _ := os.ReadFile(f.cfg); string(after) != string(before) {
+		t.Fatal("a refused threshold was written")
+	}
+	if code, body := tech.do(t, "POST", f.srv.URL+"/console/api/threshold", tech.csrf, applyRequest{Threshold: "2", Revision: tech.revision}); code != http.StatusOK {
+		t.Fatalf("technician threshold within the scores: %d %s", code, body)
+	}
+	eng := f.login(t, "eng", "eng-password-0")
+	rev, err := config.FileRevision(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := eng.do(t, "POST", f.srv.URL+"/console/api/threshold", eng.csrf, applyRequest{Threshold: "1000", Revision: string(rev)}); code != http.StatusOK {
+		t.Fatalf("engineer threshold beyond the scores: %d %s", code, body)
 	}
 }

@@ -263,6 +263,13 @@ func (c *Console) applyThreshold(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "revision is missing: reload the Threshold page")
 		return
 	}
+	if u.Role < auth.RoleEngineer {
+		if lo, hi, ok := c.scoreSpan(); ok && (*thr < lo || *thr > hi) {
+			c.log.Warn("console: threshold change refused: outside the scores seen", "user", u.Name, "threshold", *thr, "low", lo, "high", hi)
+			jsonError(w, http.StatusForbidden, fmt.Sprintf("threshold %v lies outside the scores the line has seen and the bundle's operating points (%.4g .. %.4g): it would pass or fail every part, so only an engineer may set it (nothing was written)", *thr, lo, hi))
+			return
+		}
+	}
 	if c.opt.ConfigPath == "" {
 		jsonError(w, http.StatusConflict, "this daemon runs without a config file to edit")
 		return
@@ -295,4 +302,38 @@ func (c *Console) applyThreshold(w http.ResponseWriter, r *http.Request) {
 		msg = fmt.Sprintf("written to %s; the daemon applies it from the next part", c.opt.ConfigPath)
 	}
 	writeJSON(w, http.StatusOK, applyResponse{Revision: string(rev), Changes: changes, Message: msg})
+}
+
+// scoreSpan is the range of scores a technician may put the threshold in:
+// from the lowest to the highest of the recent parts' scores and the
+// bundle's operating-point thresholds. A threshold beyond it would pass
+// (or fail) every part the line has seen, which switches inspection off
+// rather than tunes it: that takes an engineer. false while the line has
+// judged no part and no bundle gives operating points.
+func (c *Console) scoreSpan() (lo, hi float64, ok bool) {
+	add := func(v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		if !ok {
+			lo, hi, ok = v, v, true
+			return
+		}
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	for _, p := range c.recentScores() {
+		add(p.Score)
+	}
+	if c.opt.Manifest != nil {
+		if m := c.opt.Manifest(); m != nil {
+			add(m.Threshold.Suggested)
+			for _, p := range m.Threshold.Table {
+				add(p.Threshold)
+			}
+			for _, p := range m.Threshold.Points {
+				add(p.Threshold)
+			}
+		}
+	}
+	return lo, hi, ok
 }
