@@ -681,3 +681,40 @@ func TestTechnicianThresholdWithinScores(t *testing.T) {
 		t.Fatalf("engineer threshold beyond the scores: %d %s", code, body)
 	}
 }
+
+// TestLoginFromAnotherSiteRefused: a login form posted by another site's
+// page (login CSRF) is refused without checking the password; the console's
+// own page and clients without browser headers log in.
+func TestLoginFromAnotherSiteRefused(t *testing.T) {
+	f := newFixture(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", f.srv.URL+"/login", strings.NewReader("name=tech&password=tech-password"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	for _, c := range []struct {
+		name string
+		hdr  map[string]string
+		want int
+	}{
+		{"other origin", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"own origin", map[string]string{"Origin": "http://" + host, "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther},
+		{"no browser headers", nil, http.StatusSeeOther},
+	} {
+		if got := post(c.hdr); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}

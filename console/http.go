@@ -179,6 +179,14 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	// A login form posted from another site would log this browser into
+	// the other site's chosen account (login CSRF): browsers name the
+	// posting page's origin, and it must be this console.
+	if !sameOrigin(r) {
+		c.log.Warn("console: login from another site refused", "origin", r.Header.Get("Origin"), "client", r.RemoteAddr)
+		http.Error(w, "login refused: the form was sent from another site (open the console's own login page)", http.StatusForbidden)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	name, pw, next := r.PostFormValue("name"), r.PostFormValue("password"), localNext(r.PostFormValue("next"))
 	_, err := c.opt.Auth.Login(w, r, name, pw)
@@ -408,4 +416,21 @@ func (s *streamSlots) give(client string) {
 	if s.client[client]--; s.client[client] <= 0 {
 		delete(s.client, client)
 	}
+}
+
+// sameOrigin reports whether a request was sent by a page of this console:
+// Sec-Fetch-Site (modern browsers) or the Origin header, when present,
+// must name this host. A request with neither (curl, an old browser) is
+// let through: login CSRF needs a browser, and those send one of them.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
 }
