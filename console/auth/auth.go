@@ -428,6 +428,9 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, name, password s
 		delete(m.sessions, old) // a login replaces the browser's old session
 	}
 	m.sweep(now)
+	if m.userSessions(name) >= maxUserSessions {
+		m.dropOldestOf(name)
+	}
 	if len(m.sessions) >= maxSessions {
 		m.dropOldest()
 	}
@@ -487,15 +490,37 @@ func (m *Manager) sweep(now time.Time) {
 	}
 }
 
-func (m *Manager) dropOldest() {
+func (m *Manager) dropOldest() { m.dropOldestOf("") }
+
+// maxUserSessions bounds one user's sessions (a panel PC per station and a
+// few laptops): one account logging in over and over ends its own oldest
+// sessions, never other users'.
+const maxUserSessions = 32
+
+// dropOldestOf ends the oldest session of user (of anyone for ""), when
+// there is one.
+func (m *Manager) dropOldestOf(user string) {
 	var oldest [32]byte
 	var t time.Time
 	for k, s := range m.sessions {
-		if t.IsZero() || s.created.Before(t) {
+		if (user == "" || s.user == user) && (t.IsZero() || s.created.Before(t)) {
 			oldest, t = k, s.created
 		}
 	}
-	delete(m.sessions, oldest)
+	if !t.IsZero() {
+		delete(m.sessions, oldest)
+	}
+}
+
+// userSessions counts user's sessions.
+func (m *Manager) userSessions(user string) int {
+	n := 0
+	for _, s := range m.sessions {
+		if s.user == user {
+			n++
+		}
+	}
+	return n
 }
 
 // expired: idle for ttl, or older than ttl (absolute), whichever first.

@@ -559,3 +559,34 @@ func TestLoginParallelGuessesLimited(t *testing.T) {
 		}
 	}
 }
+
+// TestOneUserCannotEvictOthers: a user who logs in over and over ends only
+// their own oldest sessions (at most maxUserSessions each, far below the
+// global bound whose eviction would hit everyone); another user's session
+// survives.
+func TestOneUserCannotEvictOthers(t *testing.T) {
+	cfg := users(t)
+	cfg.LoginAttempts = 100
+	m, clk := newManager(t, cfg, false)
+	eva := login(t, m, "eva", "eng-password")
+	var first *http.Cookie
+	for i := 0; i < maxUserSessions+5; i++ {
+		clk.add(time.Millisecond)
+		c := login(t, m, "tom", "tech-password")
+		if first == nil {
+			first = c
+		}
+	}
+	if _, ok := m.Current(req("GET", "/", lan, eva)); !ok {
+		t.Error("another user's many logins ended eva's session")
+	}
+	if _, ok := m.Current(req("GET", "/", lan, first)); ok {
+		t.Error("tom's oldest session outlived the per-user bound")
+	}
+	m.mu.Lock()
+	n := m.userSessions("tom")
+	m.mu.Unlock()
+	if n > maxUserSessions {
+		t.Errorf("tom holds %d sessions, bound %d", n, maxUserSessions)
+	}
+}
