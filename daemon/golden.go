@@ -168,10 +168,16 @@ func (d *Daemon) runGolden(ctx context.Context, trigger string) golden.Summary {
 // old one passed is exactly what a challenge is for. Until the new
 // challenge has passed, the line is not ready and assurance.golden.action
 // applies (a challenge of the demo's 8 images takes about half a second).
-func (d *Daemon) goldenAfterReload(changes []config.Change) {
+//
+// It is called in two steps around the swap: goldenAfterReload (before the
+// new model judges any part) marks the last summary pending, so not one
+// part is judged by the new model under the old model's passed challenge;
+// the func it returns (nil when nothing to re-challenge) starts the
+// challenge once the new model is in place.
+func (d *Daemon) goldenAfterReload(changes []config.Change) (start func()) {
 	g := d.golden
 	if g == nil {
-		return
+		return nil
 	}
 	var why string
 	for _, c := range changes {
@@ -181,7 +187,7 @@ func (d *Daemon) goldenAfterReload(changes []config.Change) {
 		}
 	}
 	if why == "" {
-		return
+		return nil
 	}
 	pending := golden.Summary{At: time.Now().UTC(), Trigger: "reload", Failing: []string{},
 		Error: fmt.Sprintf("%s changed: re-running the golden-sample challenge for the new configuration", why)}
@@ -190,13 +196,15 @@ func (d *Daemon) goldenAfterReload(changes []config.Change) {
 	g.setLastLocked(&pending)
 	g.mu.Unlock()
 	g.pass.Set(0)
-	d.log.Info("configuration change: re-running the golden-sample challenge", "key", why)
-	go func() {
-		// Waits for a challenge in flight: it judged with the old model.
-		g.running.Lock()
-		defer g.running.Unlock()
-		d.runGolden(g.runCtx(), "reload")
-	}()
+	return func() {
+		d.log.Info("configuration change: re-running the golden-sample challenge", "key", why)
+		go func() {
+			// Waits for a challenge in flight: it judged with the old model.
+			g.running.Lock()
+			defer g.running.Unlock()
+			d.runGolden(g.runCtx(), "reload")
+		}()
+	}
 }
 
 // goldenConsequence says what a failed challenge does to production parts.

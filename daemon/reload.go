@@ -101,7 +101,9 @@ func (d *Daemon) Reload() error {
 		}
 	}
 
-	// Swap.
+	// Swap. Golden challenges go pending first: the new model judges no
+	// part under the old model's passed challenge.
+	challenge := d.goldenAfterReload(liveModelChanges(changes)) // a new shadow candidate judges nothing on the line
 	for _, c := range changes {
 		switch c.Class {
 		case config.Restart:
@@ -139,7 +141,9 @@ func (d *Daemon) Reload() error {
 	if d.onReload != nil {
 		d.onReload(applied)
 	}
-	d.goldenAfterReload(liveModelChanges(changes)) // a new shadow candidate judges nothing on the line
+	if challenge != nil {
+		challenge()
+	}
 	return nil
 }
 
