@@ -61,7 +61,7 @@ demo: setup build
 
 # Screenshots of the console pages for docs/ and README (headless chromium).
 console-screenshots: setup
-	SEGAD_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleBrowser ./cmd/segad
+	SEGAD_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleDemoLine ./cmd/segad
 
 clean:
 	rm -rf bin

@@ -187,7 +187,6 @@ func TestConsoleBrowser(t *testing.T) {
 	histDrop(t, watch, map[string][]byte{"LIVE-2.png": clean})
 	sub.WaitResults(len(first)+2, 30*time.Second)
 	evalUntil(t, ctx, "the Live frame to load", 5*time.Second, `(() => { const i = document.getElementById("frame"); return !i.hidden && i.naturalWidth > 0; })()`)
-	consoleShot(t, ctx, "live")
 
 	// Threshold: histogram, slider vs the API.
 	all := sub.Results()
@@ -224,7 +223,6 @@ func TestConsoleBrowser(t *testing.T) {
 	if shown != api || shown != strconv.Itoa(want) || shown == before {
 		t.Errorf("slider at %v: the page predicts %s rejects, the API %s, the results say %d (before: %s)", thr, shown, api, want, before)
 	}
-	consoleShot(t, ctx, "threshold")
 
 	// A bad number is refused on the page, saying why; nothing is written.
 	yamlBefore, _ := os.ReadFile(cfgPath)
@@ -294,7 +292,6 @@ func TestConsoleBrowser(t *testing.T) {
 	time.Sleep(1200 * time.Millisecond)
 	run(t, ctx, "open Review", chromedp.Navigate(base+"/review"), chromedp.WaitVisible("#queue"))
 	evalUntil(t, ctx, "the review queue", 5*time.Second, `Number(document.body.dataset.queue||0) > 0`)
-	consoleShot(t, ctx, "review")
 	id := evalString(t, ctx, `document.querySelector("#queue .item").dataset.id`)
 	run(t, ctx, "label it", chromedp.SendKeys(`#queue .item input`, "scratch"), chromedp.Click(`#queue .item button.bad`))
 	evalUntil(t, ctx, "the label to be saved", 5*time.Second, `document.getElementById("review-msg").className === "ok"`)
@@ -304,7 +301,6 @@ func TestConsoleBrowser(t *testing.T) {
 		`(() => { const r = document.querySelector('#rows tr[data-id="%s"] .label'); return !!r && r.textContent === "bad · scratch" && document.body.dataset.rows === "1"; })()`, id))
 	run(t, ctx, "open a record", chromedp.Click(fmt.Sprintf(`#rows tr[data-id="%s"]`, id)))
 	evalUntil(t, ctx, "the record", 5*time.Second, `document.querySelector("#detail pre") !== null`)
-	consoleShot(t, ctx, "history")
 	// The label reaches the Threshold page: the part counts as a labelled
 	// defect, caught at the threshold in force.
 	run(t, ctx, "open Threshold again", chromedp.Navigate(base+"/threshold"), chromedp.WaitVisible("#hist"))
@@ -316,7 +312,6 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	run(t, ctx, "open Health", chromedp.Navigate(base+"/health"), chromedp.WaitVisible("#lat"))
 	evalUntil(t, ctx, "latencies", 5*time.Second, `document.querySelectorAll("#lat-table tbody tr").length > 0`)
-	consoleShot(t, ctx, "health")
 
 	// A viewer cannot apply: the button is disabled and the API refuses.
 	run(t, ctx, "log out", chromedp.Click(`.who button`), chromedp.WaitVisible("#name"))
