@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gocv.io/x/gocv"
 
@@ -65,9 +66,14 @@ func goldenCacheDir() (string, error) {
 		return "", err
 	}
 	name := fmt.Sprintf("%s-%x", goldenCacheName, h.Sum(nil)[:8])
+	// Other builds' stations (about 170 MB each) are removed once they are
+	// older than a test run of this package could be: a younger one may
+	// belong to a test binary running now (another checkout, CI beside a
+	// developer's run), whose station must not be pulled from under it.
 	old, _ := filepath.Glob(filepath.Join(os.TempDir(), goldenCacheName+"*"))
 	for _, o := range old {
-		if b := filepath.Base(o); b != name && !strings.HasPrefix(b, name) {
+		info, err := os.Stat(o)
+		if b := filepath.Base(o); err == nil && !strings.HasPrefix(b, name) && time.Since(info.ModTime()) > 30*time.Minute {
 			os.RemoveAll(o)
 		}
 	}
