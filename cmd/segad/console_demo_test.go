@@ -141,6 +141,21 @@ console:
 
 	// Threshold: every scored part, the bundle's operating points, the
 	// what-if count at the threshold in force equal to the line's fails.
+	// The page reads the history, which records a result a moment after
+	// it is published: wait until it holds them all.
+	waitFor(t, "the history to record every part", 10*time.Second, func() bool {
+		req, _ := http.NewRequest("GET", base+"/api/results?limit=200", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var page struct {
+			Results []json.RawMessage `json:"results"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&page) == nil && len(page.Results) == len(rs)+2
+	})
 	run(t, ctx, "open Threshold", chromedp.Navigate(base+"/threshold"), chromedp.WaitVisible("#hist"))
 	if n := evalString(t, ctx, `String(JSON.parse(document.getElementById("data").textContent).parts.length)`); n != strconv.Itoa(len(rs)+2) {
 		t.Errorf("Threshold lists %s parts, want %d", n, len(rs)+2)

@@ -444,15 +444,7 @@ func BenchmarkGoldenChallengePerImage(b *testing.B) {
 // POST /api/golden/run starts one in the background (202) whose summary
 // GET /api/golden then serves; both need the bearer token.
 func TestGoldenHTTPRequest(t *testing.T) {
-	st := goldenDemoStation(t)
-	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), nil)
-	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := false
-	d, _ := goldenLine(t, st, gold, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
-	t.Cleanup(func() { d.Close() })
+	st, d, _ := goldenOnRequest(t, nil)
 	const token = "golden-http-token-0123"
 	h := d.Handler(token)
 	do := func(method, path, tok string) (int, string) {
@@ -490,15 +482,7 @@ func TestGoldenHTTPRequest(t *testing.T) {
 // stands, the line stays ready and no part fails closed. A client that
 // gives up on `POST /api/golden/run?wait=true` does not stop the challenge.
 func TestGoldenStoppedChallengeKeepsLast(t *testing.T) {
-	st := goldenDemoStation(t)
-	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), nil)
-	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := false
-	d, _ := goldenLine(t, st, gold, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
-	t.Cleanup(func() { d.Close() })
+	_, d, _ := goldenOnRequest(t, nil)
 	first, err := d.RunGolden(context.Background(), "test")
 	if err != nil || !first.Passed {
 		t.Fatalf("first challenge: %v %+v", err, first)
@@ -536,17 +520,9 @@ func TestGoldenStoppedChallengeKeepsLast(t *testing.T) {
 // TestGoldenMarksHTTPInspect: a part judged over `POST /inspect` while the
 // last golden challenge failed gets the line's consequence (fail_closed:
 // golden_failed), not a plain verdict from a station that misjudged known
-// parts; after a passing challenge it gets its own verdict again.
+// parts; before any challenge (none at start) it gets its own verdict.
 func TestGoldenMarksHTTPInspect(t *testing.T) {
-	st := goldenDemoStation(t)
-	dark := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), darkened)
-	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := false
-	d, _ := goldenLine(t, st, dark, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
-	t.Cleanup(func() { d.Close() })
+	_, d, part := goldenOnRequest(t, darkened)
 	const token = "golden-http-token-0123"
 	inspect := func() result.Result {
 		t.Helper()
@@ -569,4 +545,21 @@ func TestGoldenMarksHTTPInspect(t *testing.T) {
 	if r := inspect(); r.Verdict != result.VerdictError || r.ReasonCode != result.ReasonGolden {
 		t.Errorf("a good part over HTTP after a failed challenge: %s %s %q, want error golden_failed", r.Verdict, r.ReasonCode, r.Reason)
 	}
+}
+
+// goldenOnRequest is a demo line whose challenges run only on request (no
+// start-up challenge), its golden set captured through camera (nil: as
+// is); it returns the station, the daemon and a good part's image.
+func goldenOnRequest(t *testing.T, camera func(gocv.Mat) gocv.Mat) (*goldenStation, *daemon.Daemon, []byte) {
+	t.Helper()
+	st := goldenDemoStation(t)
+	gold := goldenCopy(t, st, filepath.Join(t.TempDir(), "golden"), camera)
+	part, err := os.ReadFile(filepath.Join(st.GoldDir, filepath.FromSlash(st.Good[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	d, _ := goldenLine(t, st, gold, part, 1, func(c *config.Config) { c.Assurance.Golden.OnStart = &off })
+	t.Cleanup(func() { d.Close() })
+	return st, d, part
 }
