@@ -6,11 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"gocv.io/x/gocv"
-
 	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/internal/segfixture"
 	"github.com/segad-edge/segad-edge/internal/testenv"
-	"github.com/segad-edge/segad-edge/npy"
 	"github.com/segad-edge/segad-edge/segad"
 )
 
@@ -23,29 +21,9 @@ import (
 // says so instead of guessing.
 func TestFeaturizerPerFrameMask(t *testing.T) {
 	root := testenv.RepoRoot(t)
-	fixtures := filepath.Join(root, "model", "testdata", "segmodel")
+	fixtures := segfixture.Dir(t)
 	dir := t.TempDir()
-	var imgs []string
-	for _, name := range []string{"part_good", "part_nowires"} {
-		a, err := npy.Read(filepath.Join(fixtures, name+".npy"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pix := make([]byte, len(a.Int))
-		for i, v := range a.Int {
-			pix[i] = byte(v)
-		}
-		mat, err := gocv.NewMatFromBytes(a.Shape[0], a.Shape[1], gocv.MatTypeCV8UC3, pix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name+".png")
-		if !gocv.IMWrite(p, mat) {
-			t.Fatalf("write %s", p)
-		}
-		mat.Close()
-		imgs = append(imgs, p)
-	}
+	imgs := segfixture.WritePNGs(t, dir, "part_good", "part_nowires")
 	det := filepath.Join(root, "infer", "testdata", "meanstd_blur.onnx")
 	yml := "capture: {kind: folder, path: .}\n" +
 		"onnxruntime: {library: " + testenv.ORTLib(t) + "}\n" +

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/segad-edge/segad-edge/bundle"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/fit"
@@ -26,7 +28,13 @@ import (
 // root command runs it.
 func execFit(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newFitCmd()
+	return execCmd(newFitCmd(), args...)
+}
+
+// execCmd runs a fresh command with args, as the root command runs it (a
+// fresh one, so no flag value carries over from an earlier run), and
+// returns what it wrote to stdout and stderr together.
+func execCmd(cmd *cobra.Command, args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)

@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"gocv.io/x/gocv"
-
-	"github.com/segad-edge/segad-edge/npy"
 	"github.com/segad-edge/segad-edge/result"
 
+	"github.com/segad-edge/segad-edge/internal/segfixture"
 	"github.com/segad-edge/segad-edge/internal/testenv"
 )
 
@@ -28,7 +26,7 @@ func TestConfigCheckSegmentationModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	fixtures := filepath.Join(testenv.RepoRoot(t), "model", "testdata", "segmodel")
+	fixtures := segfixture.Dir(t)
 	for _, tc := range []struct {
 		file string
 		want []string // empty: accepted
@@ -50,7 +48,7 @@ func TestConfigCheckSegmentationModel(t *testing.T) {
 				if r := runBinary(t, 60*time.Second, "config", "check", cfg); r.err != nil || !strings.Contains(r.out, "segad.yaml: ok") {
 					t.Fatalf("config check: %v\n%s", r.err, clipOut(r.out))
 				}
-				inspectPerFrame(t, cfg, fixtures)
+				inspectPerFrame(t, cfg)
 				return
 			}
 			for _, args := range [][]string{{"config", "check", cfg}, {"run", "--config", cfg}} {
@@ -74,31 +72,9 @@ func TestConfigCheckSegmentationModel(t *testing.T) {
 // inspectPerFrame: `segad inspect` (the daemon on image files) judges a
 // part with its own mask and fails a part whose required segment is
 // missing with segmentation_error, naming the segment.
-func inspectPerFrame(t *testing.T, cfg, fixtures string) {
+func inspectPerFrame(t *testing.T, cfg string) {
 	t.Helper()
-	dir := filepath.Dir(cfg)
-	var imgs []string
-	for _, name := range []string{"part_good", "part_nowires"} {
-		a, err := npy.Read(filepath.Join(fixtures, name+".npy"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pix := make([]byte, len(a.Int))
-		for i, v := range a.Int {
-			pix[i] = byte(v)
-		}
-		mat, err := gocv.NewMatFromBytes(a.Shape[0], a.Shape[1], gocv.MatTypeCV8UC3, pix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name+".png")
-		ok := gocv.IMWrite(p, mat)
-		mat.Close()
-		if !ok {
-			t.Fatalf("write %s", p)
-		}
-		imgs = append(imgs, p)
-	}
+	imgs := segfixture.WritePNGs(t, filepath.Dir(cfg), "part_good", "part_nowires")
 	r := runBinary(t, 60*time.Second, append([]string{"inspect", "--config", cfg}, imgs...)...)
 	var res []result.Result
 	for _, line := range strings.Split(r.out, "\n") {

@@ -47,7 +47,7 @@ func shadowBenchFixture(b *testing.B) (dir, base string) {
 			shadowBench.err = err
 			return
 		}
-		if out, err := fitTB("--config", other, "--good", filepath.Join(dir, "trainA", "good"), "--bad", filepath.Join(dir, "trainA", "bad"),
+		if out, err := execCmd(newFitCmd(), "--config", other, "--good", filepath.Join(dir, "trainA", "good"), "--bad", filepath.Join(dir, "trainA", "bad"),
 			"-o", filepath.Join(dir, "bundleC"), "-q"); err != nil {
 			shadowBench.err = fmt.Errorf("fit C: %v\n%s", err, out)
 		}

@@ -104,24 +104,12 @@ fit: {trees: 3, rounds: 1, threads: 1}
 		train := filepath.Join(dir, "train"+b.name)
 		shadowParts(t, train, b.seed, b.good, b.bad, false)
 		*b.configFile = write("bundle"+b.name, "bundle"+b.name)
-		if out, err := fitTB("--config", *b.configFile, "--good", filepath.Join(train, "good"), "--bad", filepath.Join(train, "bad"),
+		if out, err := execCmd(newFitCmd(), "--config", *b.configFile, "--good", filepath.Join(train, "good"), "--bad", filepath.Join(train, "bad"),
 			"-o", filepath.Join(dir, "bundle"+b.name), "-q"); err != nil {
 			t.Fatalf("fit %s: %v\n%s", b.name, err, out)
 		}
 	}
 	return cfgA, cfgB
-}
-
-// fitTB runs `segad fit ARGS...` on a fresh command (benchmarks too).
-func fitTB(args ...string) (string, error) {
-	cmd := newFitCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	return out.String(), err
 }
 
 // inspectVerdicts runs `segad inspect` (the direct scoring) with cfg on
@@ -153,18 +141,10 @@ func inspectVerdicts(t *testing.T, cfg, dir string) map[string]result.Result {
 	return got
 }
 
-// execShadow runs `segad shadow ARGS...` on a fresh command, so no flag
-// value carries over from an earlier run.
+// execShadow runs `segad shadow ARGS...` on a fresh command.
 func execShadow(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newShadowCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	return out.String(), err
+	return execCmd(newShadowCmd(), args...)
 }
 
 func sameScore(a, b *float64) bool {
