@@ -1,6 +1,8 @@
 package demo
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -14,6 +16,8 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/segad-edge/segad-edge/capture"
+	"github.com/segad-edge/segad-edge/config"
+	"github.com/segad-edge/segad-edge/fit"
 	"github.com/segad-edge/segad-edge/result"
 )
 
@@ -82,6 +86,100 @@ type FixturingSummary struct {
 	MaxShift   float64 `json:"max_shift_px"`
 	MeanAngle  float64 `json:"mean_abs_angle_deg"`
 	MaxAngle   float64 `json:"max_abs_angle_deg"`
+	// Without is the same jittered parts scored by a line without
+	// fixturing (its own detectors and forest, fitted on the unregistered
+	// jittered parts), for the side-by-side in the summary.
+	Without *Unfixtured `json:"without_fixturing,omitempty"`
+}
+
+// Unfixtured is SegAD without fixturing on the demo's jittered stream:
+// AUROC, FPR@95TPR, and the share of defects caught and of good parts
+// rejected at that bundle's suggested threshold.
+type Unfixtured struct {
+	AUROC       float64 `json:"auroc"`
+	FPRAt95TPR  float64 `json:"fpr_at_95tpr"`
+	Threshold   float64 `json:"threshold"`
+	Recall      float64 `json:"recall"`
+	FalseReject float64 `json:"false_reject_rate"`
+	Parts       int     `json:"parts"`
+}
+
+// compareStep is the demo step that fits and scores the line without
+// fixturing.
+const compareStep = "compare: the same parts, no fixturing"
+
+// comparisonFile holds the Unfixtured result under the demo folder, so a
+// cached run still prints it.
+const comparisonFile = "unfixtured/comparison.json"
+
+// compareUnfixtured fits the demo's detectors and forest again on the
+// jittered parts as they are (no capture.align), then scores the jittered
+// stream offline with them through fit.EvaluateBundle (the same detectors,
+// mask and feature code as the line) and writes the result to
+// comparisonFile.
+func compareUnfixtured(ctx context.Context, o LineOptions, data string, port int) error {
+	dir := filepath.Join(o.Dir, "unfixtured")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := fitDemoDetectors(ctx, o, data, filepath.Join(dir, "detector"), capture.AlignConfig{}); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(o.Dir, "segad-unfixtured.yaml")
+	if err := writeDemoConfig(cfgPath, port, false, "unfixtured/detector", "unfixtured/bundle"); err != nil {
+		return err
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := fitDemoForest(cfg, o, data, cfg.SegAD.Bundle); err != nil {
+		return err
+	}
+	// The stream's parts as eval's good/ and bad/<kind>/ folders (links).
+	stream, err := readManifest(filepath.Join(data, "stream", ManifestName))
+	if err != nil {
+		return err
+	}
+	good, bad := filepath.Join(dir, "stream", "good"), filepath.Join(dir, "stream", "bad")
+	for _, p := range stream.Parts {
+		d := good
+		if p.Kind != PartGood {
+			d = filepath.Join(bad, string(p.Kind))
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		src, err := filepath.Abs(filepath.Join(data, "stream", p.File))
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(src, filepath.Join(d, p.File)); err != nil {
+			return fmt.Errorf("compare without fixturing: %w", err)
+		}
+	}
+	ev, err := fit.EvaluateBundle(fit.EvaluateOptions{Bundle: cfg.SegAD.Bundle, Config: cfg, Good: good, Bad: bad,
+		Images: fit.ImageOptions{Progress: o.Progress}, Log: o.Log})
+	if err != nil {
+		return fmt.Errorf("compare without fixturing: %w", err)
+	}
+	u := Unfixtured{AUROC: ev.AUROC, FPRAt95TPR: ev.FPRAt95TPR, Threshold: ev.Threshold, Recall: ev.Recall, FalseReject: ev.FPR,
+		Parts: ev.Counts.Good + ev.Counts.Bad}
+	b, _ := json.MarshalIndent(u, "", "  ")
+	return os.WriteFile(filepath.Join(o.Dir, comparisonFile), b, 0o644)
+}
+
+// readComparison reads what compareUnfixtured wrote.
+func readComparison(dir string) (*Unfixtured, error) {
+	b, err := os.ReadFile(filepath.Join(dir, comparisonFile))
+	if err != nil {
+		return nil, fmt.Errorf("demo: the comparison without fixturing: %w (remove %s to redo it)", err, filepath.Join(dir, "demo-state.json"))
+	}
+	var u Unfixtured
+	if err := json.Unmarshal(b, &u); err != nil {
+		return nil, fmt.Errorf("demo: %s: %w", filepath.Join(dir, comparisonFile), err)
+	}
+	return &u, nil
 }
 
 // jitterData keeps one good detector part, unmoved, as the fixturing

@@ -22,6 +22,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/segad-edge/segad-edge/bundle"
+	"github.com/segad-edge/segad-edge/capture"
 	"github.com/segad-edge/segad-edge/config"
 	"github.com/segad-edge/segad-edge/detector"
 	"github.com/segad-edge/segad-edge/fit"
@@ -100,11 +101,17 @@ type KindSummary struct {
 
 // LineSummary is what a demo run measured.
 type LineSummary struct {
-	Parts      int                `json:"parts"`
-	Results    int                `json:"results"`
-	Duplicates int                `json:"duplicates"`
-	AUROCSegAD float64            `json:"auroc_segad"`
-	AUROCMax   map[string]float64 `json:"auroc_detector_alone"`
+	Parts      int     `json:"parts"`
+	Results    int     `json:"results"`
+	Duplicates int     `json:"duplicates"`
+	AUROCSegAD float64 `json:"auroc_segad"`
+	// FPRAt95TPR is SegAD's share of good parts rejected at the score that
+	// catches 95% of the defects (the paper's second metric).
+	FPRAt95TPR float64 `json:"fpr_at_95tpr_segad"`
+	// Recall is the share of all defects (seen and unseen) caught at the
+	// bundle's suggested threshold.
+	Recall   float64            `json:"recall"`
+	AUROCMax map[string]float64 `json:"auroc_detector_alone"`
 	// RecallAt5 is the share of defects caught when the threshold lets 5%
 	// of good parts fail, for SegAD ("segad") and each detector alone: a
 	// comparison at the same false-reject rate, independent of thresholds.
@@ -200,29 +207,7 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 		return nil, err
 	}
 	if err := step("fit the variation detectors", func() error {
-		paths, err := detector.ListImages(filepath.Join(data, "detector", "good"), detector.DefaultMinImages)
-		if err != nil {
-			return err
-		}
-		for _, dd := range demoDetectors {
-			v, err := detector.FitVariation(ctx, paths, detector.VariationConfig{Size: 256, Seed: int64(o.Seed),
-				Progress: o.Progress, Sigma: dd.sigma, MinSpread: dd.minSpread, Align: demoAlign(data, o)})
-			if err != nil {
-				return err
-			}
-			onnx, err := v.ONNX()
-			if err != nil {
-				return err
-			}
-			p := filepath.Join(o.Dir, "detector", dd.name+".onnx")
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(p, onnx, 0o644); err != nil {
-				return err
-			}
-		}
-		return nil
+		return fitDemoDetectors(ctx, o, data, filepath.Join(o.Dir, "detector"), demoAlign(data, o))
 	}); err != nil {
 		return nil, err
 	}
@@ -231,7 +216,7 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(o.Dir, "segad.yaml")
-	if err := writeDemoConfig(cfgPath, port, o.Jitter); err != nil {
+	if err := writeDemoConfig(cfgPath, port, o.Jitter, "detector", "bundle"); err != nil {
 		return nil, err
 	}
 	sum.Config = cfgPath
@@ -243,19 +228,16 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 		return nil, err
 	}
 	if err := step("fit the SegAD forest (XGBoost)", func() error {
-		tr := fit.DefaultTrainOptions()
-		tr.Seed = int(o.Seed)
-		if o.Trees > 0 {
-			tr.Params.NumParallelTree = o.Trees
-		}
-		if o.Rounds > 0 {
-			tr.Rounds = o.Rounds
-		}
-		_, err := fit.Run(fit.Options{Config: cfg, Good: filepath.Join(data, "fit", "good"), Bad: filepath.Join(data, "fit", "bad"),
-			Out: filepath.Join(o.Dir, "bundle"), Train: tr, CV: 5, Recalls: []float64{0.9, 0.95, 0.99}, Images: fit.ImageOptions{Progress: o.Progress, SkipBadImages: o.Jitter}, Log: o.Log})
-		return err
+		return fitDemoForest(cfg, o, data, filepath.Join(o.Dir, "bundle"))
 	}); err != nil {
 		return nil, err
+	}
+	if o.Jitter {
+		// The same jittered parts on a line without fixturing, for the
+		// summary's side-by-side (docs/fixturing.md).
+		if err := step(compareStep, func() error { return compareUnfixtured(ctx, o, data, port) }); err != nil {
+			return nil, err
+		}
 	}
 
 	// The line: a fresh outbox and audit folder for every run.
@@ -295,14 +277,65 @@ func RunLine(ctx context.Context, o LineOptions) (*LineSummary, error) {
 	// Run flushed every result to the embedded broker before stopping it.
 	sub.summarise(sum, stream)
 	sum.AuditDir = filepath.Join(o.Dir, "audit")
+	if o.Jitter && sum.Fixturing != nil {
+		if sum.Fixturing.Without, err = readComparison(o.Dir); err != nil {
+			return nil, err
+		}
+	}
 	return sum, nil
 }
 
-// writeDemoConfig writes the line's configuration; paths are relative to it.
-func writeDemoConfig(path string, port int, jitter bool) error {
-	align := ""
-	if jitter {
-		align = "  align: {reference: data/reference.png}   # fixturing: parts arrive jittered (segad demo --jitter)\n"
+// fitDemoDetectors fits the demo's variation detectors on the detector's
+// good parts (registered with align when it is on) into dir.
+func fitDemoDetectors(ctx context.Context, o LineOptions, data, dir string, align capture.AlignConfig) error {
+	paths, err := detector.ListImages(filepath.Join(data, "detector", "good"), detector.DefaultMinImages)
+	if err != nil {
+		return err
+	}
+	for _, dd := range demoDetectors {
+		v, err := detector.FitVariation(ctx, paths, detector.VariationConfig{Size: 256, Seed: int64(o.Seed),
+			Progress: o.Progress, Sigma: dd.sigma, MinSpread: dd.minSpread, Align: align})
+		if err != nil {
+			return err
+		}
+		onnx, err := v.ONNX()
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, dd.name+".onnx")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, onnx, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fitDemoForest fits SegAD's forest of cfg on the demo's fit parts into
+// the bundle folder out.
+func fitDemoForest(cfg *config.Config, o LineOptions, data, out string) error {
+	tr := fit.DefaultTrainOptions()
+	tr.Seed = int(o.Seed)
+	if o.Trees > 0 {
+		tr.Params.NumParallelTree = o.Trees
+	}
+	if o.Rounds > 0 {
+		tr.Rounds = o.Rounds
+	}
+	_, err := fit.Run(fit.Options{Config: cfg, Good: filepath.Join(data, "fit", "good"), Bad: filepath.Join(data, "fit", "bad"),
+		Out: out, Train: tr, CV: 5, Recalls: []float64{0.9, 0.95, 0.99}, Images: fit.ImageOptions{Progress: o.Progress, SkipBadImages: o.Jitter}, Log: o.Log})
+	return err
+}
+
+// writeDemoConfig writes the line's configuration, fixturing on with
+// align, the detectors in the folder det and the bundle in the folder
+// bundle; paths are relative to the config.
+func writeDemoConfig(path string, port int, align bool, det, bundle string) error {
+	alignYAML := ""
+	if align {
+		alignYAML = "  align: {reference: data/reference.png}   # fixturing: parts arrive jittered (segad demo --jitter)\n"
 	}
 	cfg := fmt.Sprintf(`# segad demo line, written by `+"`segad demo`"+`. Try: segad config check %s
 station: demo
@@ -311,12 +344,12 @@ capture:
   path: data/stream/%%04d.png
 %sdetectors:                       # two variation models fitted by segad detector fit
   - name: fine
-    model: detector/fine.onnx
+    model: %s/fine.onnx
   - name: coarse
-    model: detector/coarse.onnx
+    model: %s/coarse.onnx
 segad:
   mask: data/stream/mask.png     # the 7-segment VAD-like mask (names in mask.names.txt)
-  bundle: bundle                 # segad fit's model, manifest and suggested threshold
+  bundle: %s                 # segad fit's model, manifest and suggested threshold
 mqtt:
   broker: embedded
   outbox: {path: state/outbox.db}
@@ -333,7 +366,7 @@ audit:
 pipeline:
   queue: 4
   overflow: block
-`, path, align, port)
+`, path, alignYAML, det, det, bundle, port)
 	return os.WriteFile(path, []byte(cfg), 0o644)
 }
 
@@ -507,6 +540,7 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 		lat = append(lat, r.LatencyMS["total"])
 	}
 	s.AUROCSegAD, _ = metrics.AUROC(seg, bad)
+	s.FPRAt95TPR, _, _ = metrics.FPRAt95TPR(seg, bad)
 	s.AUROCMax = map[string]float64{}
 	s.RecallAt5 = map[string]float64{"segad": metrics.RecallAtFPR(seg, bad, 0.05)}
 	for name, xs := range mx {
@@ -520,6 +554,7 @@ func (f *lineFollower) summarise(s *LineSummary, stream *Manifest) {
 		return float64(a) / float64(b)
 	}
 	s.SeenRecall, s.UnseenRec, s.FalseReject = ratio(seenR, seenN), ratio(unseenR, unseenN), ratio(goodR, goodN)
+	s.Recall = ratio(seenR+unseenR, seenN+unseenN)
 	for _, k := range kinds {
 		s.Kinds = append(s.Kinds, *k)
 	}
@@ -567,6 +602,13 @@ func (s *LineSummary) Print(w io.Writer) {
 	if fx := s.Fixturing; fx != nil {
 		fmt.Fprintf(w, "  fixturing (parts jittered by up to %.0f%% and %.0f degrees): %d located, %d not located (failed closed); shift mean %.1f px, max %.1f px; turn mean %.1f, max %.1f degrees\n",
 			100*JitterShift, JitterAngle, fx.Located, fx.NotLocated, fx.MeanShift, fx.MaxShift, fx.MeanAngle, fx.MaxAngle)
+		if u := fx.Without; u != nil {
+			fmt.Fprintf(w, "  the same jittered parts, with and without fixturing (detectors and forest fitted each way; at each bundle's suggested threshold):\n")
+			fmt.Fprintf(w, "    %-34s AUROC %.3f  FPR@95TPR %.2f  defects caught %3.0f%%  good parts rejected %3.0f%%\n",
+				"with fixturing (this line)", s.AUROCSegAD, s.FPRAt95TPR, 100*s.Recall, 100*s.FalseReject)
+			fmt.Fprintf(w, "    %-34s AUROC %.3f  FPR@95TPR %.2f  defects caught %3.0f%%  good parts rejected %3.0f%%\n",
+				"without fixturing (scored offline)", u.AUROC, u.FPRAt95TPR, 100*u.Recall, 100*u.FalseReject)
+		}
 	}
 	fmt.Fprintf(w, "  latency per part p50 %.1f ms\n", s.P50MS)
 	fmt.Fprintf(w, "  audit images of rejected parts: %s\n  the line's config: %s (try: segad config check %s)\n", s.AuditDir, s.Config, s.Config)
