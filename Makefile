@@ -44,7 +44,7 @@ bench: setup
 
 # Heavy acceptance measurements on the shared real data (minutes; figures in README.md).
 acceptance: setup
-	SEGAD_ACCEPTANCE=1 $(GO) test -count=1 -timeout 30m -run 'TestAlignTireAcceptance' -v ./fit
+	SEGAD_ACCEPTANCE=1 $(GO) test -count=1 -timeout 30m -run 'TestAlignTire(Acceptance|Background)' -v ./fit
 
 # Drift soak: 20,000 steady demo parts, each inspected by the real model,
 # through the drift monitor; no alarm may be raised (about 10-20 min on 2 cores).

@@ -23,20 +23,24 @@ import (
 	"github.com/segad-edge/segad-edge/detector"
 	"github.com/segad-edge/segad-edge/infer"
 	"github.com/segad-edge/segad-edge/internal/testenv"
+	"github.com/segad-edge/segad-edge/metrics"
+	"github.com/segad-edge/segad-edge/segad"
 )
 
 // Fixturing acceptance on the MVTec 3D-AD tire (docs/fixturing.md): the
 // test jitters every image itself (seeded: shift up to +-6% of each side,
 // rotation up to +-4 degrees about the centre, train and test alike, border
-// replicate as a camera sees more conveyor) and runs the one-class protocol
-// four times, each with its own variation detector fitted by
-// detector.FitVariation and its own forest: on the original images, on the
-// jittered images, on the jittered images with capture.align (the reference
-// is the mean of the unjittered train/good images), and, as a diagnostic, on
-// the original images with capture.align. The variation detector alone is
-// SegAD's detector here: it is the pose-sensitive one (per-pixel median and
-// spread) and cheap enough to fit four times.
-
+// replicate as a camera sees more conveyor) and measures SegAD four times,
+// each with its own detectors (PatchCore on MobileNetV2 int8 and the
+// variation model, the project's tire setup, fitted on train/good) and its
+// own forests: on the original images, on the jittered images, on the
+// jittered images with capture.align (the reference is the mean of the
+// unjittered train/good images), and, as a diagnostic, on the original
+// images with capture.align. The mask is a 3x3 grid over the tire, the
+// background left out (tireMask says why). SegAD is measured as the paper
+// trains it (supervised: the forest sees real defects, 5-fold
+// cross-validated over the test images) and, logged beside it, one-class
+// (forest on good parts and synthetic defects only).
 // alignJitterMax is the jitter of the acceptance: shift fraction, degrees.
 const (
 	alignJitterShift = 0.06
@@ -110,19 +114,34 @@ func jitterWarp(seed uint64, i int, sz image.Point) gocv.Mat {
 	return wm
 }
 
-// alignRunResult is one setup's held-out result, averaged over seeds.
+// alignRunResult is one setup's held-out result under both protocols.
 type alignRunResult struct {
+	// AUROC and FPR: one-class protocol (forest on validation/good plus
+	// synthetic defects), averaged over forest seeds.
 	AUROC, FPR float64
-	NotLocated int // test images failed closed not_located (scored as rejects)
-	NotLocGood int // of them good (false rejects)
-	SkippedVal int // validation images not located (left out of training)
+	// SupAUROC and SupFPR: supervised protocol (the paper's: the forest
+	// sees real defects), 5-fold cross-validated over the test images.
+	SupAUROC, SupFPR float64
+	NotLocated       int // test images failed closed not_located (scored as rejects)
+	NotLocGood       int // of them good (false rejects)
+	SkippedVal       int // validation images not located (left out of training)
 }
 
-// alignRun fits a variation detector on train (with align), builds the
-// forest on val + synthetic defects and measures it on test. A test part
-// that is not located is a reject (the line fails it closed): it is scored
-// +Inf, so a good one counts as a false reject.
-func alignRun(t testing.TB, dir string, train []string, val, test []Sample, align capture.AlignConfig, seeds []int, backbone string) alignRunResult {
+// alignRows are one setup's feature rows: validation/good, and the test
+// images in list order (at[i] is test image i's row in test, -1 when it was
+// not located).
+type alignRows struct {
+	val, test *Dataset
+	samples   []Sample
+	at        []int
+	feat      *Featurizer
+}
+
+// alignRun fits a variation detector on train (with align), computes the
+// rows of val and test and measures SegAD on them under both protocols. A
+// test part that is not located is a reject (the line fails it closed): it
+// is scored +Inf, so a good one counts as a false reject.
+func alignRun(t testing.TB, dir string, train []string, val, test []Sample, mask *segad.Mask, align capture.AlignConfig, seeds []int, splits int, backbone string) alignRunResult {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -156,7 +175,7 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 		}
 		detectorsYAML = "  - {name: patchcore, model: " + filepath.Join(dir, "patchcore.onnx") + ", map_output: anomaly_map}\n" + detectorsYAML
 	}
-	if err := gridMask(256, 256).WritePNG(filepath.Join(dir, "grid.png")); err != nil {
+	if err := mask.WritePNG(filepath.Join(dir, "tire.png")); err != nil {
 		t.Fatal(err)
 	}
 	alignYAML := ""
@@ -166,7 +185,7 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 	yml := "capture: {kind: folder, path: ." + alignYAML + "}\n" +
 		"onnxruntime: {library: " + testenv.ORTLib(t) + "}\n" +
 		"detectors:\n" + detectorsYAML +
-		"segad: {mask: " + filepath.Join(dir, "grid.png") + ", bundle: bundle}\n"
+		"segad: {mask: " + filepath.Join(dir, "tire.png") + ", bundle: bundle}\n"
 	if err := os.WriteFile(filepath.Join(dir, "segad.yaml"), []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -185,16 +204,17 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 		t.Fatal(err)
 	}
 	res.SkippedVal = len(valDS.Skipped)
-	testDS := &Dataset{Features: feat.Features, Detectors: feat.Detectors, NCols: len(feat.Features)}
-	row, max := make([]float32, testDS.NCols), make([]float32, len(feat.Detectors))
-	var notLocated []bool
+	rows := alignRows{val: valDS, samples: test, feat: feat,
+		test: &Dataset{Features: feat.Features, Detectors: feat.Detectors, NCols: len(feat.Features)}}
+	row, max := make([]float32, rows.test.NCols), make([]float32, len(feat.Detectors))
 	for _, s := range test {
 		fr, err := feat.Decode(s.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fr.Align != nil && !fr.Align.Located() {
-			notLocated = append(notLocated, s.Bad)
+			rows.at = append(rows.at, -1)
+			res.NotLocated++
 			if !s.Bad {
 				res.NotLocGood++
 			}
@@ -206,20 +226,52 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 		if err != nil {
 			t.Fatal(err)
 		}
-		testDS.add(s, row, max)
+		rows.at = append(rows.at, rows.test.Len())
+		rows.test.add(s, row, max)
 	}
-	res.NotLocated = len(notLocated)
+	res.AUROC, res.FPR = rows.oneClass(t, seeds)
+	res.SupAUROC, res.SupFPR = rows.supervised(t, splits)
+	return res
+}
+
+// score returns the scores and labels of the test images idx, in idx's
+// order: the forest's score, or +Inf for an image that was not located.
+func (r *alignRows) score(m brf.Model, idx []int) ([]float64, []bool) {
+	var rowIdx []int
+	for _, i := range idx {
+		if r.at[i] >= 0 {
+			rowIdx = append(rowIdx, r.at[i])
+		}
+	}
+	forest := Score(m, r.test.Subset(rowIdx))
+	scores, bad := make([]float64, len(idx)), make([]bool, len(idx))
+	for j, i := range idx {
+		bad[j] = r.samples[i].Bad
+		if r.at[i] < 0 {
+			scores[j] = math.Inf(1)
+			continue
+		}
+		scores[j], forest = forest[0], forest[1:]
+	}
+	return scores, bad
+}
+
+// oneClass trains the forest on validation/good plus 90 synthetic defects
+// per seed and measures it on every test image: AUROC and FPR@95TPR,
+// averaged over seeds.
+func (r *alignRows) oneClass(t testing.TB, seeds []int) (auroc, fpr float64) {
+	t.Helper()
 	var goods []string
-	for _, s := range valDS.Samples {
+	for _, s := range r.val.Samples {
 		goods = append(goods, s.Path)
 	}
 	for _, seed := range seeds {
 		o := SyntheticOptions{N: 90, Seed: seed}
-		cand, err := feat.Candidates(goods, o)
+		cand, err := r.feat.Candidates(goods, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := valDS.Subset(allIdx(valDS.Len()))
+		tr := r.val.Subset(allIdx(r.val.Len()))
 		rep, err := AddSynthetic(tr, o, cand, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -227,28 +279,111 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 		tr.Synthetic = rep
 		to := DefaultTrainOptions()
 		to.Seed = seed
-		model, _, err := Train(tr, to)
-		if err != nil {
-			t.Fatal(err)
+		met := r.trainAndMeasure(t, tr, to, allIdx(len(r.samples)))
+		auroc += met.AUROC / float64(len(seeds))
+		fpr += met.FPRAt95TPR / float64(len(seeds))
+	}
+	return auroc, fpr
+}
+
+// supervised is SegAD as the paper trains it, cross-validated over the
+// test images: for each of repeats seeded repetitions, the test images are
+// split into 5 folds stratified by class (each defect type, and good); each
+// fold is scored by a forest trained on validation/good plus the other four
+// folds, and AUROC and FPR@95TPR are measured on the pooled out-of-fold
+// scores of all test images (every one held out once, so FPR@95TPR counts
+// all 25 good tires), averaged over the repetitions. The folds depend on
+// the seed and the images' order only, so every setup gets the same folds.
+func (r *alignRows) supervised(t testing.TB, repeats int) (auroc, fpr float64) {
+	t.Helper()
+	const k = 5
+	for rep := 0; rep < repeats; rep++ {
+		fold := supervisedFolds(r.samples, k, rep)
+		scores := make([]float64, len(r.samples))
+		for f := 0; f < k; f++ {
+			var trainRows, held []int
+			for i, fi := range fold {
+				switch {
+				case fi == f:
+					held = append(held, i)
+				case r.at[i] >= 0: // an unlocated part has no row to learn from
+					trainRows = append(trainRows, r.at[i])
+				}
+			}
+			tr := r.val.Subset(allIdx(r.val.Len()))
+			tr.Append(r.test.Subset(trainRows))
+			to := DefaultTrainOptions()
+			to.Seed = rep*k + f + 1
+			model, _, err := Train(tr, to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := brf.LoadBytes(model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := r.score(m, held)
+			for j, i := range held {
+				scores[i] = s[j]
+			}
 		}
-		m, err := brf.LoadBytes(model)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scores := Score(m, testDS)
-		bad := testDS.Bad()
-		for _, nb := range notLocated {
-			scores = append(scores, math.Inf(1))
-			bad = append(bad, nb)
+		bad := make([]bool, len(r.samples))
+		for i, s := range r.samples {
+			bad[i] = s.Bad
 		}
 		met, err := metricsOf(scores, bad)
 		if err != nil {
 			t.Fatal(err)
 		}
-		res.AUROC += met.AUROC / float64(len(seeds))
-		res.FPR += met.FPRAt95TPR / float64(len(seeds))
+		auroc += met.AUROC / float64(repeats)
+		fpr += met.FPRAt95TPR / float64(repeats)
 	}
-	return res
+	return auroc, fpr
+}
+
+// supervisedFolds assigns every sample one of k folds, stratified by class
+// (each defect type, and good) and shuffled with seed.
+func supervisedFolds(samples []Sample, k, seed int) []int {
+	byType := map[string][]int{}
+	for i, s := range samples {
+		c := s.Type
+		if !s.Bad {
+			c = ""
+		}
+		byType[c] = append(byType[c], i)
+	}
+	fold := make([]int, len(samples))
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xa11))
+	next := 0 // classes continue where the last one ended, to balance folds
+	for _, c := range sortedKeys(byType) {
+		idx := byType[c]
+		rng.Shuffle(len(idx), func(a, b int) { idx[a], idx[b] = idx[b], idx[a] })
+		for _, i := range idx {
+			fold[i] = next % k
+			next++
+		}
+	}
+	return fold
+}
+
+// trainAndMeasure trains a forest on tr and measures it on the test images
+// idx.
+func (r *alignRows) trainAndMeasure(t testing.TB, tr *Dataset, to TrainOptions, idx []int) Metrics {
+	t.Helper()
+	model, _, err := Train(tr, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := brf.LoadBytes(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, bad := r.score(m, idx)
+	met, err := metricsOf(scores, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return met
 }
 
 // TestAlignTireAcceptance is the fixturing acceptance (make acceptance;
@@ -257,7 +392,7 @@ func alignRun(t testing.TB, dir string, train []string, val, test []Sample, alig
 // run, and the jittered run without fixturing is worse than the aligned one.
 func TestAlignTireAcceptance(t *testing.T) {
 	if os.Getenv("SEGAD_ACCEPTANCE") == "" {
-		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): four detector fits and forests on the tire data")
+		t.Skip("set SEGAD_ACCEPTANCE=1 (make acceptance): four PatchCore and variation fits and 70 forests on the tire data, 4-7 minutes")
 	}
 	if err := xgboost.Open(); err != nil {
 		t.Skip(err)
@@ -304,7 +439,8 @@ func TestAlignTireAcceptance(t *testing.T) {
 		return out
 	}
 	// Euclidean: on the tire it did better than affine, whose extra scale
-	// and shear adapt each tire's size to the reference (measured: affine
+	// and shear adapt each tire's size to the reference (measured with the
+	// variation model, one-class, on a grid over the whole frame: affine
 	// AUROC 0.514, euclidean 0.570, translation 0.559, same seeds).
 	// The reference is the mean of the (unjittered) train/good images:
 	// tires differ in tread phase, and the mean is the tire's body without
@@ -317,39 +453,56 @@ func TestAlignTireAcceptance(t *testing.T) {
 	align := capture.AlignConfig{Reference: ref, Motion: capture.MotionEuclidean, Method: capture.MethodECC, MinScore: 0.6}
 	align.Defaults()
 	seeds := []int{1, 2, 3}
-	// SEGAD_ACCEPTANCE=patchcore adds PatchCore (the project's tire setup;
-	// three PatchCore fits, several minutes more).
-	backbone, what := "", "variation detector"
-	if os.Getenv("SEGAD_ACCEPTANCE") == "patchcore" {
-		backbone, what = filepath.Join(testenv.SharedDir(t), "models", "mobilenetv2-12-int8.onnx"), "PatchCore + variation"
+	// SEGAD_ACCEPTANCE=variation leaves PatchCore out (a minute faster). The
+	// variation model alone does not see the tire's defects once the
+	// background is out of the mask (SegAD AUROC 0.55 unjittered), so it
+	// cannot show what fixturing wins back; the run is logged, not judged.
+	backbone, what := filepath.Join(testenv.SharedDir(t), "models", "mobilenetv2-12-int8.onnx"), "PatchCore + variation"
+	variationOnly := os.Getenv("SEGAD_ACCEPTANCE") == "variation"
+	if variationOnly {
+		backbone, what = "", "variation detector"
 	}
+	splits := 4 // repetitions of the 5-fold cross-validation
+	mask := tireMask(t, ref)
 	var plain, jit alignRunResult
-	plain = alignRun(t, filepath.Join(dir, "plain"), trainPaths, val, test, capture.AlignConfig{}, seeds, backbone)
-	jit = alignRun(t, filepath.Join(dir, "jitter"), paths(jTrain), jVal, jTest, capture.AlignConfig{}, seeds, backbone)
-	aligned := alignRun(t, filepath.Join(dir, "aligned"), paths(jTrain), jVal, jTest, align, seeds, backbone)
+	plain = alignRun(t, filepath.Join(dir, "plain"), trainPaths, val, test, mask, capture.AlignConfig{}, seeds, splits, backbone)
+	jit = alignRun(t, filepath.Join(dir, "jitter"), paths(jTrain), jVal, jTest, mask, capture.AlignConfig{}, seeds, splits, backbone)
+	aligned := alignRun(t, filepath.Join(dir, "aligned"), paths(jTrain), jVal, jTest, mask, align, seeds, splits, backbone)
 	// Diagnostic: fixturing on the original, unjittered images. The tires
-	// already sit in a fixed pose there, so this measures what registering
-	// each tire to the reference costs by itself.
-	regPlain := alignRun(t, filepath.Join(dir, "registered-plain"), trainPaths, val, test, align, seeds, backbone)
+	// are not all in one pose there (TestAlignTirePose), so this measures
+	// what registering each tire to the reference changes by itself.
+	regPlain := alignRun(t, filepath.Join(dir, "registered-plain"), trainPaths, val, test, mask, align, seeds, splits, backbone)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "tire, %s, %d seeds, %d test images (%s):\n", what, len(seeds), len(test), time.Since(start).Round(time.Second))
+	fmt.Fprintf(&sb, "tire, %s, %d test images (%s); supervised: 5-fold x %d, one-class: %d forest seeds:\n", what, len(test), time.Since(start).Round(time.Second), splits, len(seeds))
 	for _, r := range []struct {
 		name string
 		r    alignRunResult
 	}{{"unjittered", plain}, {"jittered", jit}, {"jittered+align", aligned}, {"unjittered+align", regPlain}} {
-		fmt.Fprintf(&sb, "  %-15s AUROC %.4f  FPR@95TPR %.4f  not located %d (good %d), val skipped %d\n",
-			r.name, r.r.AUROC, r.r.FPR, r.r.NotLocated, r.r.NotLocGood, r.r.SkippedVal)
+		fmt.Fprintf(&sb, "  %-16s supervised AUROC %.4f FPR@95TPR %.4f | one-class AUROC %.4f FPR@95TPR %.4f | not located %d (good %d), val skipped %d\n",
+			r.name, r.r.SupAUROC, r.r.SupFPR, r.r.AUROC, r.r.FPR, r.r.NotLocated, r.r.NotLocGood, r.r.SkippedVal)
 	}
 	t.Log(sb.String())
-	if aligned.AUROC < plain.AUROC-0.01 {
-		t.Errorf("aligned AUROC %.4f is more than 1 point below the unjittered %.4f", aligned.AUROC, plain.AUROC)
+	if variationOnly {
+		return
 	}
-	if aligned.FPR > plain.FPR+0.03 {
-		t.Errorf("aligned FPR@95TPR %.4f is more than 3 points above the unjittered %.4f", aligned.FPR, plain.FPR)
+	// The acceptance is SegAD as the paper trains it (supervised); the
+	// one-class figures are logged beside it (docs/fixturing.md). The
+	// unjittered run is not the ideal it stands for here: its test tires sit
+	// 5 px from the training tires' pose (TestAlignTireBackground), which
+	// fixturing corrects too, so the aligned run may beat it.
+	if aligned.SupAUROC < plain.SupAUROC-0.01 {
+		t.Errorf("aligned AUROC %.4f is more than 1 point below the unjittered %.4f", aligned.SupAUROC, plain.SupAUROC)
 	}
-	if !(jit.AUROC < aligned.AUROC && jit.FPR > aligned.FPR) {
-		t.Errorf("the jittered run without fixturing (AUROC %.4f, FPR %.4f) is not worse than with it (%.4f, %.4f)",
-			jit.AUROC, jit.FPR, aligned.AUROC, aligned.FPR)
+	if aligned.SupFPR > plain.SupFPR+0.03 {
+		t.Errorf("aligned FPR@95TPR %.4f is more than 3 points above the unjittered %.4f", aligned.SupFPR, plain.SupFPR)
+	}
+	// Worse without fixturing: by AUROC, with a margin well above the
+	// run-to-run noise. FPR@95TPR cannot rank these setups: at 95% recall
+	// every setup rejects 83-93% of the 25 good test tires (the hardest
+	// defects score like good tires), so it moves by one or two tires
+	// between them; it is logged.
+	if jit.SupAUROC > aligned.SupAUROC-0.05 {
+		t.Errorf("the jittered run without fixturing (AUROC %.4f) is not clearly worse than with it (%.4f)", jit.SupAUROC, aligned.SupAUROC)
 	}
 }
 
@@ -510,4 +663,183 @@ func (e *poseErrors) String() string {
 	n := float64(len(e.shift))
 	return fmt.Sprintf("mean (%.2f, %.2f, %.2f) ", e.sx/n, e.sy/n, e.sa/n) + fmt.Sprintf("shift error median %.2f p90 %.2f max %.2f px, angle error median %.2f p90 %.2f max %.2f deg, not located %d, lowest score %.3f",
 		quantile(e.shift, 0.5), quantile(e.shift, 0.9), quantile(e.shift, 1), quantile(e.angle, 0.5), quantile(e.angle, 0.9), quantile(e.angle, 1), e.notLocated, e.minScore)
+}
+
+// tireMask is the acceptance's segmentation: a 3x3 grid over the tire's
+// bounding box in the reference pose (from the mean image ref, at the
+// detectors' 256x256), every pixel outside it ignored (label 255). The
+// background must not be a segment here: on this data the empty background
+// alone tells the test set's defective images from its good ones (they were
+// captured apart: in the top-right 40x40 px corner, with no tire in it, the
+// noise level alone separates them with AUROC 0.86, TestAlignTireBackground),
+// and a forest that reads it measures the capture sessions, not the tire,
+// and any resampling of the frame (fixturing's warp, or the test's own
+// jitter) smooths that noise away.
+func tireMask(t testing.TB, ref string) *segad.Mask {
+	t.Helper()
+	m, err := capture.ReadImage(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	small, grey := gocv.NewMat(), gocv.NewMat()
+	defer small.Close()
+	defer grey.Close()
+	const size = 256
+	gocv.Resize(m, &small, image.Pt(size, size), 0, 0, gocv.InterpolationArea)
+	gocv.CvtColor(small, &grey, gocv.ColorBGRToGray)
+	// The tire is where the mean image differs from the background (the
+	// median of the image's outermost rows and columns, grey 17..20): its
+	// rubber is darker (4..9), its lit tread brighter.
+	var border []int
+	for i := 0; i < size; i++ {
+		border = append(border, int(grey.GetUCharAt(0, i)), int(grey.GetUCharAt(size-1, i)), int(grey.GetUCharAt(i, 0)), int(grey.GetUCharAt(i, size-1)))
+	}
+	sort.Ints(border)
+	bg := border[len(border)/2]
+	// The box spans the rows and columns in which at least a tenth of the
+	// pixels differ by more than 6 grey levels (specks of background do not
+	// count).
+	cols, rows := make([]int, size), make([]int, size)
+	for y := 0; y < size; y++ {
+		for x := 0; x < size; x++ {
+			if d := int(grey.GetUCharAt(y, x)) - bg; d > 6 || d < -6 {
+				cols[x]++
+				rows[y]++
+			}
+		}
+	}
+	span := func(n []int) (lo, hi int) {
+		lo, hi = size, -1
+		for i, c := range n {
+			if c >= size/10 {
+				lo, hi = min(lo, i), max(hi, i)
+			}
+		}
+		return lo, hi
+	}
+	x0, x1 := span(cols)
+	y0, y1 := span(rows)
+	if x1 < x0+size/4 || y1 < y0+size/4 {
+		t.Fatalf("tire mask: no tire in the mean image %s (background %d, box %d,%d..%d,%d)", ref, bg, x0, y0, x1, y1)
+	}
+	// A few pixels of margin keep the tire's edges inside the segments.
+	const margin = 4
+	x0, y0, x1, y1 = max(0, x0-margin), max(0, y0-margin), min(size-1, x1+margin), min(size-1, y1+margin)
+	w, h := x1-x0+1, y1-y0+1
+	mask := &segad.Mask{Width: size, Height: size, Labels: make([]uint8, size*size), Names: segad.DefaultNames(9)}
+	for y := 0; y < size; y++ {
+		for x := 0; x < size; x++ {
+			l := uint8(segad.Ignore)
+			if x >= x0 && x <= x1 && y >= y0 && y <= y1 {
+				l = uint8(((y-y0)*3/h)*3 + (x-x0)*3/w)
+			}
+			mask.Labels[y*size+x] = l
+		}
+	}
+	return mask
+}
+
+// TestAlignTireBackground measures why the acceptance's mask leaves the
+// background out (SEGAD_ACCEPTANCE=1, a second): in MVTec 3D-AD's tire test
+// set the defective tires were captured apart from the good ones, and the
+// empty background shows it. The noise (standard deviation of grey) of a
+// 40x40 px corner of the raw image, where no tire is, separates test/good
+// from the defective test images with AUROC 0.86 (top right); and every
+// test image sits about 5 px left of the training tires' pose
+// (TestAlignTirePose's registration), good and defective alike. A SegAD
+// whose segments include the background learns the sessions; fixturing's
+// warp (and the acceptance's jitter) resamples the frame, which smooths that
+// noise away, so such a baseline would lose points to any resampling, not
+// to the pose.
+func TestAlignTireBackground(t *testing.T) {
+	if os.Getenv("SEGAD_ACCEPTANCE") == "" {
+		t.Skip("set SEGAD_ACCEPTANCE=1: a measurement of the tire data itself")
+	}
+	root := tireRoot(t)
+	test, err := ListImages(filepath.Join(root, "test", "good", "rgb"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"combined", "contamination", "cut", "hole"} {
+		bs, err := ListImages(filepath.Join(root, "test", typ, "rgb"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range bs {
+			test = append(test, Sample{Path: s.Path, Bad: true, Type: typ})
+		}
+	}
+	var bad []bool
+	for _, s := range test {
+		bad = append(bad, s.Bad)
+	}
+	best := 0.0
+	for _, c := range []struct {
+		name string
+		r    image.Rectangle
+	}{{"top left", image.Rect(0, 0, 40, 40)}, {"top right", image.Rect(260, 0, 300, 40)},
+		{"bottom left", image.Rect(0, 360, 40, 400)}, {"bottom right", image.Rect(260, 360, 300, 400)}} {
+		var noise []float64
+		for _, s := range test {
+			m, err := capture.ReadImage(s.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Cols() != 300 || m.Rows() != 400 {
+				t.Fatalf("%s is %dx%d, want the README's 300x400", s.Path, m.Cols(), m.Rows())
+			}
+			g := gocv.NewMat()
+			gocv.CvtColor(m, &g, gocv.ColorBGRToGray)
+			roi := g.Region(c.r)
+			mean, std := gocv.NewMat(), gocv.NewMat()
+			gocv.MeanStdDev(roi, &mean, &std)
+			noise = append(noise, std.GetDoubleAt(0, 0))
+			for _, x := range []gocv.Mat{mean, std, roi, g, m} {
+				x.Close()
+			}
+		}
+		a, err := metrics.AUROC(noise, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a = math.Max(a, 1-a) // either direction separates
+		best = math.Max(best, a)
+		t.Logf("%-12s corner: background noise alone separates good from defective test images with AUROC %.3f", c.name, a)
+	}
+	if best < 0.8 {
+		t.Errorf("the background separates the test set's classes with AUROC %.3f at best; docs/fixturing.md says 0.86", best)
+	}
+	// Where each set's tires sit, registered to the mean training tire.
+	trainPaths, err := detector.ListImages(filepath.Join(root, "train", "good", "rgb"), detector.DefaultMinImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	align := capture.AlignConfig{Reference: meanImage(t, trainPaths, filepath.Join(t.TempDir(), "reference.png")),
+		Motion: capture.MotionEuclidean, Method: capture.MethodECC, MinScore: 0.6}
+	align.Defaults()
+	meanDX := map[string]float64{}
+	for _, set := range []string{"train/good", "validation/good", "test/good", "test/cut", "test/hole", "test/contamination", "test/combined"} {
+		ss, err := ListImages(filepath.Join(root, set, "rgb"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dx, dy, ang float64
+		for _, s := range ss {
+			f := capture.ReadFrame(s.Path, capture.PreprocessConfig{Align: align})
+			if f.Err != nil || !f.Align.Located() {
+				t.Fatalf("%s: %v %+v", s.Path, f.Err, f.Align)
+			}
+			dx, dy, ang = dx+f.Align.DX, dy+f.Align.DY, ang+f.Align.Angle
+			f.Close()
+		}
+		n := float64(len(ss))
+		meanDX[set] = dx / n
+		t.Logf("%-19s %3d tires: mean pose dx %+.2f px, dy %+.2f px, %+.2f degrees (256x256)", set, len(ss), dx/n, dy/n, ang/n)
+	}
+	for _, set := range []string{"test/good", "test/cut", "test/hole", "test/contamination"} {
+		if d := meanDX[set] - meanDX["train/good"]; d > -3 {
+			t.Errorf("%s sits %+.2f px from the training tires in x; docs/fixturing.md says about -5", set, d)
+		}
+	}
 }
