@@ -335,7 +335,7 @@ func fitDemoForest(cfg *config.Config, o LineOptions, data, out string) error {
 func writeDemoConfig(path string, port int, align bool, det, bundle string) error {
 	alignYAML := ""
 	if align {
-		alignYAML = "  align: {reference: data/reference.png}   # fixturing: parts arrive jittered (segad demo --jitter)\n"
+		alignYAML = fmt.Sprintf("  align: {reference: data/reference.png, smooth: %v}   # fixturing: parts arrive jittered (segad demo --jitter); the parts' texture locates them, so no blur\n", demoAlignSmooth)
 	}
 	cfg := fmt.Sprintf(`# segad demo line, written by `+"`segad demo`"+`. Try: segad config check %s
 station: demo
