@@ -414,19 +414,7 @@ func TestAlignTireAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	test, err := ListImages(filepath.Join(root, "test", "good", "rgb"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{"combined", "contamination", "cut", "hole"} {
-		bs, err := ListImages(filepath.Join(root, "test", typ, "rgb"), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range bs {
-			test = append(test, Sample{Path: s.Path, Bad: true, Type: typ})
-		}
-	}
+	test := tireTestSet(t, root)
 	dir := t.TempDir()
 	jTrain := jitterImages(t, train, filepath.Join(dir, "jit", "train"), 11)
 	jVal := jitterImages(t, val, filepath.Join(dir, "jit", "val"), 12)
@@ -757,19 +745,7 @@ func TestAlignTireBackground(t *testing.T) {
 		t.Skip("set SEGAD_ACCEPTANCE=1: a measurement of the tire data itself")
 	}
 	root := tireRoot(t)
-	test, err := ListImages(filepath.Join(root, "test", "good", "rgb"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{"combined", "contamination", "cut", "hole"} {
-		bs, err := ListImages(filepath.Join(root, "test", typ, "rgb"), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range bs {
-			test = append(test, Sample{Path: s.Path, Bad: true, Type: typ})
-		}
-	}
+	test := tireTestSet(t, root)
 	var bad []bool
 	for _, s := range test {
 		bad = append(bad, s.Bad)

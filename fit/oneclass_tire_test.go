@@ -69,6 +69,26 @@ func gridMask(w, h int) *segad.Mask {
 }
 
 // tireRoot is the shared tire data.
+// tireTestSet lists the tire data's test split: test/good, then every defect
+// type as a bad sample carrying its type.
+func tireTestSet(t testing.TB, root string) []Sample {
+	t.Helper()
+	test, err := ListImages(filepath.Join(root, "test", "good", "rgb"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"combined", "contamination", "cut", "hole"} {
+		bs, err := ListImages(filepath.Join(root, "test", typ, "rgb"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range bs {
+			test = append(test, Sample{Path: s.Path, Bad: true, Type: typ})
+		}
+	}
+	return test
+}
+
 func tireRoot(t testing.TB) string {
 	return filepath.Join(testenv.SharedDir(t), "data", "mvtec3d-tire-rgb")
 }
@@ -210,16 +230,7 @@ func (c *tireCache) realRows(t testing.TB, which string) *Dataset {
 	if which == "val" {
 		samples, err = ListImages(filepath.Join(root, "validation", "good", "rgb"), "")
 	} else {
-		samples, err = ListImages(filepath.Join(root, "test", "good", "rgb"), "")
-		for _, typ := range []string{"combined", "contamination", "cut", "hole"} {
-			bs, err := ListImages(filepath.Join(root, "test", typ, "rgb"), "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range bs {
-				samples = append(samples, Sample{Path: s.Path, Bad: true, Type: typ})
-			}
-		}
+		samples = tireTestSet(t, root)
 	}
 	if err != nil {
 		t.Fatal(err)
