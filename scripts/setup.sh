@@ -23,7 +23,7 @@ apt_packages=(
   libxgboost-dev
   mosquitto mosquitto-clients
   postgresql
-  python3-pymodbus mbpoll
+  python3-pymodbus python3-serial-asyncio mbpoll
   python3-numpy python3-scipy python3-xgboost python3-onnx
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
   systemd

@@ -105,9 +105,9 @@ type plcLineRun struct {
 // against the daemon's Modbus port.
 func plcScriptCmd(t *testing.T, ctx context.Context, port int, args ...string) *exec.Cmd {
 	t.Helper()
-	py := testenv.Python()
-	if err := exec.Command(py, "-c", "import pymodbus.client").Run(); err != nil {
-		t.Skipf("%s cannot import pymodbus: install Debian's python3-pymodbus (apt-get install python3-pymodbus)", py)
+	py, err := testenv.Pymodbus()
+	if err != nil {
+		t.Fatal(err)
 	}
 	script := filepath.Join(testenv.RepoRoot(t), "plc", "modbus", "testdata", "plc.py")
 	return exec.CommandContext(ctx, py, append(append([]string{script}, args...), "--port", fmt.Sprint(port))...)

@@ -231,7 +231,12 @@
   function history() {
     const form = $("filters");
     if (!form) return;
+    // seq drops a response that a later load has overtaken: the page's
+    // first, unfiltered load may answer after a filtered one was asked for,
+    // and must not paint over it.
+    let seq = 0;
     const load = async () => {
+      const mine = ++seq;
       const q = new URLSearchParams();
       for (const [k, v] of new FormData(form)) if (v) q.set(k, v);
       $("csv").href = "/console/api/results/export?format=csv" + (q.toString() ? "&" + q : "");
@@ -239,6 +244,7 @@
       const tb = document.querySelector("#rows tbody");
       try {
         const page = await api("/console/api/results?" + q);
+        if (mine !== seq) return;
         $("hist-msg").hidden = true;
         tb.replaceChildren();
         for (const r of page.results) {
@@ -253,7 +259,8 @@
           tb.appendChild(tr);
         }
         body.dataset.rows = String(page.results.length);
-      } catch (e) { $("hist-msg").hidden = false; $("hist-msg").textContent = e.message; }
+        body.dataset.query = q.toString();
+      } catch (e) { if (mine !== seq) return; $("hist-msg").hidden = false; $("hist-msg").textContent = e.message; }
     };
     form.addEventListener("submit", (ev) => { ev.preventDefault(); load(); });
     load();

@@ -5,7 +5,10 @@
 package testenv
 
 import (
+	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -67,4 +70,22 @@ func Python() string {
 		return "/usr/bin/python3"
 	}
 	return "python3"
+}
+
+// Pymodbus returns Debian's python3 once it has checked that pymodbus's
+// client imports there; otherwise an error carrying Python's own traceback.
+// The import is checked whole because Debian's python3-pymodbus only
+// recommends python3-serial-asyncio, which pymodbus.client imports, so a
+// --no-install-recommends install leaves a package that is present but
+// cannot be used.
+func Pymodbus() (string, error) {
+	py := Python()
+	var stderr bytes.Buffer
+	cmd := exec.Command(py, "-c", "import pymodbus.client")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("testenv: %s cannot import pymodbus.client (%v): run `make setup`, which installs python3-pymodbus and python3-serial-asyncio\n%s",
+			py, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return py, nil
 }

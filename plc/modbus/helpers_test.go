@@ -191,9 +191,9 @@ func runPLC(t *testing.T, s *Server, timeout time.Duration, out any, args ...str
 
 // plcScript is runPLC for goroutines (it returns the error).
 func plcScript(s *Server, timeout time.Duration, out any, args ...string) error {
-	py := testenv.Python()
-	if err := exec.Command(py, "-c", "import pymodbus.client").Run(); err != nil {
-		return fmt.Errorf("%s cannot import pymodbus: install Debian's python3-pymodbus (apt-get install python3-pymodbus)", py)
+	py, err := testenv.Pymodbus()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
