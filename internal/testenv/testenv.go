@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -77,8 +78,9 @@ func Python() string {
 // The import is checked whole because Debian's python3-pymodbus only
 // recommends python3-serial-asyncio, which pymodbus.client imports, so a
 // --no-install-recommends install leaves a package that is present but
-// cannot be used.
-func Pymodbus() (string, error) {
+// cannot be used. The check runs once per test process: the Modbus tests
+// start the PLC script many times, some of them concurrently.
+var Pymodbus = sync.OnceValues(func() (string, error) {
 	py := Python()
 	var stderr bytes.Buffer
 	cmd := exec.Command(py, "-c", "import pymodbus.client")
@@ -88,4 +90,4 @@ func Pymodbus() (string, error) {
 			py, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return py, nil
-}
+})
