@@ -266,18 +266,18 @@ func TestFrameQueueWithRejects(t *testing.T) {
 	}
 }
 
-// TestRejectBoundWaits: beyond maxRejects waiting answers, pushReject waits
+// TestRejectBoundWaits: beyond maxAnswers waiting answers, pushReject waits
 // for the line to take one (bounded memory) instead of growing the queue.
 func TestRejectBoundWaits(t *testing.T) {
 	q := newFrameQueue(1, "block")
-	for i := 0; i < maxRejects; i++ {
+	for i := 0; i < maxAnswers; i++ {
 		q.pushReject(&queued{f: &capture.Frame{}, reject: errors.New("x")})
 	}
 	pushed := make(chan bool, 1)
 	go func() { pushed <- q.pushReject(&queued{f: &capture.Frame{}, reject: errors.New("x")}) }()
 	select {
 	case <-pushed:
-		t.Fatal("pushReject went past maxRejects without waiting")
+		t.Fatal("pushReject went past maxAnswers without waiting")
 	case <-time.After(100 * time.Millisecond):
 	}
 	q.pop()
@@ -288,6 +288,71 @@ func TestRejectBoundWaits(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("pushReject still waiting after a pop")
+	}
+}
+
+// TestDropBoundWaits: a drop_oldest source faster than the results can be
+// published fills the queue with dropped-frame answers; beyond maxAnswers
+// of them the push waits for the line (bounded memory, the capture loop
+// slows to the pace of the results) instead of growing the queue, and a
+// stop or close ends the wait with the frame handed back to be answered.
+func TestDropBoundWaits(t *testing.T) {
+	for _, stop := range []string{"pop", "cancel", "close"} {
+		t.Run(stop, func(t *testing.T) {
+			q := newFrameQueue(1, "drop_oldest")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			for seq := uint64(1); seq <= maxAnswers+1; seq++ {
+				if _, ok := q.push(ctx, item(seq)); !ok {
+					t.Fatalf("push %d refused", seq)
+				}
+			}
+			if q.dropped != maxAnswers || q.live != 1 {
+				t.Fatalf("dropped %d live %d, want %d and 1", q.dropped, q.live, maxAnswers)
+			}
+			type pushed struct {
+				dropped *queued
+				ok      bool
+			}
+			done := make(chan pushed, 1)
+			go func() {
+				d, ok := q.push(ctx, item(maxAnswers+2))
+				done <- pushed{d, ok}
+			}()
+			select {
+			case <-done:
+				t.Fatal("push went past maxAnswers dropped answers without waiting")
+			case <-time.After(100 * time.Millisecond):
+			}
+			switch stop {
+			case "pop":
+				if it, _ := q.pop(); !it.dropped || it.f.Seq != 1 {
+					t.Fatalf("popped frame %d dropped %v, want the dropped frame 1", it.f.Seq, it.dropped)
+				}
+			case "cancel":
+				cancel()
+			case "close":
+				q.close()
+			}
+			var got pushed
+			select {
+			case got = <-done:
+			case <-time.After(2 * time.Second):
+				t.Fatalf("push still waiting after %s", stop)
+			}
+			if stop != "pop" {
+				if got.ok {
+					t.Fatalf("push accepted after %s: nobody would answer it", stop)
+				}
+				return
+			}
+			if !got.ok || got.dropped == nil || got.dropped.f.Seq != maxAnswers+1 {
+				t.Fatalf("push after room was made: ok %v dropped %v, want the live frame %d dropped", got.ok, got.dropped, maxAnswers+1)
+			}
+			if q.dropped != maxAnswers || q.live != 1 || q.depth() != maxAnswers+1 {
+				t.Errorf("dropped %d live %d depth %d after the push", q.dropped, q.live, q.depth())
+			}
+		})
 	}
 }
 

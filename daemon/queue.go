@@ -25,12 +25,16 @@ type queued struct {
 // against the queue's capacity).
 func (it *queued) live() bool { return !it.dropped && it.reject == nil }
 
-// maxRejects bounds the unserved-trigger answers waiting in the queue. They
-// hold no image (a few hundred bytes each), but a trigger flood must not
-// grow memory without bound: beyond it, the trigger handler waits for the
-// line, which pushes back on the MQTT trigger queue (whose own overflow
-// comes back here as more unserved triggers, answered in turn).
-const maxRejects = 1024
+// maxAnswers bounds the answers waiting in the queue: unserved-trigger
+// rejects and frames dropped by drop_oldest. They hold no image (a few
+// hundred bytes each), but a trigger flood, or a source faster than the
+// results can be published (each dropped frame still costs a result), must
+// not grow memory without bound. Beyond it, the trigger handler waits for
+// the line, which pushes back on the MQTT trigger queue (whose own overflow
+// comes back here as more unserved triggers, answered in turn), and a
+// drop_oldest push waits like a blocking one, slowing the capture loop
+// down to the pace of the results.
+const maxAnswers = 1024
 
 // frameQueue is the bounded queue between capture and inference. It counts
 // only frames still to be inspected against its capacity: with drop_oldest,
@@ -42,6 +46,7 @@ type frameQueue struct {
 	items   []*queued
 	live    int
 	rejects int // items with reject set
+	dropped int // items with dropped set
 	cap     int
 	block   bool
 	closed  bool
@@ -63,24 +68,25 @@ func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok 
 		return nil, false
 	}
 	if q.block {
-		stop := context.AfterFunc(ctx, func() {
-			q.mu.Lock()
-			q.cond.Broadcast()
-			q.mu.Unlock()
-		})
-		defer stop()
-		for q.live >= q.cap && ctx.Err() == nil {
-			q.cond.Wait()
-		}
+		q.waitWhile(ctx, func() bool { return q.live >= q.cap })
 		if (ctx.Err() != nil && q.live >= q.cap) || q.closed {
 			return nil, false
 		}
 	} else if q.live >= q.cap {
+		// Room for one more dropped-frame answer (see maxAnswers).
+		q.waitWhile(ctx, func() bool { return q.answers() >= maxAnswers && !q.closed })
+		if q.answers() >= maxAnswers || q.closed {
+			return nil, false
+		}
+	}
+	// A wait for answer room may have let the line take the live frame.
+	if !q.block && q.live >= q.cap {
 		for _, old := range q.items {
 			if old.live() {
 				old.dropped = true
 				old.f.ReleaseImages()
 				q.live--
+				q.dropped++
 				dropped = old
 				break
 			}
@@ -94,13 +100,13 @@ func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok 
 
 // pushReject queues an answer for a part that gets no frame (it.reject
 // set). It does not count against the frame capacity (there is nothing to
-// inspect) and never drops; it waits only while maxRejects answers are
+// inspect) and never drops; it waits only while maxAnswers answers are
 // already waiting. ok=false once the queue is closed: the caller answers
 // the part itself.
 func (q *frameQueue) pushReject(it *queued) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.rejects >= maxRejects && !q.closed {
+	for q.answers() >= maxAnswers && !q.closed {
 		q.cond.Wait()
 	}
 	if q.closed {
@@ -129,11 +135,33 @@ func (q *frameQueue) pop() (*queued, bool) {
 	switch {
 	case it.reject != nil:
 		q.rejects--
-	case !it.dropped:
+	case it.dropped:
+		q.dropped--
+	default:
 		q.live--
 	}
 	q.cond.Broadcast()
 	return it, true
+}
+
+// answers counts the items waiting that are answers, not frames to inspect.
+func (q *frameQueue) answers() int { return q.rejects + q.dropped }
+
+// waitWhile waits (q.mu held) while busy reports true and ctx lasts; a
+// cancellation wakes the wait.
+func (q *frameQueue) waitWhile(ctx context.Context, busy func() bool) {
+	if !busy() {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	})
+	defer stop()
+	for busy() && ctx.Err() == nil {
+		q.cond.Wait()
+	}
 }
 
 func (q *frameQueue) close() {
