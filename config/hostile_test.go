@@ -10,9 +10,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/segad-edge/segad-edge/internal/testenv"
 )
 
-// bounded runs f and fails the test when it took longer than maxTime or
+// bounded runs f and fails the test when it took longer than maxTime
+// (scaled by testenv.TimeBound under the race detector) or
 // allocated more than maxAlloc bytes (runtime.MemStats.TotalAlloc, which
 // counts every allocation, freed or not: the YAML parser's blow-ups were
 // gigabytes).
@@ -28,7 +31,7 @@ func bounded(t *testing.T, maxTime time.Duration, maxAlloc uint64, f func()) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > maxAlloc {
 		t.Errorf("allocated %d MB, want at most %d MB", alloc>>20, maxAlloc>>20)
 	}
-	if took > maxTime {
+	if maxTime = testenv.TimeBound(maxTime); took > maxTime {
 		t.Errorf("took %v, want at most %v", took, maxTime)
 	}
 }
