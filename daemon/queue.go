@@ -78,19 +78,7 @@ func (q *frameQueue) push(ctx context.Context, it *queued) (dropped *queued, ok 
 		if q.answers() >= maxAnswers || q.closed {
 			return nil, false
 		}
-	}
-	// A wait for answer room may have let the line take the live frame.
-	if !q.block && q.live >= q.cap {
-		for _, old := range q.items {
-			if old.live() {
-				old.dropped = true
-				old.f.ReleaseImages()
-				q.live--
-				q.dropped++
-				dropped = old
-				break
-			}
-		}
+		dropped = q.dropOldestLive() // nil if the line took a frame meanwhile
 	}
 	q.items = append(q.items, it)
 	q.live++
@@ -142,6 +130,24 @@ func (q *frameQueue) pop() (*queued, bool) {
 	}
 	q.cond.Broadcast()
 	return it, true
+}
+
+// dropOldestLive marks the oldest live frame dropped in its place (q.mu
+// held) when the queue is still full, and returns it.
+func (q *frameQueue) dropOldestLive() *queued {
+	if q.live < q.cap {
+		return nil
+	}
+	for _, old := range q.items {
+		if old.live() {
+			old.dropped = true
+			old.f.ReleaseImages()
+			q.live--
+			q.dropped++
+			return old
+		}
+	}
+	return nil
 }
 
 // answers counts the items waiting that are answers, not frames to inspect.
