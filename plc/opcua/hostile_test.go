@@ -141,6 +141,12 @@ func TestHostileTransport(t *testing.T) {
 		}
 	})
 	t.Run("connection limit", func(t *testing.T) {
+		// A server of its own whose handshake timeout outlasts the test:
+		// with the 500 ms one above, a loaded machine closed the silent
+		// held connections before they were all counted.
+		s := startServer(t, Config{Limits: Limits{HandshakeTimeout: time.Minute, MaxConnections: 4}}, nil)
+		s.Publish(context.Background(), testResult(1))
+		url := s.Endpoint()
 		var held []net.Conn
 		for i := 0; i < 4; i++ {
 			c, err := net.Dial("tcp", s.Addr().String())
