@@ -105,8 +105,10 @@ func cpuTime() time.Duration {
 // alternation (none, five, five, none, ...) so that drift of a shared
 // machine hits both alike, compared by the median of the runs. The
 // figure goes into README (The console); the test fails only on a gross
-// regression (over 10%: a render per frame, a blocking browser), because
-// a shared CI machine cannot hold 2% steady.
+// regression (over 20%: a render per frame, a blocking browser), because
+// a shared CI machine cannot hold 2% steady: on CI, with other packages'
+// tests beside it, the no-console runs alone spread 19% (3.6-4.3 CPU ms
+// per frame) and a median of three read 11.5% with nothing changed.
 func TestConsoleCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measurement")
@@ -122,7 +124,7 @@ func TestConsoleCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames, rounds := 400, 3
+	frames, rounds := 400, 5
 	if os.Getenv("SEGAD_CONSOLE_COST_ROUNDS") != "" {
 		fmt.Sscan(os.Getenv("SEGAD_CONSOLE_COST_ROUNDS"), &rounds)
 	}
@@ -151,7 +153,7 @@ func TestConsoleCost(t *testing.T) {
 	if msgs == 0 {
 		t.Error("the five consoles received no Live message")
 	}
-	if k0/k5 < 0.9 {
+	if k0/k5 < 0.8 {
 		t.Errorf("five consoles on Live cost the line %.1f%% more CPU per frame", 100*(k5/k0-1))
 	}
 }
