@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,17 +40,29 @@ func NodeModules(t testing.TB) string {
 			return
 		}
 		d := filepath.Join(testenv.RepoRoot(t), ".cache", "node-opcua")
-		if _, err := os.Stat(filepath.Join(d, "node_modules", "node-opcua-client", "package.json")); err == nil {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			instErr = err
+			return
+		}
+		// go test runs packages in parallel processes, and both plc/opcua
+		// and cmd/segad need the client: without a lock across processes,
+		// one saw node-opcua-client's package.json while the other's
+		// install was still unpacking it ("Cannot find module"). The
+		// marker is written only after an install finished.
+		unlock, err := lockFile(filepath.Join(d, "install.lock"))
+		if err != nil {
+			instErr = err
+			return
+		}
+		defer unlock()
+		marker := filepath.Join(d, "installed")
+		if b, err := os.ReadFile(marker); err == nil && string(b) == Version {
 			dir = d
 			return
 		}
 		npm, err := exec.LookPath("npm")
 		if err != nil {
 			skip = "npm not found on PATH and node-opcua-client is not installed in " + d + ": install npm (Debian: apt-get install npm) to run the node-opcua peer tests"
-			return
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			instErr = err
 			return
 		}
 		pkg := filepath.Join(d, "package.json")
@@ -67,6 +80,10 @@ func NodeModules(t testing.TB) string {
 			instErr = fmt.Errorf("npm install %s in %s: %v\n%s", Version, d, err, out)
 			return
 		}
+		if err := os.WriteFile(marker, []byte(Version), 0o644); err != nil {
+			instErr = err
+			return
+		}
 		dir = d
 	})
 	if skip != "" {
@@ -76,6 +93,20 @@ func NodeModules(t testing.TB) string {
 		t.Fatal(instErr)
 	}
 	return dir
+}
+
+// lockFile takes an exclusive advisory lock on path (created if absent),
+// waiting for another test process that holds it.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opcuatest: open lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opcuatest: lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil // closing the file releases the lock
 }
 
 // ClientScript is the absolute path of plc/opcua/testdata/client.js.
